@@ -1,0 +1,89 @@
+"""Straightforward loop implementations of the contrastive losses, written from the
+formulas of the specification, used only to check the vectorised ones."""
+import math
+
+import torch
+import torch.nn.functional as F
+
+
+def _unit(x):
+    return F.normalize(x.double(), dim=1)
+
+
+def loop_loss(z, y, temperature, variant, beta=0.1, prototypes=None, queue_z=None, queue_y=None):
+    """One anchor, one key, one label at a time. Returns a float64 scalar tensor."""
+    z = _unit(z)
+    y = y.double()
+    keys, key_y = [z[j] for j in range(len(z))], [y[j] for j in range(len(z))]
+    if queue_z is not None:
+        qz = _unit(queue_z)
+        keys += [qz[j] for j in range(len(qz))]
+        key_y += [queue_y[j].double() for j in range(len(qz))]
+    protos = [] if prototypes is None else list(_unit(prototypes))
+    L = y.shape[1]
+    balanced = variant == "msc"
+    g_inst = beta if balanced else 1.0
+    B = len(z)
+    losses = []
+    for i in range(B):
+        labels_i = {c for c in range(L) if y[i, c] == 1}
+        sim = lambda v: torch.dot(z[i], v) / temperature
+        denom = 0.0
+        for k in range(len(keys)):
+            if k != i:
+                denom = denom + g_inst * torch.exp(sim(keys[k]))
+        for c in range(len(protos)):
+            denom = denom + torch.exp(sim(protos[c]))
+        log_p = lambda v: sim(v) - torch.log(denom)
+        if balanced:
+            if not labels_i:
+                continue
+            total = 0.0
+            for c in labels_i:
+                terms, norm = 0.0, 0.0
+                for l in range(len(keys)):
+                    if l == i or key_y[l][c] != 1:
+                        continue
+                    labels_l = {d for d in range(L) if key_y[l][d] == 1}
+                    f = 1.0 / len(labels_i | labels_l)
+                    terms = terms + f * log_p(keys[l])
+                    norm += f
+                terms = terms + 1.0 * log_p(protos[c])
+                norm += 1.0
+                total = total + terms / norm
+            losses.append(-total / len(labels_i))
+        else:
+            terms, norm = 0.0, 0.0
+            for j in range(len(keys)):
+                if j == i:
+                    continue
+                labels_j = {d for d in range(L) if key_y[j][d] == 1}
+                union = labels_i | labels_j
+                w = len(labels_i & labels_j) / len(union) if union else 0.0
+                if w > 0:
+                    terms = terms + w * log_p(keys[j])
+                    norm += w
+            for c in range(len(protos)):
+                union = labels_i | {c}
+                w = len(labels_i & {c}) / len(union)
+                if w > 0:
+                    terms = terms + w * log_p(protos[c])
+                    norm += w
+            if norm > 0:
+                losses.append(-terms / norm)
+    if not losses:
+        return torch.zeros((), dtype=torch.float64)
+    return torch.stack([torch.as_tensor(l) for l in losses]).mean()
+
+
+def supcon_one_view(z, classes, temperature):
+    """SupCon (Khosla et al. 2020), one view, base temperature = temperature."""
+    z = _unit(z)
+    B = len(z)
+    out = []
+    for i in range(B):
+        others = [a for a in range(B) if a != i]
+        log_den = torch.logsumexp(torch.stack([z[i] @ z[a] / temperature for a in others]), 0)
+        pos = [p for p in others if classes[p] == classes[i]]
+        out.append(-sum(z[i] @ z[p] / temperature - log_den for p in pos) / len(pos))
+    return torch.stack(out).mean()

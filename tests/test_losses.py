@@ -1,0 +1,250 @@
+import math
+
+import pytest
+import torch
+import torch.nn.functional as F
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from abalone_core.losses import (
+    asymmetric_loss,
+    base_loss,
+    bce_loss,
+    contrastive_loss,
+    focal_loss,
+    msc_loss,
+)
+from reference import loop_loss, supcon_one_view
+
+
+def random_problem(B=7, L=5, D=6, K=0, p=0.35, seed=0, dtype=torch.float64):
+    g = torch.Generator().manual_seed(seed)
+    z = torch.randn(B, D, generator=g, dtype=dtype)
+    y = (torch.rand(B, L, generator=g) < p).to(dtype)
+    y[0] = 0  # an anchor without labels
+    protos = torch.randn(L, D, generator=g, dtype=dtype)
+    qz = torch.randn(K, D, generator=g, dtype=dtype)
+    qy = (torch.rand(K, L, generator=g) < p).to(dtype)
+    return z, y, protos, qz, qy
+
+
+def _grads(fn, *tensors):
+    tensors = [t.clone().requires_grad_(True) for t in tensors]
+    out = fn(*tensors)
+    out.backward()
+    return out.detach(), [t.grad for t in tensors]
+
+
+@pytest.mark.parametrize("seed", range(4))
+@pytest.mark.parametrize(
+    "variant,K,protos",
+    [("base", 0, False), ("bqueue", 0, False), ("bqueue", 9, False), ("bqproto", 9, True), ("msc", 0, True), ("msc", 9, True)],
+)
+@pytest.mark.parametrize("temperature", [0.07, 0.5])
+def test_vectorised_matches_loop(seed, variant, K, protos, temperature):
+    z, y, P, qz, qy = random_problem(K=K, seed=seed)
+    queue = (qz, qy) if variant != "base" else (None, None)
+
+    def vec(z_, P_, qz_):
+        return contrastive_loss(
+            z_, y, variant=variant, temperature=temperature, beta=0.3,
+            prototypes=P_ if protos else None,
+            queue_z=qz_ if queue[0] is not None else None, queue_y=queue[1],
+        )
+
+    def ref(z_, P_, qz_):
+        return loop_loss(
+            z_, y, temperature, variant, beta=0.3, prototypes=P_ if protos else None,
+            queue_z=qz_ if queue[0] is not None else None, queue_y=queue[1],
+        )
+
+    v, gv = _grads(vec, z, P, qz)
+    r, gr = _grads(ref, z, P, qz)
+    torch.testing.assert_close(v, r, rtol=1e-10, atol=1e-12)
+    for a, b in zip(gv, gr):
+        if b is None:
+            assert a is None or torch.count_nonzero(a) == 0
+        else:
+            torch.testing.assert_close(a, b, rtol=1e-9, atol=1e-12)
+
+
+def test_named_entry_points_match_variants():
+    z, y, P, qz, qy = random_problem(K=5)
+    assert torch.equal(base_loss(z, y, temperature=0.2), contrastive_loss(z, y, "base", temperature=0.2))
+    a = msc_loss(z, y, P, temperature=0.2, beta=0.5, queue_z=qz, queue_y=qy)
+    b = contrastive_loss(z, y, "msc", temperature=0.2, beta=0.5, prototypes=P, queue_z=qz, queue_y=qy)
+    assert torch.equal(a, b)
+    r = loop_loss(z, y, 0.2, "msc", beta=0.5, prototypes=P, queue_z=qz, queue_y=qy)
+    torch.testing.assert_close(a, r)
+
+
+def test_beta_only_reweights_the_denominator():
+    z, y, P, _, _ = random_problem()
+    # With beta = 1 every key weighs 1: changing beta must change the loss, and
+    # beta < 1 lowers the denominator, so every log-probability rises: loss drops.
+    assert msc_loss(z, y, P, beta=0.1) < msc_loss(z, y, P, beta=1.0)
+
+
+@pytest.mark.parametrize("seed", range(3))
+@pytest.mark.parametrize("temperature", [0.1, 0.5])
+def test_base_equals_supcon_on_single_label(seed, temperature):
+    g = torch.Generator().manual_seed(seed)
+    classes = torch.arange(4).repeat_interleave(3)[torch.randperm(12, generator=g)]  # every class twice or more
+    y = F.one_hot(classes, 4).double()
+    z = torch.randn(12, 8, generator=g, dtype=torch.float64)
+    torch.testing.assert_close(base_loss(z, y, temperature), supcon_one_view(z, classes.tolist(), temperature))
+
+
+def test_empty_queue_equals_no_queue():
+    z, y, P, _, _ = random_problem()
+    empty_z, empty_y = torch.zeros(0, z.shape[1], dtype=z.dtype), torch.zeros(0, y.shape[1], dtype=y.dtype)
+    torch.testing.assert_close(msc_loss(z, y, P, queue_z=empty_z, queue_y=empty_y), msc_loss(z, y, P))
+
+
+def test_no_valid_anchor_gives_differentiable_zero():
+    z = torch.randn(4, 6, requires_grad=True)
+    y = torch.zeros(4, 3)
+    loss = base_loss(z, y)
+    loss.backward()
+    assert loss.item() == 0.0 and torch.isfinite(z.grad).all()
+    # Distinct single labels: nobody has a positive under L_Base.
+    z2 = torch.randn(3, 6, requires_grad=True)
+    loss2 = base_loss(z2, torch.eye(3))
+    loss2.backward()
+    assert loss2.item() == 0.0 and z2.grad is not None
+
+
+def test_batch_of_one_and_identical_labels():
+    P = torch.randn(3, 6, requires_grad=True)
+    z = torch.randn(1, 6, requires_grad=True)
+    loss = msc_loss(z, torch.tensor([[1.0, 0, 1]]), P)
+    loss.backward()
+    assert torch.isfinite(loss) and loss > 0 and torch.isfinite(z.grad).all() and torch.isfinite(P.grad).all()
+    z = torch.randn(6, 4, requires_grad=True)
+    y = torch.ones(6, 3)
+    for l in (base_loss(z, y), msc_loss(z, y, torch.randn(3, 4))):
+        assert torch.isfinite(l)
+
+
+label_matrix = st.integers(1, 64).flatmap(
+    lambda B: st.tuples(st.just(B), st.integers(1, 12), st.floats(0.0, 1.0), st.integers(0, 2**31 - 1))
+)
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    shape=label_matrix,
+    temperature=st.floats(0.03, 1.0),
+    beta=st.floats(0.01, 1.0),
+    K=st.integers(0, 40),
+    dtype=st.sampled_from([torch.float32, torch.float16, torch.bfloat16]),
+    variant=st.sampled_from(["base", "bqueue", "bqproto", "msc"]),
+)
+def test_always_finite(shape, temperature, beta, K, dtype, variant):
+    B, L, p, seed = shape
+    g = torch.Generator().manual_seed(seed)
+    D = 8
+    z = (5 * torch.randn(B, D, generator=g)).to(dtype).requires_grad_(True)
+    y = (torch.rand(B, L, generator=g) < p).float()
+    kw = {}
+    if variant != "base":
+        kw["queue_z"] = torch.randn(K, D, generator=g).to(dtype)
+        kw["queue_y"] = (torch.rand(K, L, generator=g) < p).float()
+    if variant in ("bqproto", "msc"):
+        kw["prototypes"] = torch.randn(L, D, generator=g).to(dtype).requires_grad_(True)
+    loss = contrastive_loss(z, y, variant=variant, temperature=temperature, beta=beta, **kw)
+    loss.backward()
+    assert loss.dtype == torch.float32
+    assert torch.isfinite(loss)
+    assert torch.isfinite(z.grad).all()
+    if "prototypes" in kw:
+        assert torch.isfinite(kw["prototypes"].grad).all()
+
+
+def test_float32_under_autocast():
+    z = torch.randn(8, 16)
+    y = (torch.rand(8, 4) < 0.5).float()
+    P = torch.randn(4, 16)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        loss = msc_loss(z, y, P)
+    assert loss.dtype == torch.float32
+    torch.testing.assert_close(loss, msc_loss(z, y, P))
+
+
+@pytest.mark.parametrize(
+    "call,match",
+    [
+        (lambda z, y, P: msc_loss(z, y[:, :3], P), "prototypes must be"),
+        (lambda z, y, P: msc_loss(z, y[:5], P), "rows like z"),
+        (lambda z, y, P: msc_loss(z, 2 * y, P), "0/1"),
+        (lambda z, y, P: msc_loss(z, y, P, temperature=0), "temperature"),
+        (lambda z, y, P: msc_loss(z, y, P, temperature=-1.0), "temperature"),
+        (lambda z, y, P: msc_loss(z, y, P, beta=0), "beta"),
+        (lambda z, y, P: msc_loss(z, y, P, beta=1.5), "beta"),
+        (lambda z, y, P: msc_loss(z, y, P, queue_z=torch.randn(3, 6)), "go together"),
+        (lambda z, y, P: msc_loss(z, y, P, queue_z=torch.randn(3, 5), queue_y=torch.zeros(3, 4)), "queue_z must be"),
+        (lambda z, y, P: msc_loss(z, y, P, queue_z=torch.randn(3, 6), queue_y=torch.zeros(2, 4)), "queue_y must be"),
+        (lambda z, y, P: msc_loss(z, y, None), "prototypes"),
+        (lambda z, y, P: base_loss(z[0], y), r"\(B, D\)"),
+        (lambda z, y, P: contrastive_loss(z, y, "nope"), "unknown"),
+        (lambda z, y, P: contrastive_loss(z, y, "base", prototypes=P), "no prototypes"),
+        (lambda z, y, P: contrastive_loss(z, y, "base", queue_z=torch.randn(2, 6), queue_y=torch.zeros(2, 4)), "no queue"),
+    ],
+)
+def test_bad_input_raises(call, match):
+    z = torch.randn(7, 6)
+    y = (torch.rand(7, 4) < 0.5).float()
+    P = torch.randn(4, 6)
+    with pytest.raises(ValueError, match=match):
+        call(z, y, P)
+
+
+# ----------------------------------------------------------------- supervised
+def _supervised_data(seed=0):
+    g = torch.Generator().manual_seed(seed)
+    return 3 * torch.randn(20, 6, generator=g, dtype=torch.float64), (torch.rand(20, 6, generator=g) < 0.3).double()
+
+
+def test_bce_matches_torch():
+    x, y = _supervised_data()
+    torch.testing.assert_close(bce_loss(x, y), torch.nn.BCEWithLogitsLoss()(x, y))
+
+
+@pytest.mark.parametrize("gamma", [0.0, 1.0, 2.0])
+def test_focal_matches_formula(gamma):
+    x, y = _supervised_data(1)
+    p = torch.sigmoid(x)
+    ref = -(y * (1 - p) ** gamma * torch.log(p) + (1 - y) * p**gamma * torch.log(1 - p)).mean()
+    torch.testing.assert_close(focal_loss(x, y, gamma=gamma), ref)
+    if gamma == 0:
+        torch.testing.assert_close(focal_loss(x, y, gamma=0.0), bce_loss(x, y))
+
+
+@pytest.mark.parametrize("gp,gn,m", [(0.0, 3.0, 0.3), (1.0, 4.0, 0.05), (0.0, 0.0, 0.0)])
+def test_asymmetric_matches_formula(gp, gn, m):
+    x, y = _supervised_data(2)
+    p = torch.sigmoid(x)
+    pm = torch.clamp(p - m, min=0)
+    ref = -(y * (1 - p) ** gp * torch.log(p) + (1 - y) * pm**gn * torch.log(1 - pm)).mean()
+    torch.testing.assert_close(asymmetric_loss(x, y, gamma_pos=gp, gamma_neg=gn, margin=m), ref)
+    if gp == gn == m == 0:
+        torch.testing.assert_close(asymmetric_loss(x, y, 0.0, 0.0, 0.0), bce_loss(x, y))
+
+
+def test_supervised_losses_finite_at_extreme_logits():
+    x = torch.tensor([[80.0, -80.0, 0.0]], dtype=torch.float16).float().requires_grad_(True)
+    y = torch.tensor([[0.0, 1.0, 1.0]])
+    for fn in (bce_loss, focal_loss, asymmetric_loss):
+        loss = fn(x, y)
+        loss.backward()
+        assert torch.isfinite(loss) and torch.isfinite(x.grad).all()
+        x.grad = None
+
+
+def test_supervised_bad_input():
+    with pytest.raises(ValueError, match="must both be"):
+        bce_loss(torch.zeros(3, 4), torch.zeros(3, 5))
+    with pytest.raises(ValueError, match="0/1"):
+        focal_loss(torch.zeros(3, 4), torch.full((3, 4), 0.5))
+    with pytest.raises(ValueError, match="margin"):
+        asymmetric_loss(torch.zeros(3, 4), torch.zeros(3, 4), margin=1.0)
