@@ -88,6 +88,41 @@ def _per_label_frame(values: dict, groups, names) -> pd.DataFrame:
 # lack of positives
 # ---------------------------------------------------------------------------
 
+def _missing(anchors: np.ndarray, key_counts: np.ndarray, prototypes: bool):
+    """Pairs / anchors without positives given the label counts over all keys (anchors included)."""
+    alone = (key_counts + int(prototypes) == 1).astype(np.int64)   # only the anchor itself carries c
+    lack = anchors * alone                                          # (B, L)
+    sizes = anchors.sum(axis=1)
+    return lack, (sizes > 0) & (lack.sum(axis=1) == sizes)
+
+
+def missing_positives(batch_labels, queue_labels=None, prototypes: bool = False):
+    """Which anchors, and which (anchor, label) pairs, of one batch have no positive.
+
+    Keys are the batch plus the queue (plus one prototype per label when
+    ``prototypes``). Pair (i, c) has no positive when no key other than i
+    carries c; anchor i has none when no other key shares any label with it
+    (the L_Base rule), i.e. when all its pairs have none. Anchors without
+    labels are never flagged.
+
+    Args:
+        batch_labels: (B, L) 0/1 labels of the anchors.
+        queue_labels: optional (K, L) 0/1 labels of the queue keys.
+        prototypes: count the L label prototypes as keys.
+    Returns:
+        ``pairs`` (B, L) bool and ``anchors`` (B,) bool.
+    """
+    a = _labels(batch_labels, "batch_labels")
+    counts = a.sum(axis=0)
+    if queue_labels is not None:
+        q = _labels(queue_labels, "queue_labels")
+        if q.shape[1] != a.shape[1]:
+            raise ValueError(f"queue_labels has {q.shape[1]} labels, batch_labels has {a.shape[1]}")
+        counts = counts + q.sum(axis=0)
+    lack, lack_all = _missing(a, counts, prototypes)
+    return lack.astype(bool), lack_all
+
+
 def lack_of_positives(labels, batch_sizes, queue_sizes=(0,), n_draws: int = 200, seed: int = 0,
                       groups=None) -> pd.DataFrame:
     """How often an anchor, or one of its labels, has no positive among the keys.
@@ -108,7 +143,7 @@ def lack_of_positives(labels, batch_sizes, queue_sizes=(0,), n_draws: int = 200,
 
     Per draw the work is a column sum of the key labels: pair (i, c) lacks a
     positive iff label c occurs exactly once among the keys, and an anchor lacks
-    one iff all its pairs do.
+    one iff all its pairs do (see :func:`missing_positives` for one batch).
 
     Args:
         labels: (N, L) 0/1 training label matrix.
@@ -161,18 +196,15 @@ def lack_of_positives(labels, batch_sizes, queue_sizes=(0,), n_draws: int = 200,
         cell = 0
         for b in batch_sizes:
             anchors = drawn[:b]
-            sizes = anchors.sum(axis=1)
-            labelled = sizes > 0
+            labelled = anchors.any(axis=1)
             in_group = anchors @ member                                         # (B, G) labels per group
             for k in queue_sizes:
                 counts = anchors.sum(axis=0) + drawn[b:b + k].sum(axis=0)      # (L,) over keys
                 unlabelled[cell] += (~labelled).sum()
                 acc["pairs"][cell] += in_group.sum(axis=0)
                 acc["anchors"][cell] += (in_group > 0).sum(axis=0)
-                for suffix, extra in (("", 0), ("_p", 1)):                      # _p: prototypes as keys
-                    alone = (counts + extra == 1).astype(np.int64)              # only the anchor carries it
-                    lack = anchors * alone                                      # (B, L) pairs lacking
-                    lack_all = labelled & (lack.sum(axis=1) == sizes)           # (B,) anchors lacking
+                for suffix, protos in (("", False), ("_p", True)):
+                    lack, lack_all = _missing(anchors, counts, protos)
                     acc["lack_pair" + suffix][cell] += (lack @ member).sum(axis=0)
                     acc["lack_anchor" + suffix][cell] += (lack_all[:, None] & (in_group > 0)).sum(axis=0)
                 cell += 1
@@ -197,3 +229,334 @@ def lack_of_positives(labels, batch_sizes, queue_sizes=(0,), n_draws: int = 200,
                 })
             cell += 1
     return pd.DataFrame(rows)
+
+
+# ---------------------------------------------------------------------------
+# attraction and repulsion
+# ---------------------------------------------------------------------------
+
+def attraction_repulsion(z, labels, groups=None, names=None) -> pd.DataFrame:
+    """Attraction and repulsion terms per label (paper appendix E, after Graf et al. 2021).
+
+    With z L2-normalised, for label y, ``B_y`` the documents carrying y and
+    ``B_y^C`` the others, each anchor i in ``B_y`` has::
+
+        S_att^i = -mean_{j in B_y, j != i} <z_i, z_j>     (needs |B_y| >= 2)
+        S_rep^i =  mean_{j in B_y^C}       <z_i, z_j>     (needs |B_y^C| >= 1)
+
+    Low S_att (similar positives) and low S_rep (dissimilar negatives) are good.
+    Computed through ``z (z^T Y)`` so no N x N matrix is formed.
+
+    Args:
+        z: (N, D) embeddings (the batch, or any set of documents).
+        labels: (N, L) 0/1 labels of those documents.
+        groups: optional (L,) group per label, added as a ``group`` column.
+        names: optional (L,) label names, added as a ``name`` column.
+    Returns:
+        Frame with one row per label: ``label``, [``name``], [``group``],
+        ``n_anchors`` (= |B_y|), ``s_att``, ``s_rep`` (means over the anchors of
+        the label; NaN where undefined).
+    """
+    y = _labels(labels)
+    x = _normalise(_embeddings(z, y.shape[0], "z"))
+    n_docs = y.shape[0]
+    yf = y.astype(np.float64)
+    with_label = x @ (x.T @ yf)                     # (N, L): sum_{j carries c} <z_i, z_j>
+    total = x @ x.sum(axis=0)                       # (N,): sum_j <z_i, z_j>
+    self_sim = (x * x).sum(axis=1)                  # (N,): <z_i, z_i>, 1 or 0
+    n_pos = y.sum(axis=0)                           # (L,)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        att = -(with_label - self_sim[:, None]) / (n_pos - 1)
+        rep = (total[:, None] - with_label) / (n_docs - n_pos)
+        s_att = (att * yf).sum(axis=0) / n_pos
+        s_rep = (rep * yf).sum(axis=0) / n_pos
+    s_att = np.where(n_pos >= 2, s_att, np.nan)
+    s_rep = np.where((n_pos >= 1) & (n_pos < n_docs), s_rep, np.nan)
+    g = None if groups is None else _groups(groups, y)
+    return _per_label_frame({"n_anchors": n_pos, "s_att": s_att, "s_rep": s_rep}, g, names)
+
+
+def term_counts(labels, loss: str = "base", beta: float = 0.1, queue_labels=None, groups=None,
+                names=None) -> pd.DataFrame:
+    """How much each label weighs in the attraction and repulsion sums of a loss.
+
+    The batch documents are the anchors; keys H are the batch plus the queue
+    (``queue_labels``, K x L). Weights are those the loss puts in front of each
+    log-probability (attraction) and of each exponential in the denominator
+    (repulsion); similarities are left out, so only labels matter.
+
+    Attraction, attributed to labels:
+
+    * ``loss="base"`` (L_Base; with a queue, L_BQueue): pair (i, j) has weight
+      w_ij / N(i) with w_ij the Jaccard overlap; it is split evenly over the
+      n(i, j) labels i and j share, so label c gets 1 / (u(i, j) N(i)). Each
+      anchor with N(i) > 0 spreads a total of 1, and a label shared with many
+      keys (a head label) takes most of it.
+    * ``loss="msc"`` (L_MSC, prototypes included): anchor i iterates over its
+      labels, and label c gets 1 / |y_i| whatever its frequency (the f / N(i, c)
+      weights inside sum to 1 over the positives of c). ``attraction_prototype``
+      is the part carried by prototype c: 1 / (|y_i| N(i, c)).
+
+    Repulsion (denominator), with key weight g(k) = 1 for every key under
+    L_Base, beta for every instance key and 1 for every prototype under L_MSC:
+
+    * ``repulsion``: anchor side. Anchor i's total sum_{k != i} g(k) is split
+      evenly over its labels (1 / |y_i| each): who is pushed.
+    * ``repulsion_from``: key side. Instance key k gives g(k) / |y_k| to each
+      of its labels and prototype c gives 1 to c: who pushes. Unlabelled keys
+      push but are attributed to no label.
+
+    Anchors that the loss skips (no positive under L_Base, no label under L_MSC)
+    contribute nothing.
+
+    Args:
+        labels: (B, L) 0/1 labels of the batch.
+        loss: ``"base"`` or ``"msc"``.
+        beta: weight of instance keys in the L_MSC denominator, in (0, 1].
+        queue_labels: optional (K, L) 0/1 labels of the queue keys.
+        groups, names: optional (L,) label groups / names added as columns.
+    Returns:
+        One row per label: ``label``, [``name``], [``group``], ``n_anchors``
+        (anchors in the loss carrying the label), ``attraction``,
+        ``attraction_prototype``, ``repulsion``, ``repulsion_from``, the
+        ``*_share`` of each total (sums to 1 over labels) and
+        ``attraction_per_anchor`` = attraction / n_anchors: the mean share of an
+        anchor's attraction given to the label (flat under L_MSC, rising with
+        frequency under L_Base).
+    """
+    if loss not in ("base", "msc"):
+        raise ValueError(f"loss must be 'base' or 'msc', got {loss!r}")
+    if not 0 < beta <= 1:
+        raise ValueError(f"beta must be in (0, 1], got {beta}")
+    a = _labels(labels).astype(np.float64)
+    n_batch, n_labels = a.shape
+    keys = a
+    if queue_labels is not None:
+        q = _labels(queue_labels, "queue_labels").astype(np.float64)
+        if q.shape[1] != n_labels:
+            raise ValueError(f"queue_labels has {q.shape[1]} labels, labels has {n_labels}")
+        keys = np.concatenate([a, q])
+    n_keys = keys.shape[0]
+    size_a = a.sum(axis=1)                                      # |y_i|
+    size_k = keys.sum(axis=1)                                   # |y_k|
+    shared = a @ keys.T                                         # (B, M) n(i, k)
+    union = size_a[:, None] + size_k[None, :] - shared          # (B, M) u(i, k)
+    off = np.ones((n_batch, n_keys))
+    off[np.arange(n_batch), np.arange(n_batch)] = 0.0           # the anchor is not its own key
+    inv_union = off / np.maximum(union, 1.0)                    # O / U
+    pos_mass = inv_union @ keys                                 # (B, L): sum_{k carries c} 1/u(i, k)
+
+    if loss == "base":
+        n_i = (inv_union * shared).sum(axis=1)                  # N(i) = sum_j w_ij
+        used = n_i > 0
+        att = a * pos_mass / np.where(used, n_i, 1.0)[:, None]
+        att_proto = np.zeros_like(att)
+        key_weight = np.ones(n_keys)
+        proto_weight = 0.0
+    else:
+        used = size_a > 0
+        n_ic = pos_mass + 1.0                                   # N(i, c), prototype adds 1
+        split = a / np.where(used, size_a, 1.0)[:, None]        # 1 / |y_i| on each label of i
+        att = split
+        att_proto = split / n_ic
+        key_weight = np.full(n_keys, float(beta))
+        proto_weight = 1.0
+    att = att * used[:, None]
+    att_proto = att_proto * used[:, None]
+
+    # anchor side: sum_{k != i} g(k) split over the anchor's labels
+    denom = key_weight.sum() - key_weight[:n_batch] + proto_weight * n_labels       # (B,)
+    split = a / np.where(size_a > 0, size_a, 1.0)[:, None]
+    rep = (split * (denom * used)[:, None]).sum(axis=0)
+    # key side: key k gives g(k)/|y_k| to its labels, summed over used anchors (minus self)
+    give = keys * (key_weight / np.where(size_k > 0, size_k, 1.0))[:, None]        # (M, L)
+    n_used = used.sum()
+    rep_from = n_used * give.sum(axis=0) - (give[:n_batch] * used[:, None]).sum(axis=0) \
+        + proto_weight * n_used
+
+    n_anchors = (a * used[:, None]).sum(axis=0).astype(np.int64)
+    attraction = att.sum(axis=0)
+
+    def share(v):
+        total = v.sum()
+        return v / total if total > 0 else np.full_like(v, np.nan)
+
+    with np.errstate(invalid="ignore", divide="ignore"):
+        per_anchor = np.where(n_anchors > 0, attraction / np.maximum(n_anchors, 1), np.nan)
+    g = None if groups is None else _groups(groups, a)
+    return _per_label_frame({
+        "n_anchors": n_anchors,
+        "attraction": attraction,
+        "attraction_prototype": att_proto.sum(axis=0),
+        "repulsion": rep,
+        "repulsion_from": rep_from,
+        "attraction_share": share(attraction),
+        "repulsion_share": share(rep),
+        "repulsion_from_share": share(rep_from),
+        "attraction_per_anchor": per_anchor,
+    }, g, names)
+
+
+def gradient_mass(z, labels, loss_fn, groups=None, names=None, **kw) -> pd.DataFrame:
+    """Per label, the mean norm of the loss gradient on the embeddings carrying it.
+
+    Calls ``loss_fn(z, y, **kw)`` once, with z a float32 leaf tensor that
+    requires grad and y the float32 label matrix, back-propagates the scalar
+    loss and, for each label c, averages ``||d loss / d z_i||_2`` over the
+    documents i carrying c. Extra tensors in ``kw`` (prototypes, queue) are
+    passed as given.
+
+    Args:
+        z: (N, D) embeddings (numpy or torch; a copy is used).
+        labels: (N, L) 0/1 labels.
+        loss_fn: callable returning a scalar tensor, e.g.
+            ``abalone_core.losses.base_loss`` or ``msc_loss``.
+        groups, names: optional (L,) label groups / names added as columns.
+        **kw: keyword arguments for ``loss_fn`` (temperature, beta, ...).
+    Returns:
+        One row per label: ``label``, [``name``], [``group``], ``n_docs``,
+        ``grad_norm`` (mean gradient norm, NaN for labels nobody carries) and
+        ``grad_share`` = ``n_docs * grad_norm`` divided by its sum over labels.
+    """
+    import torch
+
+    y = _labels(labels)
+    x = _embeddings(z, y.shape[0], "z")
+    zt = torch.tensor(x, dtype=torch.float32, requires_grad=True)
+    yt = torch.tensor(y, dtype=torch.float32)
+    out = loss_fn(zt, yt, **kw)
+    if not isinstance(out, torch.Tensor) or out.numel() != 1:
+        raise ValueError("loss_fn must return a scalar tensor")
+    if not out.requires_grad:
+        raise ValueError("loss_fn output does not depend on z; nothing to differentiate")
+    (grad,) = torch.autograd.grad(out.reshape(()), zt)
+    norms = grad.norm(dim=1).double().numpy()                  # (N,)
+    n_docs = y.sum(axis=0)
+    mass = norms @ y                                           # (L,) summed norms
+    with np.errstate(invalid="ignore", divide="ignore"):
+        mean = np.where(n_docs > 0, mass / np.maximum(n_docs, 1), np.nan)
+    total = mass.sum()
+    share = mass / total if total > 0 else np.full(mass.shape, np.nan)
+    g = None if groups is None else _groups(groups, y)
+    return _per_label_frame({"n_docs": n_docs, "grad_norm": mean, "grad_share": share}, g, names)
+
+
+# ---------------------------------------------------------------------------
+# representation quality
+# ---------------------------------------------------------------------------
+
+def combination_classes(labels, share: float, drop_empty: bool = True):
+    """One class per distinct label combination, keeping the most frequent ones.
+
+    Distinct rows of ``labels`` are ranked by the number of documents carrying
+    them (ties: the combination seen first in ``labels`` ranks first). The top
+    ``max(2, ceil(share * n_combinations))`` are kept (all of them if fewer),
+    with the documents that carry them. The empty combination (documents with
+    no label) is not a class unless ``drop_empty=False``.
+
+    Args:
+        labels: (N, L) 0/1 labels.
+        share: fraction in (0, 1] of the distinct combinations to keep.
+        drop_empty: leave documents without labels out.
+    Returns:
+        ``doc_mask`` (N,) bool: documents kept; ``class_ids`` (n_kept,) int:
+        class of each kept document, in document order, 0 = most frequent
+        combination.
+    Raises:
+        ValueError: if share is outside (0, 1] or fewer than 2 classes exist.
+    """
+    if not 0 < share <= 1:
+        raise ValueError(f"share must be in (0, 1], got {share}")
+    y = _labels(labels)
+    candidates = np.ones(y.shape[0], bool)
+    if drop_empty:
+        candidates = y.any(axis=1)
+    combos, first, inverse, counts = np.unique(y[candidates], axis=0, return_index=True,
+                                               return_inverse=True, return_counts=True)
+    inverse = inverse.reshape(-1)
+    n_combos = combos.shape[0]
+    if n_combos < 2:
+        raise ValueError(f"only {n_combos} distinct label combination(s) among the documents; "
+                         "clustering scores need at least 2 classes")
+    keep = min(n_combos, max(2, math.ceil(share * n_combos)))
+    rank = np.empty(n_combos, np.int64)
+    rank[np.lexsort((first, -counts))] = np.arange(n_combos)
+    doc_rank = np.full(y.shape[0], -1, np.int64)
+    doc_rank[candidates] = rank[inverse]
+    doc_mask = (doc_rank >= 0) & (doc_rank < keep)
+    return doc_mask, doc_rank[doc_mask]
+
+
+def clustering_scores(embeddings, labels, shares=(0.5,), metric: str = "cosine",
+                      sample_size: int | None = None, seed: int = 0) -> pd.DataFrame:
+    """Silhouette and Davies-Bouldin scores with label combinations as classes.
+
+    For each share, classes and documents come from :func:`combination_classes`.
+    Silhouette uses scikit-learn's ``silhouette_score`` with ``metric``
+    ("cosine" or "euclidean"; higher is better, in [-1, 1]); with
+    ``sample_size`` it is computed on that many documents drawn with ``seed``.
+    Davies-Bouldin (lower is better) is always Euclidean in scikit-learn; when
+    ``metric="cosine"`` it is computed on L2-normalised embeddings so both
+    scores see the same geometry, else on the raw embeddings.
+
+    Args:
+        embeddings: (N, D) document embeddings (projection head discarded).
+        labels: (N, L) 0/1 labels of the same documents.
+        shares: fractions in (0, 1] of distinct combinations to keep.
+        metric: "cosine" or "euclidean".
+        sample_size: optional silhouette sample size for large N.
+        seed: random state of the silhouette sample.
+    Returns:
+        One row per share: ``share``, ``n_docs``, ``n_classes``, ``silhouette``,
+        ``davies_bouldin``, ``silhouette_metric``, ``davies_bouldin_space``.
+    """
+    if metric not in ("cosine", "euclidean"):
+        raise ValueError(f"metric must be 'cosine' or 'euclidean', got {metric!r}")
+    y = _labels(labels)
+    x = _embeddings(embeddings, y.shape[0])
+    x_db = _normalise(x) if metric == "cosine" else x
+    rows = []
+    for share in np.atleast_1d(shares):
+        mask, ids = combination_classes(y, float(share))
+        n_docs, n_classes = int(mask.sum()), int(ids.max()) + 1
+        if n_classes >= n_docs:
+            raise ValueError(f"share {share}: {n_classes} classes for {n_docs} documents; silhouette "
+                             "needs fewer classes than documents (use more documents or a smaller share)")
+        size = None if sample_size is None or sample_size >= n_docs else int(sample_size)
+        rows.append({
+            "share": float(share),
+            "n_docs": n_docs,
+            "n_classes": n_classes,
+            "silhouette": float(silhouette_score(x[mask], ids, metric=metric, sample_size=size,
+                                                 random_state=seed)),
+            "davies_bouldin": float(davies_bouldin_score(x_db[mask], ids)),
+            "silhouette_metric": metric,
+            "davies_bouldin_space": "euclidean on L2-normalised" if metric == "cosine" else "euclidean",
+        })
+    return pd.DataFrame(rows)
+
+
+def project_umap(embeddings, n_neighbors: int = 15, min_dist: float = 0.1, metric: str = "cosine",
+                 seed: int = 0) -> np.ndarray:
+    """2-D UMAP projection of embeddings (umap-learn), for scatter plots.
+
+    Args:
+        embeddings: (N, D) embeddings, N > n_neighbors.
+        n_neighbors, min_dist, metric: UMAP parameters.
+        seed: random state (makes the result reproducible, single-threaded).
+    Returns:
+        (N, 2) float32 coordinates.
+    """
+    x = _embeddings(embeddings)
+    if x.shape[0] <= n_neighbors:
+        raise ValueError(f"UMAP with n_neighbors={n_neighbors} needs more than {n_neighbors} documents, "
+                         f"got {x.shape[0]}; lower n_neighbors")
+    try:
+        import umap
+    except ImportError as err:  # pragma: no cover - depends on the environment
+        raise RuntimeError("project_umap needs umap-learn: pip install 'abalone-core[book]'") from err
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=".*n_jobs value .* overridden.*")
+        reducer = umap.UMAP(n_components=2, n_neighbors=n_neighbors, min_dist=min_dist, metric=metric,
+                            random_state=seed)
+        return np.asarray(reducer.fit_transform(x), dtype=np.float32)

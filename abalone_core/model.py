@@ -38,7 +38,10 @@ def resolve_backbone(name: str) -> str:
     return str(minilm_path()) if name == MINILM else name
 
 
-def load_backbone(name: str = MINILM, random_init: bool = False):
+DROPOUT_ATTRS = ("hidden_dropout_prob", "attention_probs_dropout_prob", "dropout", "attention_dropout")
+
+
+def load_backbone(name: str = MINILM, random_init: bool = False, dropout: float | None = None):
     """Load a transformer backbone and its tokenizer.
 
     Args:
@@ -46,6 +49,8 @@ def load_backbone(name: str = MINILM, random_init: bool = False):
             ``nlpaueb/legal-bert-base-uncased``).
         random_init: build the architecture from its configuration with random weights
             (benchmarks, tests) instead of loading the pre-trained weights.
+        dropout: if given, sets every dropout probability the configuration names
+            (``hidden_dropout_prob``, ``attention_probs_dropout_prob``, ...).
     Returns:
         (model, tokenizer): a ``transformers`` ``AutoModel`` and ``AutoTokenizer``.
     """
@@ -54,10 +59,15 @@ def load_backbone(name: str = MINILM, random_init: bool = False):
     source = resolve_backbone(name)
     try:
         tokenizer = AutoTokenizer.from_pretrained(source)
+        config = AutoConfig.from_pretrained(source)
+        if dropout is not None:
+            for attr in DROPOUT_ATTRS:
+                if hasattr(config, attr):
+                    setattr(config, attr, dropout)
         if random_init:
-            model = AutoModel.from_config(AutoConfig.from_pretrained(source))
+            model = AutoModel.from_config(config)
         else:
-            model = AutoModel.from_pretrained(source)
+            model = AutoModel.from_pretrained(source, config=config)
     except OSError as e:
         offline = os.environ.get("HF_HUB_OFFLINE") == "1" or not Path(source).exists()
         hint = (

@@ -87,3 +87,32 @@ def supcon_one_view(z, classes, temperature):
         pos = [p for p in others if classes[p] == classes[i]]
         out.append(-sum(z[i] @ z[p] / temperature - log_den for p in pos) / len(pos))
     return torch.stack(out).mean()
+
+
+def dense_msc_loss(z, y, prototypes, temperature=0.1, beta=0.1, queue_z=None, queue_y=None):
+    """L_MSC through an explicit (B, |H|, L) positive tensor: the formulation the
+    vectorised loss avoids. Same values; memory grows as B * |H| * L."""
+    z = F.normalize(z.float(), dim=1)
+    A = y.float()
+    keys, key_y = [z], [A]
+    if queue_z is not None and len(queue_z):
+        keys.append(F.normalize(queue_z.float(), dim=1))
+        key_y.append(queue_y.float())
+    Z_H, Y_H = torch.cat(keys), torch.cat(key_y)
+    C = F.normalize(prototypes.float(), dim=1)
+    B, M = len(z), len(Z_H)
+    off = torch.ones(B, M, dtype=torch.bool)
+    off[:, :B].fill_diagonal_(False)
+    logits = z @ Z_H.T / temperature
+    proto_logits = z @ C.T / temperature
+    masked = logits.masked_fill(~off, float("-inf")) + math.log(beta)
+    denom = torch.logsumexp(torch.cat([masked, proto_logits], 1), 1, keepdim=True)
+    log_p = torch.where(off, logits - denom, torch.zeros_like(logits))
+    pos = A[:, None, :] * Y_H[None, :, :] * off[:, :, None]             # (B, M, L)
+    union = A.sum(1)[:, None] + Y_H.sum(1)[None, :] - A @ Y_H.T
+    f = pos / union.clamp_min(1)[:, :, None]                            # (B, M, L)
+    N = f.sum(1) + 1                                                    # (B, L)
+    per_label = ((f * log_p[:, :, None]).sum(1) + (proto_logits - denom)) / N
+    n = A.sum(1)
+    valid = n > 0
+    return -((per_label * A).sum(1)[valid] / n[valid]).mean()

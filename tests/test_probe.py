@@ -163,6 +163,10 @@ def test_deterministic_under_seed():
     np.testing.assert_array_equal(a.bias, b.bias)
     np.testing.assert_array_equal(a.best_setting, b.best_setting)
     assert not np.allclose(a.weight, c.weight)
+    t = torch.from_numpy
+    d = linear_probe(t(x[:150]), t(y[:150]).bool(), t(x[150:]), t(y[150:]),
+                     ProbeConfig(**FAST, seed=0), progress=False)  # torch tensors in, same result
+    np.testing.assert_array_equal(a.weight, d.weight)
 
 
 @pytest.mark.parametrize(
@@ -215,3 +219,12 @@ def test_default_grid_is_the_papers():
     cfg = ProbeConfig()
     assert len(cfg.settings) == 15 and cfg.settings[0] == (1.0, 1.0) and cfg.settings[-1] == (0.01, 1e-6)
     assert (cfg.heads, cfg.epochs, cfg.threshold) == (3, 40, 0.5)
+
+
+def test_ties_go_to_first_setting_in_grid_order():
+    # identical settings train identical regressions, so every label ties between them
+    x, y = separable(n=200, dim=6, n_labels=3)
+    cfg = ProbeConfig(lrs=(0.1,), weight_decays=(1e-4, 1e-4, 1e-4), heads=2, epochs=3, batch_size=32)
+    res = linear_probe(x[:150], y[:150], x[150:], y[150:], cfg, progress=False)
+    np.testing.assert_array_equal(res.grid_f1[0], res.grid_f1[2])
+    np.testing.assert_array_equal(res.best_setting, 0)

@@ -1,0 +1,86 @@
+"""Embedding, prediction and scoring: linear evaluation of an encoder, test scores of a classifier."""
+from __future__ import annotations
+
+import numpy as np
+import torch
+from tqdm.auto import tqdm
+
+from .batching import make_loader
+from .metrics import grouped_f1, multilabel_scores, per_label_f1
+from .probe import ProbeConfig, linear_probe
+
+
+def _batches(ids, labels, batch_size, pad_token_id, desc, progress):
+    labels = np.zeros((len(ids), 1), dtype=np.float32) if labels is None else labels
+    loader = make_loader(ids, labels, batch_size, pad_token_id, shuffle=False, seed=0, bucket=True)
+    return tqdm(loader, desc=desc, leave=False, disable=not progress)
+
+
+@torch.no_grad()
+def embed(encoder, ids, pad_token_id: int, batch_size: int = 64, device="cpu", progress: bool = True) -> np.ndarray:
+    """Document representations with the projection head discarded.
+
+    Args:
+        encoder: a :class:`~abalone_core.model.TextEncoder`.
+        ids: N token-id lists (from :func:`abalone_core.batching.tokenize`).
+    Returns:
+        (N, hidden) float32 array, in the order of ``ids`` (batches are length-bucketed
+        for speed and put back in order).
+    """
+    encoder.eval()
+    out = None
+    for batch in _batches(ids, None, batch_size, pad_token_id, "embed", progress):
+        h = encoder.represent(batch["input_ids"].to(device), batch["attention_mask"].to(device))
+        if out is None:
+            out = np.zeros((len(ids), h.shape[1]), dtype=np.float32)
+        out[batch["index"].numpy()] = h.float().cpu().numpy()
+    return out
+
+
+@torch.no_grad()
+def predict_proba(model, ids, pad_token_id: int, batch_size: int = 64, device="cpu", progress: bool = True) -> np.ndarray:
+    """(N, L) sigmoid probabilities of a :class:`~abalone_core.model.TextClassifier`, in input order."""
+    model.eval()
+    out = None
+    for batch in _batches(ids, None, batch_size, pad_token_id, "predict", progress):
+        p = torch.sigmoid(model(batch["input_ids"].to(device), batch["attention_mask"].to(device)).float())
+        if out is None:
+            out = np.zeros((len(ids), p.shape[1]), dtype=np.float32)
+        out[batch["index"].numpy()] = p.cpu().numpy()
+    return out
+
+
+def score(y_true, y_pred, train_label_counts) -> dict:
+    """Paper metrics plus per-label F1 and head / medium / tail macro-F1.
+
+    Returns:
+        dict with ``micro_f1``, ``macro_f1`` (percent), ``hamming`` (x 10^3),
+        ``f1_head``/``f1_medium``/``f1_tail`` (percent) and ``per_label_f1`` (list).
+    """
+    out = multilabel_scores(y_true, y_pred)
+    out.update({f"f1_{g}": v for g, v in grouped_f1(y_true, y_pred, train_label_counts).items()})
+    out["per_label_f1"] = per_label_f1(y_true, y_pred).tolist()
+    return out
+
+
+def linear_evaluation(features: dict, labels: dict, train_label_counts, probe: ProbeConfig | None = None,
+                      progress: bool = True) -> dict:
+    """The paper's linear evaluation on cached features.
+
+    Args:
+        features: ``{"train": (N, D), "validation": (M, D), "test": (T, D)}`` arrays.
+        labels: the same splits' (., L) 0/1 label arrays.
+        train_label_counts: (L,) training label counts (for the head / medium / tail groups).
+        probe: grid settings; paper defaults when None.
+    Returns:
+        dict with ``validation`` and ``test`` scores (see :func:`score`) and the per-label
+        ``best_lr`` / ``best_weight_decay`` chosen on validation.
+    """
+    result = linear_probe(features["train"], labels["train"], features["validation"], labels["validation"],
+                          probe, progress=progress)
+    return {
+        "validation": score(labels["validation"], result.predict(features["validation"]), train_label_counts),
+        "test": score(labels["test"], result.predict(features["test"]), train_label_counts),
+        "best_lr": result.best_lr.tolist(),
+        "best_weight_decay": result.best_weight_decay.tolist(),
+    }

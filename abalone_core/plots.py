@@ -1,0 +1,339 @@
+"""Plotly figure builders for the book's chapters.
+
+Each builder takes arrays or the frames made by :mod:`abalone_core.analysis`
+and returns a ``plotly.graph_objects.Figure``; none loads data or picks a
+renderer. Label groups are coloured the same everywhere (head blue, medium
+grey, tail orange, as in the paper's Figure 1).
+"""
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import plotly.graph_objects as go
+from plotly.subplots import make_subplots
+
+from .metrics import GROUPS, frequency_groups
+
+GROUP_COLORS = {"all": "#333333", "head": "#1f77b4", "medium": "#8c8c8c", "tail": "#ff7f0e"}
+_PALETTE = ("#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2", "#7f7f7f",
+            "#bcbd22", "#17becf")
+_DASHES = ("solid", "dash", "dot", "dashdot", "longdash", "longdashdot")
+_SYMBOLS = ("circle", "diamond", "square", "x", "triangle-up", "cross")
+_TEMPLATE = "plotly_white"
+
+
+def _need(frame: pd.DataFrame, columns, what: str) -> None:
+    missing = [c for c in columns if c not in frame.columns]
+    if missing:
+        raise ValueError(f"{what} needs columns {missing}; got {list(frame.columns)}")
+
+
+def _color(name, i: int) -> str:
+    return GROUP_COLORS.get(str(name), _PALETTE[i % len(_PALETTE)])
+
+
+def _ordered(values) -> list:
+    """Distinct values, head / medium / tail first, then the rest in first-seen order."""
+    seen = list(dict.fromkeys(np.asarray(values).tolist()))
+    return [g for g in ("all",) + GROUPS if g in seen] + [v for v in seen if v not in ("all",) + GROUPS]
+
+
+def _names(names, n: int) -> list[str]:
+    if names is None:
+        return [str(i) for i in range(n)]
+    names = [str(v) for v in names]
+    if len(names) != n:
+        raise ValueError(f"names must have one entry per label ({n}), got {len(names)}")
+    return names
+
+
+def _label_axis(frame: pd.DataFrame) -> pd.Series:
+    return frame["name"].astype(str) if "name" in frame.columns else frame["label"].astype(str)
+
+
+def label_frequency(label_counts, groups=None, names=None, title: str = "Label frequency") -> go.Figure:
+    """Rank plot of training label counts, log y, one marker trace per group.
+
+    Args:
+        label_counts: (L,) training documents per label.
+        groups: (L,) group per label; default ``frequency_groups(label_counts)``.
+        names: (L,) label names for hover text.
+    """
+    counts = np.asarray(label_counts)
+    if counts.ndim != 1 or counts.size == 0:
+        raise ValueError(f"label_counts must be a non-empty 1-D array, got shape {counts.shape}")
+    groups = frequency_groups(counts) if groups is None else np.asarray(groups).astype(str)
+    names = np.asarray(_names(names, counts.size))
+    order = np.lexsort((np.arange(counts.size), -counts))
+    rank = np.empty(counts.size, np.int64)
+    rank[order] = np.arange(1, counts.size + 1)
+    fig = go.Figure()
+    for i, g in enumerate(_ordered(groups)):
+        sel = order[groups[order] == g]
+        fig.add_trace(go.Scatter(x=rank[sel], y=counts[sel], mode="markers", name=g, text=names[sel],
+                                 marker=dict(color=_color(g, i)),
+                                 hovertemplate="%{text}<br>rank %{x}<br>%{y} documents<extra></extra>"))
+    fig.update_layout(title=title, template=_TEMPLATE, xaxis_title="label rank (most frequent first)",
+                      yaxis_title="training documents")
+    fig.update_yaxes(type="log")
+    return fig
+
+
+def labels_per_document(labels, title: str = "Labels per document") -> go.Figure:
+    """Bars of the number of documents with 0, 1, 2, ... labels.
+
+    Args:
+        labels: (N, L) 0/1 matrix, or a dict ``{split name: matrix}`` for one
+            trace per split (y is then the share of the split's documents).
+    """
+    splits = labels if isinstance(labels, dict) else {"documents": labels}
+    share = isinstance(labels, dict)
+    fig = go.Figure()
+    for i, (name, y) in enumerate(splits.items()):
+        y = np.asarray(y)
+        if y.ndim != 2:
+            raise ValueError(f"labels of {name!r} must be a 2-D (documents x labels) array, got {y.shape}")
+        sizes, counts = np.unique(y.sum(axis=1), return_counts=True)
+        values = counts / counts.sum() if share else counts
+        fig.add_trace(go.Bar(x=sizes, y=values, name=str(name), marker_color=_PALETTE[i % len(_PALETTE)]))
+    fig.update_layout(title=title, template=_TEMPLATE, barmode="group", xaxis_title="labels per document",
+                      yaxis_title="share of documents" if share else "documents")
+    return fig
+
+
+def cooccurrence_heatmap(labels, groups, names=None, rows: str = "head", cols: str = "tail",
+                         normalize: bool = True, title: str | None = None) -> go.Figure:
+    """Heatmap of how often labels of one group co-occur with labels of another.
+
+    Rows are the labels of group ``rows``, columns those of group ``cols``, each
+    sorted by frequency. With ``normalize`` a cell is P(row label | column
+    label): the share of the documents carrying the column label that also
+    carry the row label; otherwise the number of documents carrying both.
+
+    Args:
+        labels: (N, L) 0/1 matrix.
+        groups: (L,) group per label (``frequency_groups`` of training counts).
+        names: (L,) label names.
+    """
+    y = np.asarray(labels)
+    groups = np.asarray(groups).astype(str)
+    if y.ndim != 2 or groups.shape != (y.shape[1],):
+        raise ValueError(f"labels must be (N, L) and groups (L,); got {y.shape} and {groups.shape}")
+    names = np.asarray(_names(names, y.shape[1]))
+    counts = y.sum(axis=0)
+    picked = []
+    for g in (rows, cols):
+        idx = np.flatnonzero(groups == g)
+        if idx.size == 0:
+            raise ValueError(f"no label in group {g!r}; groups present: {sorted(set(groups.tolist()))}")
+        picked.append(idx[np.lexsort((idx, -counts[idx]))])
+    r, c = picked
+    both = (y[:, r].T @ y[:, c]).astype(float)                # (rows, cols) documents with both
+    if normalize:
+        both = both / np.maximum(counts[c], 1)[None, :]
+    fig = go.Figure(go.Heatmap(z=both, x=names[c], y=names[r], colorscale="Blues",
+                               colorbar=dict(title="P(row | col)" if normalize else "documents")))
+    fig.update_layout(title=title or f"{rows} x {cols} label co-occurrence", template=_TEMPLATE,
+                      xaxis_title=f"{cols} labels", yaxis_title=f"{rows} labels")
+    fig.update_yaxes(autorange="reversed")
+    return fig
+
+
+def lack_of_positives_curves(frame: pd.DataFrame, value: str = "pairs_without_positive",
+                             title: str = "Lack of positives") -> go.Figure:
+    """Share lacking positives against batch size: one line per (group, queue size).
+
+    Colour encodes the label group, dash the queue size.
+
+    Args:
+        frame: output of :func:`abalone_core.analysis.lack_of_positives`.
+        value: column to plot, e.g. ``pairs_without_positive`` or
+            ``anchors_without_positive``.
+    """
+    _need(frame, ["batch_size", "queue_size", "group", value], "lack_of_positives_curves")
+    fig = go.Figure()
+    queues = sorted(frame["queue_size"].unique())
+    for i, g in enumerate(_ordered(frame["group"])):
+        for j, k in enumerate(queues):
+            part = frame[(frame["group"] == g) & (frame["queue_size"] == k)].sort_values("batch_size")
+            if part.empty:
+                continue
+            fig.add_trace(go.Scatter(x=part["batch_size"], y=part[value], mode="lines+markers",
+                                     name=f"{g}, queue {k}", legendgroup=str(g),
+                                     line=dict(color=_color(g, i), dash=_DASHES[j % len(_DASHES)])))
+    fig.update_layout(title=title, template=_TEMPLATE, xaxis_title="batch size B",
+                      yaxis_title=value.replace("_", " "), yaxis_tickformat=".0%")
+    fig.update_xaxes(type="log")
+    return fig
+
+
+def attraction_repulsion_bars(frame: pd.DataFrame, title: str = "Attraction and repulsion per label") -> go.Figure:
+    """Per-label S_att (top) and S_rep (bottom) bars, labels by frequency, coloured by group.
+
+    Args:
+        frame: output of :func:`abalone_core.analysis.attraction_repulsion` with
+            a ``group`` column (pass ``groups=``).
+    """
+    _need(frame, ["label", "group", "n_anchors", "s_att", "s_rep"], "attraction_repulsion_bars")
+    frame = frame.sort_values(["n_anchors", "label"], ascending=[False, True])
+    x = _label_axis(frame)
+    fig = make_subplots(rows=2, cols=1, shared_xaxes=True, vertical_spacing=0.08,
+                        subplot_titles=("S_att (lower: positives closer)", "S_rep (lower: negatives farther)"))
+    for i, g in enumerate(_ordered(frame["group"])):
+        sel = (frame["group"] == g).to_numpy()
+        for row, col in ((1, "s_att"), (2, "s_rep")):
+            fig.add_trace(go.Bar(x=x[sel], y=frame[col][sel], name=g, legendgroup=g, showlegend=row == 1,
+                                 marker_color=_color(g, i), customdata=frame["n_anchors"][sel],
+                                 hovertemplate="%{x}: %{y:.3f}<br>%{customdata} anchors<extra></extra>"),
+                          row=row, col=1)
+    fig.update_layout(title=title, template=_TEMPLATE)
+    fig.update_xaxes(type="category", categoryorder="array", categoryarray=list(x))
+    fig.update_xaxes(title_text="label (most frequent first)", row=2, col=1)
+    return fig
+
+
+def term_share_bars(frames: dict, columns=("attraction_share", "repulsion_from_share"), by: str = "group",
+                    agg: str = "sum", title: str = "Where the loss terms go") -> go.Figure:
+    """Bars comparing how losses spread attraction / repulsion over labels.
+
+    Args:
+        frames: ``{loss name: frame}``, frames from
+            :func:`abalone_core.analysis.term_counts` (with ``groups=`` when
+            ``by="group"``), e.g. ``{"L_Base": ..., "L_MSC": ...}``.
+        columns: one subplot per column.
+        by: ``"group"`` (bars per label group, aggregated with ``agg``) or
+            ``"label"`` (one bar per label, most frequent first).
+        agg: ``"sum"`` (right for ``*_share`` columns) or ``"mean"`` (right for
+            ``attraction_per_anchor``), used when ``by="group"``.
+    Returns:
+        Figure with ``len(frames) * len(columns)`` bar traces.
+    """
+    if by not in ("group", "label") or agg not in ("sum", "mean"):
+        raise ValueError(f"by must be 'group' or 'label' and agg 'sum' or 'mean'; got {by!r}, {agg!r}")
+    if not frames:
+        raise ValueError("frames is empty: pass {loss name: term_counts frame}")
+    columns = list(columns)
+    fig = make_subplots(rows=1, cols=len(columns), subplot_titles=[c.replace("_", " ") for c in columns])
+    for i, (name, frame) in enumerate(frames.items()):
+        _need(frame, ["label", "n_anchors"] + columns + (["group"] if by == "group" else []),
+              "term_share_bars")
+        if by == "group":
+            table = frame.groupby("group")[columns].agg(agg)
+            table = table.loc[_ordered(table.index)]
+            x = list(table.index)
+        else:
+            table = frame.sort_values(["n_anchors", "label"], ascending=[False, True])
+            x = list(_label_axis(table))
+        for j, col in enumerate(columns):
+            fig.add_trace(go.Bar(x=x, y=table[col].to_numpy(), name=str(name), legendgroup=str(name),
+                                 showlegend=j == 0, marker_color=_PALETTE[i % len(_PALETTE)]),
+                          row=1, col=j + 1)
+    fig.update_layout(title=title, template=_TEMPLATE, barmode="group")
+    fig.update_xaxes(type="category")
+    return fig
+
+
+def f1_vs_frequency(f1, train_counts, groups=None, names=None,
+                    title: str = "Per-label F1 against training frequency") -> go.Figure:
+    """Scatter of per-label F1 (percent) against training count (log x).
+
+    Args:
+        f1: (L,) per-label F1, or ``{run name: (L,) F1}`` to compare runs
+            (marker symbol per run).
+        train_counts: (L,) training documents per label.
+        groups: (L,) group per label; default ``frequency_groups(train_counts)``.
+        names: (L,) label names for hover text.
+    Returns:
+        Figure with one trace per (run, group).
+    """
+    counts = np.asarray(train_counts)
+    runs = f1 if isinstance(f1, dict) else {"F1": f1}
+    groups = frequency_groups(counts) if groups is None else np.asarray(groups).astype(str)
+    names = np.asarray(_names(names, counts.size))
+    fig = go.Figure()
+    for r, (run, values) in enumerate(runs.items()):
+        values = np.asarray(values, dtype=float)
+        if values.shape != counts.shape:
+            raise ValueError(f"F1 of {run!r} has shape {values.shape}, train_counts has {counts.shape}")
+        for i, g in enumerate(_ordered(groups)):
+            sel = groups == g
+            label = g if len(runs) == 1 else f"{run}, {g}"
+            fig.add_trace(go.Scatter(x=counts[sel], y=values[sel], mode="markers", name=label, text=names[sel],
+                                     marker=dict(color=_color(g, i), symbol=_SYMBOLS[r % len(_SYMBOLS)]),
+                                     hovertemplate="%{text}<br>%{x} training docs<br>F1 %{y:.1f}<extra></extra>"))
+    fig.update_layout(title=title, template=_TEMPLATE, xaxis_title="training documents",
+                      yaxis_title="F1 (%)")
+    fig.update_xaxes(type="log")
+    return fig
+
+
+def clustering_curves(frame: pd.DataFrame, by: str = "loss",
+                      title: str = "Clustering quality against share of label combinations") -> go.Figure:
+    """Silhouette (left) and Davies-Bouldin (right) against the share kept, one line per run.
+
+    Args:
+        frame: rows of :func:`abalone_core.analysis.clustering_scores`, stacked
+            with a ``by`` column naming the run (a single run if absent).
+    Returns:
+        Figure with two traces per run.
+    """
+    _need(frame, ["share", "silhouette", "davies_bouldin"], "clustering_curves")
+    runs = frame.groupby(by, sort=False) if by in frame.columns else [("scores", frame)]
+    fig = make_subplots(rows=1, cols=2, subplot_titles=("Silhouette (higher is better)",
+                                                        "Davies-Bouldin (lower is better)"))
+    for i, (name, part) in enumerate(runs):
+        name = name[0] if isinstance(name, tuple) else name
+        part = part.sort_values("share")
+        for j, col in enumerate(("silhouette", "davies_bouldin")):
+            fig.add_trace(go.Scatter(x=100 * part["share"], y=part[col], mode="lines+markers", name=str(name),
+                                     legendgroup=str(name), showlegend=j == 0,
+                                     line=dict(color=_PALETTE[i % len(_PALETTE)])), row=1, col=j + 1)
+    fig.update_layout(title=title, template=_TEMPLATE)
+    fig.update_xaxes(title_text="label combinations kept (%)")
+    return fig
+
+
+def umap_scatter(xy, color, hover=None, title: str = "UMAP of the embeddings") -> go.Figure:
+    """2-D scatter of projected documents, one trace per colour category.
+
+    Args:
+        xy: (N, 2) coordinates, e.g. from :func:`abalone_core.analysis.project_umap`.
+        color: (N,) category per document (e.g. the group of its rarest label).
+        hover: optional (N,) hover text (e.g. label names or a text snippet).
+    """
+    xy = np.asarray(xy)
+    color = np.asarray(color).astype(str)
+    if xy.ndim != 2 or xy.shape[1] != 2 or color.shape != (xy.shape[0],):
+        raise ValueError(f"xy must be (N, 2) and color (N,); got {xy.shape} and {color.shape}")
+    hover = None if hover is None else np.asarray(hover).astype(str)
+    if hover is not None and hover.shape != color.shape:
+        raise ValueError(f"hover must have one entry per point ({color.size}), got {hover.shape}")
+    fig = go.Figure()
+    for i, c in enumerate(_ordered(color)):
+        sel = color == c
+        fig.add_trace(go.Scatter(x=xy[sel, 0], y=xy[sel, 1], mode="markers", name=c,
+                                 text=None if hover is None else hover[sel],
+                                 hoverinfo="text" if hover is not None else "x+y+name",
+                                 marker=dict(size=5, opacity=0.7, color=_color(c, i))))
+    fig.update_layout(title=title, template=_TEMPLATE, xaxis_title="UMAP 1", yaxis_title="UMAP 2")
+    return fig
+
+
+def training_curves(frame: pd.DataFrame, x: str = "step", y: str = "loss", by: str = "run",
+                    title: str = "Training loss") -> go.Figure:
+    """Loss against step, one line per run.
+
+    Args:
+        frame: long frame with columns ``x``, ``y`` and ``by`` (run name; a
+            single run if the column is absent).
+    """
+    _need(frame, [x, y], "training_curves")
+    runs = frame.groupby(by, sort=False) if by in frame.columns else [(y, frame)]
+    fig = go.Figure()
+    for i, (name, part) in enumerate(runs):
+        name = name[0] if isinstance(name, tuple) else name
+        part = part.sort_values(x)
+        fig.add_trace(go.Scatter(x=part[x], y=part[y], mode="lines", name=str(name),
+                                 line=dict(color=_PALETTE[i % len(_PALETTE)])))
+    fig.update_layout(title=title, template=_TEMPLATE, xaxis_title=x, yaxis_title=y)
+    return fig

@@ -1,0 +1,531 @@
+"""Training: contrastive pre-training, supervised baselines, fine-tuning, frozen baseline.
+
+One entry point, :func:`run`, follows the paper's protocol for ``config.objective``:
+
+* contrastive (``base``, ``bqueue``, ``bqproto``, ``msc``): pre-train, keep three candidate
+  encoders (last, lowest training loss, lowest validation loss), linear-evaluate each and
+  report the one with the best validation micro-F1;
+* supervised (``bce``, ``focal``, ``asymmetric``), optionally from a contrastive encoder
+  (``init_from``, the L_*-FT rows): train a classifier, keep the best validation micro-F1;
+* ``frozen``: no training, linear evaluation of the pre-trained backbone (the L_MLM row).
+
+A run directory holds ``config.yaml``, ``history.jsonl`` (one line per evaluation),
+``checkpoint.pt`` (everything needed to resume) and ``metrics.json`` (final scores).
+A run stopped by SIGTERM/SIGINT saves a checkpoint at the end of the current step;
+``run(config, resume=True)`` (the default) continues it and ends with the same numbers.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import math
+import os
+import platform
+import random
+import signal
+import time
+from contextlib import nullcontext
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from tqdm.auto import tqdm
+
+from . import __version__
+from .batching import LengthBucketSampler, TokenizedDataset, collate, tokenize
+from .config import Config
+from .data import MultiLabelDataset, load_dataset
+from .evaluate import embed, linear_evaluation, predict_proba, score
+from .losses import asymmetric_loss, bce_loss, focal_loss
+from .model import ContrastiveModel, TextClassifier, TextEncoder, load_backbone
+from .probe import ProbeConfig
+
+logger = logging.getLogger(__name__)
+SPLITS = ("train", "validation", "test")
+CANDIDATES = ("last", "best_train_loss", "best_val_loss")
+
+
+class Interrupted(RuntimeError):
+    """Raised after a SIGTERM/SIGINT once the checkpoint is safely written."""
+
+
+# --------------------------------------------------------------------------- #
+# Set-up helpers
+# --------------------------------------------------------------------------- #
+def seed_everything(seed: int, deterministic: bool = True) -> None:
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+    if deterministic:
+        os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
+        torch.use_deterministic_algorithms(True, warn_only=True)
+
+
+def resolve_device(name: str) -> torch.device:
+    if name == "auto":
+        if torch.cuda.is_available():
+            return torch.device("cuda")
+        return torch.device("cpu")
+    return torch.device(name)
+
+
+def autocast_for(config: Config, device: torch.device):
+    """(context factory, needs GradScaler): bf16 where supported, fp16 with a scaler, or off."""
+    mode = config.mixed_precision
+    if mode == "auto":
+        if device.type != "cuda":
+            mode = "no"
+        else:
+            mode = "bf16" if torch.cuda.is_bf16_supported() else "fp16"
+    if mode == "no":
+        return nullcontext, False
+    dtype = torch.bfloat16 if mode == "bf16" else torch.float16
+    return (lambda: torch.autocast(device.type, dtype=dtype)), mode == "fp16"
+
+
+@dataclass
+class Data:
+    """A dataset with its token ids and label arrays per split."""
+
+    dataset: MultiLabelDataset
+    ids: dict
+    labels: dict
+    pad_token_id: int
+
+    @property
+    def train_counts(self) -> np.ndarray:
+        return self.labels["train"].sum(0)
+
+
+def prepare_data(config: Config, tokenizer, progress: bool = True) -> Data:
+    """Load, subsample and tokenise the dataset named by the configuration (cached)."""
+    ds = load_dataset(config.dataset, **config.dataset_kwargs)
+    if config.subset:
+        ds = ds.head({s: config.subset.get(s, len(ds)) for s in SPLITS}, seed=config.seed)
+        missing = [n for n, c in zip(ds.label_names, ds.label_counts("train")) if c == 0]
+        if missing:
+            logger.warning("subset: %d labels have no training document and are dropped: %s",
+                           len(missing), missing[:10])
+            ds = ds.drop_rare_labels(1)
+    for s in SPLITS:
+        if not (ds.splits == s).any():
+            raise ValueError(f"dataset {ds.name!r} has no {s!r} documents; check `subset` or the split column")
+    ids = {}
+    for s in SPLITS:
+        part = ds.split(s)
+        ids[s] = _cached_tokens(part.texts, tokenizer, config, s)
+    labels = {s: ds.split(s).labels.astype(np.float32) for s in SPLITS}
+    pad = tokenizer.pad_token_id
+    if pad is None:
+        raise ValueError(f"tokenizer of {config.backbone!r} has no pad token; set tokenizer.pad_token")
+    return Data(ds, ids, labels, pad)
+
+
+def _cached_tokens(texts, tokenizer, config: Config, split: str):
+    from .data import data_dir
+
+    h = hashlib.sha1()
+    h.update(f"{config.backbone}|{config.max_length}|{type(tokenizer).__name__}|{len(tokenizer)}".encode())
+    for t in texts:
+        h.update(t.encode("utf-8", "replace"))
+        h.update(b"\0")
+    path = data_dir() / "tokens" / f"{h.hexdigest()[:20]}.pt"
+    if path.exists():
+        return torch.load(path)
+    ids = tokenize(texts, tokenizer, config.max_length)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".tmp")
+    torch.save(ids, tmp)
+    tmp.replace(path)
+    return ids
+
+
+def build_encoder(config: Config) -> tuple[TextEncoder, object]:
+    backbone, tokenizer = load_backbone(config.backbone, dropout=config.dropout)
+    return TextEncoder(backbone, pooling=config.pooling, dim=config.proj_dim), tokenizer
+
+
+def param_groups(model: torch.nn.Module, config: Config) -> list[dict]:
+    """AdamW groups: backbone vs the rest (own learning rates), no decay on bias and norms."""
+    groups = {}
+    for name, p in model.named_parameters():
+        if not p.requires_grad:
+            continue
+        part = "backbone" if ".backbone." in f".{name}" else "head"
+        no_decay = name.endswith("bias") or "norm" in name.lower()
+        key = (part, no_decay)
+        if key not in groups:
+            groups[key] = {
+                "params": [],
+                "lr": config.lr_backbone if part == "backbone" else config.lr_head,
+                "weight_decay": 0.0 if no_decay else config.weight_decay,
+                "name": f"{part}{'_no_decay' if no_decay else ''}",
+            }
+        groups[key]["params"].append(p)
+    return list(groups.values())
+
+
+def make_scheduler(optimizer, config: Config, total_steps: int):
+    from transformers import (
+        get_constant_schedule_with_warmup,
+        get_cosine_schedule_with_warmup,
+        get_linear_schedule_with_warmup,
+    )
+
+    warmup = int(round(config.warmup_ratio * total_steps))
+    kind = config.resolved_schedule
+    if kind == "cosine":
+        return get_cosine_schedule_with_warmup(optimizer, warmup, total_steps)
+    if kind == "linear":
+        return get_linear_schedule_with_warmup(optimizer, warmup, total_steps)
+    return get_constant_schedule_with_warmup(optimizer, warmup)
+
+
+def supervised_loss_fn(config: Config):
+    if config.objective == "bce":
+        return bce_loss
+    if config.objective == "focal":
+        return lambda x, y: focal_loss(x, y, gamma=config.focal_gamma)
+    return lambda x, y: asymmetric_loss(x, y, config.asl_gamma_pos, config.asl_gamma_neg, config.asl_margin)
+
+
+def load_encoder_state(path: str | Path) -> dict:
+    """Encoder weights from a contrastive run directory (its selected candidate) or a file."""
+    path = Path(path)
+    if path.is_dir():
+        metrics = path / "metrics.json"
+        if not metrics.exists():
+            raise FileNotFoundError(f"{path} has no metrics.json: finish (or resume) that contrastive run first")
+        chosen = json.loads(metrics.read_text()).get("selected_candidate", "last")
+        path = path / f"encoder_{chosen}.pt"
+    if not path.exists():
+        raise FileNotFoundError(f"no encoder weights at {path}")
+    return torch.load(path, map_location="cpu")
+
+
+def hardware() -> dict:
+    info = {"platform": platform.platform(), "python": platform.python_version(), "torch": torch.__version__,
+            "abalone_core": __version__, "cpu_threads": torch.get_num_threads()}
+    if torch.cuda.is_available():
+        info["gpu"] = torch.cuda.get_device_name()
+    return info
+
+
+# --------------------------------------------------------------------------- #
+# The trainer
+# --------------------------------------------------------------------------- #
+class Trainer:
+    """Runs one configuration in its output directory. Use :func:`run`."""
+
+    def __init__(self, config: Config, progress: bool = True):
+        self.config = config
+        self.progress = progress
+        self.out = Path(config.output_dir)
+        self.device = resolve_device(config.device)
+        self.stop_requested = False
+
+    # ------------------------------------------------------------- set-up
+    def setup(self) -> None:
+        cfg = self.config
+        seed_everything(cfg.seed, cfg.deterministic)
+        encoder, tokenizer = build_encoder(cfg)
+        self.tokenizer = tokenizer
+        self.data = prepare_data(cfg, tokenizer, self.progress)
+        L = self.data.labels["train"].shape[1]
+        if cfg.objective == "frozen":
+            self.model = encoder.to(self.device)
+            return
+        if cfg.contrastive:
+            train_ids, train_y = self.data.ids["train"], self.data.labels["train"]
+            val_ids, val_y = self.data.ids["validation"], self.data.labels["validation"]
+            if not cfg.keep_unlabelled:
+                keep, vkeep = train_y.sum(1) > 0, val_y.sum(1) > 0
+                dropped = int((~keep).sum())
+                if dropped:
+                    logger.warning("contrastive training: dropped %d of %d training documents without a label "
+                                   "(keep_unlabelled=True keeps them)", dropped, len(keep))
+                train_ids = [x for x, k in zip(train_ids, keep) if k]
+                train_y = train_y[keep]
+                val_ids = [x for x, k in zip(val_ids, vkeep) if k]
+                val_y = val_y[vkeep]
+            if len(train_ids) < 2:
+                raise ValueError("contrastive training needs at least 2 labelled training documents")
+            self.train_set = TokenizedDataset(train_ids, train_y)
+            self.val_set = TokenizedDataset(val_ids, val_y) if len(val_ids) else None
+            self.model = ContrastiveModel(encoder, L, cfg.objective, cfg.temperature, cfg.beta,
+                                          cfg.queue_size, cfg.momentum)
+        else:
+            if cfg.init_from:
+                encoder.load_state_dict(load_encoder_state(cfg.init_from))
+            self.train_set = TokenizedDataset(self.data.ids["train"], self.data.labels["train"])
+            self.val_set = TokenizedDataset(self.data.ids["validation"], self.data.labels["validation"])
+            self.model = TextClassifier(encoder, L, dropout=cfg.dropout)
+            self.loss_fn = supervised_loss_fn(cfg)
+        self.model.to(self.device)
+        self.sampler = LengthBucketSampler(self.train_set.lengths(), cfg.batch_size, shuffle=True, seed=cfg.seed)
+        self.steps_per_epoch = len(self.sampler)
+        self.total_steps = cfg.max_steps or cfg.epochs * self.steps_per_epoch
+        fused = self.device.type == "cuda"
+        self.optimizer = torch.optim.AdamW(param_groups(self.model, cfg), fused=fused)
+        self.scheduler = make_scheduler(self.optimizer, cfg, self.total_steps)
+        self.autocast, use_scaler = autocast_for(cfg, self.device)
+        self.scaler = torch.amp.GradScaler(self.device.type, enabled=use_scaler)
+        self.state = {"step": 0, "epoch": 0, "batch_in_epoch": 0, "best": {}, "loss_sum": 0.0, "loss_n": 0,
+                      "elapsed_s": 0.0}
+
+    # ------------------------------------------------------------- checkpoints
+    def checkpoint(self) -> dict:
+        return {
+            "config": self.config.to_dict(),
+            "model": self.model.state_dict(),
+            "optimizer": self.optimizer.state_dict(),
+            "scheduler": self.scheduler.state_dict(),
+            "scaler": self.scaler.state_dict(),
+            "state": self.state,
+            "rng": {"torch": torch.get_rng_state(), "numpy": np.random.get_state(), "python": random.getstate(),
+                    "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else None},
+        }
+
+    def save(self) -> None:
+        _atomic_save(self.checkpoint(), self.out / "checkpoint.pt")
+
+    def restore(self, ckpt: dict) -> None:
+        saved = ckpt["config"]
+        mine = self.config.to_dict()
+        differ = sorted(k for k in mine if k not in ("output_dir", "device") and saved.get(k) != mine[k])
+        if differ:
+            raise ValueError(
+                f"{self.out}/checkpoint.pt was written with a different configuration ({differ}); "
+                "use another output_dir, or resume=False to start over"
+            )
+        self.model.load_state_dict(ckpt["model"])
+        self.optimizer.load_state_dict(ckpt["optimizer"])
+        self.scheduler.load_state_dict(ckpt["scheduler"])
+        self.scaler.load_state_dict(ckpt["scaler"])
+        self.state = ckpt["state"]
+        history = self.out / "history.jsonl"
+        if history.exists():  # drop records written after the checkpoint (a crash between the two)
+            lines = [l for l in history.read_text().splitlines() if json.loads(l)["step"] <= self.state["step"]]
+            history.write_text("".join(l + "\n" for l in lines))
+        rng = ckpt["rng"]
+        torch.set_rng_state(rng["torch"])
+        np.random.set_state(rng["numpy"])
+        random.setstate(rng["python"])
+        if rng.get("cuda") is not None and torch.cuda.is_available():
+            torch.cuda.set_rng_state_all(rng["cuda"])
+        logger.info("resumed %s at step %d", self.out, self.state["step"])
+
+    # ------------------------------------------------------------- training
+    def _loss(self, batch) -> torch.Tensor:
+        ids = batch["input_ids"].to(self.device, non_blocking=True)
+        mask = batch["attention_mask"].to(self.device, non_blocking=True)
+        y = batch["labels"].to(self.device, non_blocking=True)
+        with self.autocast():
+            if self.config.contrastive:
+                return self.model(ids, mask, y)
+            return self.loss_fn(self.model(ids, mask), y)
+
+    def _step(self, batch) -> float:
+        self.model.train()
+        loss = self._loss(batch)
+        self.optimizer.zero_grad(set_to_none=True)
+        self.scaler.scale(loss).backward()
+        if self.config.grad_clip:
+            self.scaler.unscale_(self.optimizer)
+            torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.config.grad_clip)
+        self.scaler.step(self.optimizer)
+        self.scaler.update()
+        self.scheduler.step()
+        if self.config.contrastive:
+            self.model.momentum_update()
+        return float(loss.detach())
+
+    def _batches(self, dataset, batch_sampler):
+        for idx in batch_sampler:
+            yield collate([dataset[i] for i in idx], self.data.pad_token_id)
+
+    @torch.no_grad()
+    def _validate(self) -> dict:
+        cfg = self.config
+        if cfg.contrastive:
+            if self.val_set is None:
+                return {}
+            self.model.eval()
+            sampler = LengthBucketSampler(self.val_set.lengths(), cfg.batch_size, shuffle=False)
+            losses = [float(self._loss(b)) for b in self._batches(self.val_set, sampler)]
+            return {"val_loss": float(np.mean(losses))}
+        probs = predict_proba(self.model, self.data.ids["validation"], self.data.pad_token_id,
+                              batch_size=2 * cfg.batch_size, device=self.device, progress=False)
+        s = score(self.data.labels["validation"], (probs >= 0.5).astype(np.int8), self.data.train_counts)
+        return {"val_micro_f1": s["micro_f1"], "val_macro_f1": s["macro_f1"]}
+
+    def _evaluate_and_keep(self) -> None:
+        cfg, st = self.config, self.state
+        record = {"step": st["step"], "epoch": st["epoch"] + st["batch_in_epoch"] / self.steps_per_epoch,
+                  "train_loss": st["loss_sum"] / max(st["loss_n"], 1),
+                  "lr": self.scheduler.get_last_lr()[0], "elapsed_s": st["elapsed_s"]}
+        record.update(self._validate())
+        st["loss_sum"], st["loss_n"] = 0.0, 0
+        with open(self.out / "history.jsonl", "a") as f:
+            f.write(json.dumps(record) + "\n")
+        best = st["best"]
+        if cfg.contrastive:
+            encoder_state = self.model.encoder.state_dict()
+            for name, key in (("best_train_loss", "train_loss"), ("best_val_loss", "val_loss")):
+                if key in record and record[key] < best.get(key, math.inf):
+                    best[key] = record[key]
+                    _atomic_save(encoder_state, self.out / f"encoder_{name}.pt")
+        elif record["val_micro_f1"] > best.get("val_micro_f1", -1.0):
+            best["val_micro_f1"] = record["val_micro_f1"]
+            best["step"] = st["step"]
+            _atomic_save(self.model.state_dict(), self.out / "model_best.pt")
+
+    def fit(self) -> None:
+        cfg, st = self.config, self.state
+        save_every = cfg.save_every or self.steps_per_epoch
+        bar = tqdm(total=self.total_steps, initial=st["step"], desc=f"{cfg.objective} training",
+                   disable=not self.progress, unit="step")
+        previous = {s: signal.getsignal(s) for s in (signal.SIGTERM, signal.SIGINT)}
+
+        def request_stop(signum, frame):
+            self.stop_requested = True
+
+        for s in previous:
+            signal.signal(s, request_stop)
+        try:
+            while st["step"] < self.total_steps:
+                batches = self.sampler.batches(st["epoch"])
+                for idx in batches[st["batch_in_epoch"]:]:
+                    t0 = time.perf_counter()
+                    loss = self._step(collate([self.train_set[i] for i in idx], self.data.pad_token_id))
+                    st["elapsed_s"] += time.perf_counter() - t0
+                    if not math.isfinite(loss):
+                        self.save()
+                        raise FloatingPointError(
+                            f"loss became {loss} at step {st['step']}; checkpoint saved. Lower the learning "
+                            "rate, raise the temperature or use mixed_precision='no'"
+                        )
+                    st["step"] += 1
+                    st["batch_in_epoch"] += 1
+                    st["loss_sum"] += loss
+                    st["loss_n"] += 1
+                    bar.update(1)
+                    bar.set_postfix(loss=f"{loss:.4f}")
+                    end_of_epoch = st["batch_in_epoch"] == len(batches)
+                    done = st["step"] >= self.total_steps
+                    due = st["step"] % cfg.eval_every == 0 if cfg.eval_every else end_of_epoch
+                    if due or done:
+                        self._evaluate_and_keep()
+                    if end_of_epoch:
+                        st["epoch"] += 1
+                        st["batch_in_epoch"] = 0
+                    if st["step"] % save_every == 0 or done or self.stop_requested:
+                        self.save()
+                    if self.stop_requested:
+                        raise Interrupted(f"stopped at step {st['step']}; resume with the same configuration")
+                    if done:
+                        break
+        finally:
+            bar.close()
+            for s, h in previous.items():
+                signal.signal(s, h)
+        if cfg.contrastive:
+            _atomic_save(self.model.encoder.state_dict(), self.out / "encoder_last.pt")
+
+    # ------------------------------------------------------------- final scores
+    def _features(self, encoder) -> dict:
+        return {s: embed(encoder, self.data.ids[s], self.data.pad_token_id, batch_size=2 * self.config.batch_size,
+                         device=self.device, progress=self.progress) for s in SPLITS}
+
+    def final_metrics(self) -> dict:
+        cfg = self.config
+        probe = ProbeConfig(**{"device": str(self.device), "seed": cfg.seed, **cfg.probe})
+        counts = self.data.train_counts
+        out = {}
+        if cfg.objective == "frozen" or cfg.contrastive:
+            encoder = self.model if cfg.objective == "frozen" else self.model.encoder
+            names = ["pretrained"] if cfg.objective == "frozen" else [
+                c for c in CANDIDATES if (self.out / f"encoder_{c}.pt").exists()]
+            seen, results = {}, {}
+            for name in names:
+                if name != "pretrained":
+                    state = torch.load(self.out / f"encoder_{name}.pt", map_location=self.device)
+                    digest = _state_digest(state)
+                    if digest in seen:  # same weights as another candidate
+                        results[name] = results[seen[digest]]
+                        continue
+                    seen[digest] = name
+                    encoder.load_state_dict(state)
+                feats = self._features(encoder)
+                results[name] = linear_evaluation(feats, self.data.labels, counts, probe, progress=self.progress)
+            chosen = max(results, key=lambda n: results[n]["validation"]["micro_f1"])
+            out.update(results[chosen])
+            out["selected_candidate"] = chosen
+            out["candidates"] = {n: {"validation_micro_f1": r["validation"]["micro_f1"],
+                                     "test_micro_f1": r["test"]["micro_f1"]} for n, r in results.items()}
+        else:
+            self.model.load_state_dict(torch.load(self.out / "model_best.pt", map_location=self.device))
+            for s in ("validation", "test"):
+                probs = predict_proba(self.model, self.data.ids[s], self.data.pad_token_id,
+                                      batch_size=2 * cfg.batch_size, device=self.device, progress=self.progress)
+                out[s] = score(self.data.labels[s], (probs >= 0.5).astype(np.int8), counts)
+            out["selected_step"] = self.state["best"].get("step")
+        return out
+
+
+def run(config: Config, resume: bool = True, progress: bool = True) -> dict:
+    """Train (or resume) and evaluate one configuration; returns and writes ``metrics.json``.
+
+    The returned dict holds ``test`` and ``validation`` scores (micro_f1, macro_f1, hamming,
+    f1_head/medium/tail, per_label_f1), plus ``label_names``, ``train_label_counts``,
+    timings and hardware.
+    """
+    out = Path(config.output_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    trainer = Trainer(config, progress)
+    t0 = time.perf_counter()
+    trainer.setup()
+    ckpt_path = out / "checkpoint.pt"
+    if config.objective != "frozen":
+        if resume and ckpt_path.exists():
+            trainer.restore(torch.load(ckpt_path, map_location="cpu", weights_only=False))
+        else:
+            for stale in list(out.glob("encoder_*.pt")) + [out / "history.jsonl", out / "model_best.pt",
+                                                           out / "metrics.json"]:
+                stale.unlink(missing_ok=True)
+        config.save(out / "config.yaml")
+        trainer.fit()
+    else:
+        config.save(out / "config.yaml")
+    metrics = trainer.final_metrics()
+    ds = trainer.data.dataset
+    metrics.update({
+        "objective": config.objective,
+        "dataset": ds.name,
+        "label_names": list(ds.label_names),
+        "train_label_counts": trainer.data.train_counts.astype(int).tolist(),
+        "n_documents": {s: len(trainer.data.ids[s]) for s in SPLITS},
+        "steps": getattr(trainer, "state", {}).get("step", 0),
+        "train_seconds": getattr(trainer, "state", {}).get("elapsed_s", 0.0),
+        "wall_seconds_this_call": time.perf_counter() - t0,
+        "hardware": hardware(),
+        "config": config.to_dict(),
+    })
+    (out / "metrics.json").write_text(json.dumps(metrics, indent=2))
+    return metrics
+
+
+def _atomic_save(obj, path: Path) -> None:
+    tmp = path.with_name(path.name + ".tmp")
+    torch.save(obj, tmp)
+    tmp.replace(path)
+
+
+def _state_digest(state: dict) -> str:
+    h = hashlib.sha1()
+    for k in sorted(state):
+        h.update(k.encode())
+        h.update(state[k].detach().cpu().contiguous().numpy().tobytes())
+    return h.hexdigest()

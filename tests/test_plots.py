@@ -1,0 +1,125 @@
+import numpy as np
+import pandas as pd
+import plotly.graph_objects as go
+import pytest
+
+from abalone_core import analysis, plots
+from abalone_core.metrics import frequency_groups
+
+
+@pytest.fixture
+def y():
+    rng = np.random.default_rng(0)
+    p = 0.6 / np.arange(1, 10)
+    y = (rng.random((80, 9)) < p).astype(int)
+    y[~y.any(axis=1), 0] = 1
+    return y
+
+
+@pytest.fixture
+def groups(y):
+    return frequency_groups(y.sum(axis=0))
+
+
+def test_label_frequency(y, groups):
+    counts = y.sum(axis=0)
+    fig = plots.label_frequency(counts, names=[f"l{i}" for i in range(9)])
+    assert isinstance(fig, go.Figure)
+    assert [t.name for t in fig.data] == ["head", "medium", "tail"]
+    assert fig.layout.yaxis.type == "log"
+    # ranks cover 1..L once, and the head trace holds the largest counts
+    ranks = np.concatenate([t.x for t in fig.data])
+    assert sorted(ranks) == list(range(1, 10))
+    assert min(fig.data[0].y) >= max(fig.data[2].y)
+
+
+def test_labels_per_document(y):
+    fig = plots.labels_per_document(y)
+    assert len(fig.data) == 1 and sum(fig.data[0].y) == len(y)
+    fig = plots.labels_per_document({"train": y, "test": y[:20]})
+    assert len(fig.data) == 2 and sum(fig.data[1].y) == pytest.approx(1.0)
+
+
+def test_cooccurrence_heatmap(y, groups):
+    fig = plots.cooccurrence_heatmap(y, groups)
+    assert len(fig.data) == 1 and isinstance(fig.data[0], go.Heatmap)
+    z = np.asarray(fig.data[0].z)
+    assert z.shape == ((groups == "head").sum(), (groups == "tail").sum())
+    assert (z >= 0).all() and (z <= 1).all()
+    counts = plots.cooccurrence_heatmap(y, groups, normalize=False)
+    assert np.asarray(counts.data[0].z).sum() > 0
+    with pytest.raises(ValueError, match="no label in group"):
+        plots.cooccurrence_heatmap(y, groups, rows="huge")
+
+
+def test_lack_of_positives_curves(y):
+    frame = analysis.lack_of_positives(y, [2, 4, 8], queue_sizes=(0, 16), n_draws=5)
+    fig = plots.lack_of_positives_curves(frame)
+    assert len(fig.data) == 4 * 2                      # groups (all + 3) x queue sizes
+    assert fig.layout.xaxis.type == "log"
+    assert {t.line.dash for t in fig.data} == {"solid", "dash"}
+    with pytest.raises(ValueError, match="needs columns"):
+        plots.lack_of_positives_curves(frame.drop(columns="group"))
+
+
+def test_attraction_repulsion_bars(y, groups):
+    z = np.random.default_rng(1).normal(size=(len(y), 5))
+    frame = analysis.attraction_repulsion(z, y, groups=groups)
+    fig = plots.attraction_repulsion_bars(frame)
+    assert len(fig.data) == 2 * 3                      # (S_att, S_rep) x groups
+    assert sum(len(t.x) for t in fig.data) == 2 * y.shape[1]
+    with pytest.raises(ValueError, match="group"):
+        plots.attraction_repulsion_bars(analysis.attraction_repulsion(z, y))
+
+
+def test_term_share_bars(y, groups):
+    frames = {"L_Base": analysis.term_counts(y[:16], "base", groups=groups),
+              "L_MSC": analysis.term_counts(y[:16], "msc", groups=groups)}
+    fig = plots.term_share_bars(frames)
+    assert len(fig.data) == 2 * 2
+    assert list(fig.data[0].x) == ["head", "medium", "tail"]
+    assert sum(fig.data[0].y) == pytest.approx(1.0)
+    fig = plots.term_share_bars(frames, columns=("attraction_per_anchor",), by="label")
+    assert len(fig.data) == 2 and len(fig.data[0].x) == y.shape[1]
+    with pytest.raises(ValueError, match="by must be"):
+        plots.term_share_bars(frames, by="anchor")
+
+
+def test_f1_vs_frequency(y, groups):
+    f1 = np.linspace(10, 90, y.shape[1])
+    fig = plots.f1_vs_frequency(f1, y.sum(axis=0))
+    assert len(fig.data) == 3 and fig.layout.xaxis.type == "log"
+    fig = plots.f1_vs_frequency({"base": f1, "msc": f1[::-1]}, y.sum(axis=0), groups=groups)
+    assert len(fig.data) == 6
+    with pytest.raises(ValueError, match="shape"):
+        plots.f1_vs_frequency(f1[:-1], y.sum(axis=0))
+
+
+def test_clustering_curves():
+    frame = pd.DataFrame({"loss": ["base"] * 3 + ["msc"] * 3, "share": [0.1, 0.5, 1.0] * 2,
+                          "silhouette": [0.1, 0.2, 0.3, 0.2, 0.3, 0.4],
+                          "davies_bouldin": [2.0, 2.1, 2.2, 1.9, 2.0, 2.1]})
+    fig = plots.clustering_curves(frame)
+    assert len(fig.data) == 4
+    assert list(fig.data[0].x) == [10.0, 50.0, 100.0]
+    assert len(plots.clustering_curves(frame[frame["loss"] == "msc"].drop(columns="loss")).data) == 2
+
+
+def test_umap_scatter():
+    xy = np.random.default_rng(0).normal(size=(12, 2))
+    color = np.array(["head", "tail", "medium"] * 4)
+    fig = plots.umap_scatter(xy, color, hover=[f"doc {i}" for i in range(12)])
+    assert len(fig.data) == 3 and [t.name for t in fig.data] == ["head", "medium", "tail"]
+    assert sum(len(t.x) for t in fig.data) == 12
+    with pytest.raises(ValueError, match="xy must be"):
+        plots.umap_scatter(xy[:, :1], color)
+
+
+def test_training_curves():
+    frame = pd.DataFrame({"run": ["a"] * 4 + ["b"] * 4, "step": [3, 1, 2, 4] * 2,
+                          "loss": np.linspace(2, 1, 8)})
+    fig = plots.training_curves(frame)
+    assert len(fig.data) == 2
+    assert list(fig.data[0].x) == [1, 2, 3, 4]
+    with pytest.raises(ValueError, match="needs columns"):
+        plots.training_curves(frame, y="val_loss")
