@@ -125,9 +125,9 @@ class LengthBucketSampler(Sampler):
                 rows = perm[start:start + chunk]
                 rows = rows[np.argsort(-self.lengths[rows], kind="stable")]
                 batches += [rows[i:i + b] for i in range(0, rows.size, b)]
-            if self.drop_last:
-                batches = [x for x in batches if x.size == b]
-            return [batches[i].tolist() for i in rng.permutation(len(batches))]
+            # Shuffle first, drop after: the full batches keep the same order with or
+            # without drop_last (a distributed run then follows the single-process one).
+            batches = [batches[i] for i in rng.permutation(len(batches))]
         if self.drop_last:
             batches = [x for x in batches if x.size == b]
         return [x.tolist() for x in batches]

@@ -42,7 +42,8 @@ def cmd_train(args) -> int:
     except Interrupted as e:
         print(f"interrupted: {e}", file=sys.stderr)
         return 130
-    print(_summary(metrics))
+    if metrics:  # empty on every process but the first under torchrun
+        print(_summary(metrics))
     return 0
 
 

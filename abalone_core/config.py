@@ -103,6 +103,18 @@ class Config:
     # ------------------------------------------------------------------ checks
     def validate(self) -> None:
         errors = []
+        # YAML 1.1 reads "5e-5" (no dot) as a string: accept numbers written that way.
+        for f in fields(self):
+            value = getattr(self, f.name)
+            if "float" in str(f.type) and isinstance(value, str):
+                try:
+                    setattr(self, f.name, float(value))
+                except ValueError:
+                    errors.append(f"{f.name} must be a number, got {value!r}")
+            elif "int" in str(f.type) and isinstance(value, float) and value.is_integer():
+                setattr(self, f.name, int(value))
+        if errors:
+            raise ValueError("invalid configuration:\n  - " + "\n  - ".join(errors))
 
         def need(ok: bool, msg: str) -> None:
             if not ok:

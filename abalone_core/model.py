@@ -12,10 +12,16 @@ import os
 from pathlib import Path
 
 import torch
+import torch.distributed as dist
+import torch.distributed.nn.functional as dist_nn
 from torch import nn
 
 from .losses import VARIANTS, contrastive_loss
 from .memory import LabelQueue, MomentumEncoder, gather
+
+
+def _distributed() -> bool:
+    return dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1
 
 MINILM = "minilm"  # the offline default backbone name
 POOLINGS = ("cls", "mean")
@@ -115,6 +121,10 @@ class TextEncoder(nn.Module):
         super().__init__()
         if pooling not in POOLINGS:
             raise ValueError(f"pooling must be one of {POOLINGS}, got {pooling!r}")
+        if getattr(backbone, "pooler", None) is not None:
+            # BERT/RoBERTa's pooler (dense + tanh on CLS) is unused here; left in place it
+            # would get no gradient, which DistributedDataParallel refuses.
+            backbone.pooler = None
         self.backbone = backbone
         self.pooling = pooling
         self.hidden = backbone.config.hidden_size
@@ -165,8 +175,19 @@ class ContrastiveModel(nn.Module):
         self.queue = LabelQueue(queue_size, dim, num_labels) if use_queue else None
 
     def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
-        """One batch -> scalar loss. labels: (B, L) multi-hot."""
+        """One batch -> scalar loss. labels: (B, L) multi-hot.
+
+        Under data parallelism (an initialised process group, in training mode) the
+        anchors and labels of every rank are gathered first, with gradients, so each
+        rank computes the loss of the whole global batch: N ranks with batch b give the
+        loss and (after DistributedDataParallel's gradient averaging) the gradients of
+        one process with batch N*b.
+        """
         z = self.encoder(input_ids, attention_mask)
+        y = labels
+        if self.training and _distributed():
+            z = torch.cat(dist_nn.all_gather(z.contiguous()))
+            y = gather(labels)
         kwargs = {}
         if self.queue is not None:
             k = self.key_encoder(input_ids, attention_mask)
@@ -175,7 +196,7 @@ class ContrastiveModel(nn.Module):
         if self.prototypes is not None:
             kwargs["prototypes"] = self.prototypes()
         loss = contrastive_loss(
-            z, labels, variant=self.variant, temperature=self.temperature, beta=self.beta, **kwargs
+            z, y, variant=self.variant, temperature=self.temperature, beta=self.beta, **kwargs
         )
         if self.queue is not None and self.training:
             self.queue.enqueue(gather(k.float()), gather(labels))

@@ -235,7 +235,7 @@ def train_grid(
     bar = tqdm(range(epochs), desc="linear probe", unit="epoch", disable=not progress)
     for _ in bar:
         order = torch.randperm(n, generator=gen).to(x.device)
-        total = 0.0
+        total = torch.zeros((), dtype=x.dtype, device=x.device)
         for start in range(0, n, batch_size):
             idx = order[start:start + batch_size]
             xb, yb = x[idx], y[idx]
@@ -247,8 +247,9 @@ def train_grid(
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
-            total += loss.item() * len(idx)
-        bar.set_postfix(loss=total / n / (n_settings * heads * n_labels))
+            total += loss.detach() * len(idx)
+        if progress:  # mean loss of one regression over the epoch
+            bar.set_postfix(loss=total.item() / n / (n_settings * heads * n_labels))
     w = torch.stack([p.detach().reshape(dim, heads, n_labels).permute(1, 0, 2) for p in weights])
     b = torch.stack([p.detach().reshape(heads, n_labels) for p in biases])
     return w, b

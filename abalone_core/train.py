@@ -31,6 +31,8 @@ from pathlib import Path
 
 import numpy as np
 import torch
+import torch.distributed as dist
+from torch.nn.parallel import DistributedDataParallel
 from tqdm.auto import tqdm
 
 from . import __version__
@@ -63,10 +65,21 @@ def seed_everything(seed: int, deterministic: bool = True) -> None:
         torch.use_deterministic_algorithms(True, warn_only=True)
 
 
+def init_distributed() -> tuple[int, int]:
+    """(rank, world size). Starts the process group when launched by torchrun/accelerate
+    (``WORLD_SIZE`` > 1): NCCL on GPUs, gloo on CPUs."""
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    if world > 1 and not dist.is_initialized():
+        dist.init_process_group("nccl" if torch.cuda.is_available() else "gloo")
+    if dist.is_available() and dist.is_initialized():
+        return dist.get_rank(), dist.get_world_size()
+    return 0, 1
+
+
 def resolve_device(name: str) -> torch.device:
     if name == "auto":
         if torch.cuda.is_available():
-            return torch.device("cuda")
+            return torch.device("cuda", int(os.environ.get("LOCAL_RANK", "0")))
         return torch.device("cpu")
     return torch.device(name)
 
@@ -224,6 +237,8 @@ class Trainer:
         self.progress = progress
         self.out = Path(config.output_dir)
         self.device = resolve_device(config.device)
+        self.rank, self.world = init_distributed()
+        self.main = self.rank == 0  # only the first process writes files
         self.stop_requested = False
 
     # ------------------------------------------------------------- set-up
@@ -264,7 +279,17 @@ class Trainer:
             self.model = TextClassifier(encoder, L, dropout=cfg.dropout)
             self.loss_fn = supervised_loss_fn(cfg)
         self.model.to(self.device)
-        self.sampler = LengthBucketSampler(self.train_set.lengths(), cfg.batch_size, shuffle=True, seed=cfg.seed)
+        # Every rank draws the same global batches of world * batch_size documents and
+        # trains on its own contiguous slice; full batches only, so slices match in size.
+        self.sampler = LengthBucketSampler(self.train_set.lengths(), cfg.batch_size * self.world, shuffle=True,
+                                           seed=cfg.seed, drop_last=self.world > 1)
+        if len(self.sampler) == 0:
+            raise ValueError(f"{len(self.train_set)} training documents cannot fill one batch of "
+                             f"{cfg.batch_size} x {self.world} processes; lower batch_size")
+        self.net = self.model
+        if self.world > 1:
+            ids = [self.device.index] if self.device.type == "cuda" else None
+            self.net = DistributedDataParallel(self.model, device_ids=ids, broadcast_buffers=False)
         self.steps_per_epoch = len(self.sampler)
         self.total_steps = cfg.max_steps or cfg.epochs * self.steps_per_epoch
         fused = self.device.type == "cuda"
@@ -289,7 +314,8 @@ class Trainer:
         }
 
     def save(self) -> None:
-        _atomic_save(self.checkpoint(), self.out / "checkpoint.pt")
+        if self.main:
+            _atomic_save(self.checkpoint(), self.out / "checkpoint.pt")
 
     def restore(self, ckpt: dict) -> None:
         saved = ckpt["config"]
@@ -322,10 +348,12 @@ class Trainer:
         ids = batch["input_ids"].to(self.device, non_blocking=True)
         mask = batch["attention_mask"].to(self.device, non_blocking=True)
         y = batch["labels"].to(self.device, non_blocking=True)
+        # Training goes through the DDP wrapper (gradient averaging); evaluation does not.
+        net = self.net if self.model.training else self.model
         with self.autocast():
             if self.config.contrastive:
-                return self.model(ids, mask, y)
-            return self.loss_fn(self.model(ids, mask), y)
+                return net(ids, mask, y)
+            return self.loss_fn(net(ids, mask), y)
 
     def _step(self, batch) -> float:
         self.model.train()
@@ -353,7 +381,9 @@ class Trainer:
             if self.val_set is None:
                 return {}
             self.model.eval()
-            sampler = LengthBucketSampler(self.val_set.lengths(), cfg.batch_size, shuffle=False)
+            # Batches of the global size, so the contrastive validation loss does not depend
+            # on how many processes trained.
+            sampler = LengthBucketSampler(self.val_set.lengths(), cfg.batch_size * self.world, shuffle=False)
             losses = [float(self._loss(b)) for b in self._batches(self.val_set, sampler)]
             return {"val_loss": float(np.mean(losses))}
         probs = predict_proba(self.model, self.data.ids["validation"], self.data.pad_token_id,
@@ -363,6 +393,9 @@ class Trainer:
 
     def _evaluate_and_keep(self) -> None:
         cfg, st = self.config, self.state
+        if not self.main:
+            st["loss_sum"], st["loss_n"] = 0.0, 0
+            return
         record = {"step": st["step"], "epoch": st["epoch"] + st["batch_in_epoch"] / self.steps_per_epoch,
                   "train_loss": st["loss_sum"] / max(st["loss_n"], 1),
                   "lr": self.scheduler.get_last_lr()[0], "elapsed_s": st["elapsed_s"]}
@@ -398,6 +431,8 @@ class Trainer:
             while st["step"] < self.total_steps:
                 batches = self.sampler.batches(st["epoch"])
                 for idx in batches[st["batch_in_epoch"]:]:
+                    if self.world > 1:
+                        idx = idx[self.rank * cfg.batch_size:(self.rank + 1) * cfg.batch_size]
                     t0 = time.perf_counter()
                     loss = self._step(collate([self.train_set[i] for i in idx], self.data.pad_token_id))
                     st["elapsed_s"] += time.perf_counter() - t0
@@ -431,8 +466,10 @@ class Trainer:
             bar.close()
             for s, h in previous.items():
                 signal.signal(s, h)
-        if cfg.contrastive:
+        if cfg.contrastive and self.main:
             _atomic_save(self.model.encoder.state_dict(), self.out / "encoder_last.pt")
+        if self.world > 1:
+            dist.barrier()
 
     # ------------------------------------------------------------- final scores
     def _features(self, encoder) -> dict:
@@ -491,14 +528,16 @@ def run(config: Config, resume: bool = True, progress: bool = True) -> dict:
     if config.objective != "frozen":
         if resume and ckpt_path.exists():
             trainer.restore(torch.load(ckpt_path, map_location="cpu", weights_only=False))
-        else:
+        elif trainer.main:
             for stale in list(out.glob("encoder_*.pt")) + [out / "history.jsonl", out / "model_best.pt",
                                                            out / "metrics.json"]:
                 stale.unlink(missing_ok=True)
+    if trainer.main:
         config.save(out / "config.yaml")
+    if config.objective != "frozen":
         trainer.fit()
-    else:
-        config.save(out / "config.yaml")
+    if not trainer.main:
+        return {}
     metrics = trainer.final_metrics()
     ds = trainer.data.dataset
     metrics.update({

@@ -1,0 +1,148 @@
+import json
+import signal
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from abalone_core.config import OBJECTIVES, Config
+from abalone_core.train import Interrupted, Trainer, param_groups, run
+
+
+def read_history(path):
+    return [json.loads(l) for l in (path / "history.jsonl").read_text().splitlines()]
+
+
+@pytest.mark.parametrize("objective", OBJECTIVES)
+def test_every_objective_trains_and_scores(tiny_config, objective):
+    cfg = tiny_config(objective=objective)
+    m = run(cfg, progress=False)
+    for split in ("validation", "test"):
+        s = m[split]
+        assert 0 <= s["micro_f1"] <= 100 and 0 <= s["macro_f1"] <= 100 and 0 <= s["hamming"] <= 1000
+        assert len(s["per_label_f1"]) == len(m["label_names"]) == 6
+    cfg_dir = Path(cfg.output_dir)
+    saved = json.loads((cfg_dir / "metrics.json").read_text())
+    assert saved["test"] == m["test"]
+    if objective == "frozen":
+        assert m["steps"] == 0 and m["selected_candidate"] == "pretrained"
+        return
+    assert m["steps"] == cfg.max_steps
+    hist = read_history(cfg_dir)
+    assert hist[-1]["step"] == cfg.max_steps and all(np.isfinite(h["train_loss"]) for h in hist)
+    if objective in ("base", "bqueue", "bqproto", "msc"):
+        assert m["selected_candidate"] in ("last", "best_train_loss", "best_val_loss")
+        assert (cfg_dir / "encoder_last.pt").exists() and "val_loss" in hist[-1]
+    else:
+        assert (cfg_dir / "model_best.pt").exists() and "val_micro_f1" in hist[-1]
+
+
+def _final_weights(cfg):
+    return torch.load(f"{cfg.output_dir}/checkpoint.pt", weights_only=False)["model"]
+
+
+@pytest.mark.parametrize("objective", ["msc", "bce"])
+def test_interrupted_run_resumes_to_identical_numbers(tiny_config, tmp_path, monkeypatch, objective):
+    straight = tiny_config(objective=objective, max_steps=8, eval_every=3, output_dir=str(tmp_path / "a"))
+    expected = run(straight, progress=False)
+
+    stopped = straight.replace(output_dir=str(tmp_path / "b"))
+    original = Trainer._step
+
+    def step_then_sigterm(self, batch):
+        loss = original(self, batch)
+        if self.state["step"] == 4:  # the 5th step: send ourselves SIGTERM mid-run
+            signal.raise_signal(signal.SIGTERM)
+        return loss
+
+    monkeypatch.setattr(Trainer, "_step", step_then_sigterm)
+    with pytest.raises(Interrupted):
+        run(stopped, progress=False)
+    ckpt = torch.load(tmp_path / "b" / "checkpoint.pt", weights_only=False)
+    assert ckpt["state"]["step"] == 5
+    monkeypatch.setattr(Trainer, "_step", original)
+    resumed = run(stopped, progress=False)
+
+    assert resumed["test"] == expected["test"] and resumed["validation"] == expected["validation"]
+    a, b = _final_weights(straight), _final_weights(stopped)
+    assert a.keys() == b.keys()
+    for k in a:
+        assert torch.equal(a[k], b[k]), k
+    strip = lambda hs: [{k: v for k, v in h.items() if k != "elapsed_s"} for h in hs]
+    assert strip(read_history(tmp_path / "b")) == strip(read_history(tmp_path / "a"))
+
+
+def test_queue_is_filled_and_checkpointed(tiny_config):
+    cfg = tiny_config(objective="msc", max_steps=4, queue_size=20)
+    run(cfg, progress=False)
+    state = torch.load(f"{cfg.output_dir}/checkpoint.pt", weights_only=False)["model"]
+    assert int(state["queue.count"]) == 20  # 4 steps x 8 documents, wrapped at 20
+    assert state["queue.y"].sum(1).min() >= 1  # only labelled documents were trained on and enqueued
+    # The key encoder moved towards the query encoder but is not equal to it (m = 0.9).
+    k, q = state["key_encoder.module.head.net.0.weight"], state["encoder.head.net.0.weight"]
+    assert not torch.equal(k, q)
+
+
+def test_resume_with_other_configuration_is_refused(tiny_config, tmp_path):
+    cfg = tiny_config(objective="base", max_steps=2)
+    run(cfg, progress=False)
+    with pytest.raises(ValueError, match="different configuration.*temperature"):
+        run(cfg.replace(temperature=0.5), progress=False)
+    # resume=False starts over in the same directory.
+    assert run(cfg.replace(temperature=0.5), resume=False, progress=False)["steps"] == 2
+
+
+def test_fine_tuning_starts_from_contrastive_encoder(tiny_config, tmp_path, monkeypatch):
+    pre = tiny_config(objective="msc", max_steps=3, output_dir=str(tmp_path / "msc"))
+    run(pre, progress=False)
+    ft = tiny_config(objective="bce", init_from=str(tmp_path / "msc"), max_steps=2, lr_backbone=1e-12,
+                     lr_head=1e-12, output_dir=str(tmp_path / "ft"), dropout=0.0, warmup_ratio=0.0)
+    trainer = Trainer(ft, progress=False)
+    trainer.setup()
+    chosen = json.loads((tmp_path / "msc" / "metrics.json").read_text())["selected_candidate"]
+    enc = torch.load(tmp_path / "msc" / f"encoder_{chosen}.pt")
+    got = trainer.model.encoder.state_dict()
+    for k, v in enc.items():
+        if not k.startswith("head."):
+            assert torch.equal(got[k], v), k
+    with pytest.raises(FileNotFoundError, match="no encoder weights"):
+        Trainer(ft.replace(init_from=str(tmp_path / "nowhere")), progress=False).setup()
+    (tmp_path / "unfinished").mkdir()
+    with pytest.raises(FileNotFoundError, match="metrics.json"):
+        Trainer(ft.replace(init_from=str(tmp_path / "unfinished")), progress=False).setup()
+
+
+def test_same_seed_same_numbers_and_other_seed_differs(tiny_config, tmp_path):
+    a = run(tiny_config(objective="bqueue", output_dir=str(tmp_path / "1")), progress=False)
+    b = run(tiny_config(objective="bqueue", output_dir=str(tmp_path / "2")), progress=False)
+    c = tiny_config(objective="bqueue", output_dir=str(tmp_path / "3"), seed=1)
+    run(c, progress=False)
+    assert a["test"] == b["test"]
+    ha, hc = read_history(tmp_path / "1"), read_history(tmp_path / "3")
+    assert ha[-1]["train_loss"] != hc[-1]["train_loss"]
+
+
+def test_param_groups_follow_the_paper(tiny_config):
+    cfg = tiny_config(objective="msc", lr_backbone=2e-5, lr_head=5e-5, weight_decay=0.01)
+    trainer = Trainer(cfg, progress=False)
+    trainer.setup()
+    groups = {g["name"]: g for g in param_groups(trainer.model, cfg)}
+    assert groups["backbone"]["lr"] == 2e-5 and groups["head"]["lr"] == 5e-5
+    assert groups["backbone_no_decay"]["weight_decay"] == 0.0 and groups["backbone"]["weight_decay"] == 0.01
+    names = {id(p): n for n, p in trainer.model.named_parameters()}
+    no_decay = [names[id(p)] for p in groups["backbone_no_decay"]["params"]]
+    assert all(n.endswith("bias") or "LayerNorm" in n for n in no_decay)
+    assert any("LayerNorm.weight" in n for n in no_decay)
+    everything = [id(p) for g in groups.values() for p in g["params"]]
+    assert id(trainer.model.prototypes.weight) in everything
+    key_params = {id(p) for p in trainer.model.key_encoder.parameters()}
+    assert not key_params & set(everything)  # the optimiser never sees the key encoder
+    assert len(everything) == len(set(everything))
+
+
+def test_subset_errors_before_training(tiny_config):
+    with pytest.raises(ValueError, match="subset"):
+        tiny_config(subset={"training": 10})
+    with pytest.raises(ValueError, match="unknown configuration keys"):
+        Config.from_dict({"objectiv": "msc"})
