@@ -82,8 +82,12 @@ class MomentumEncoder(nn.Module):
     @torch.no_grad()
     def update(self, module: nn.Module) -> None:
         """Move the key weights towards ``module``'s (same architecture); buffers are copied."""
-        for pk, pq in zip(self.module.parameters(), module.parameters()):
-            pk.mul_(self.momentum).add_(pq.detach(), alpha=1 - self.momentum)
+        keys = list(self.module.parameters())
+        queries = [p.detach() for p in module.parameters()]
+        if len(keys) != len(queries):
+            raise ValueError("momentum update needs the same architecture as the key encoder")
+        # m k + (1 - m) q == lerp(k, q, 1 - m); one fused call over all tensors.
+        torch._foreach_lerp_(keys, queries, 1 - self.momentum)
         for bk, bq in zip(self.module.buffers(), module.buffers()):
             bk.copy_(bq)
 

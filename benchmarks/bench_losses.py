@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import platform
 import resource
 import subprocess
@@ -49,7 +50,7 @@ def make_inputs(B, K, L, labels_per_doc, seed=0):
     return z, labels(B), protos, torch.randn(K, DIM, generator=g), labels(K)
 
 
-def run_case(impl: str, size: dict, repeats: int) -> dict:
+def run_case(impl: str, size: dict, repeats: int, threads: int | None = None) -> dict:
     """Runs inside the subprocess: time forward+backward, report peak RSS growth."""
     import torch
 
@@ -58,7 +59,8 @@ def run_case(impl: str, size: dict, repeats: int) -> dict:
 
     from abalone_core.losses import msc_loss
 
-    torch.set_num_threads(torch.get_num_threads())
+    if threads:
+        torch.set_num_threads(threads)
     z, y, P, qz, qy = make_inputs(size["B"], size["K"], size["L"], size["labels_per_doc"])
     fn = {
         "vectorised": lambda: msc_loss(z, y, P, 0.1, 0.1, qz, qy),
@@ -81,14 +83,16 @@ def main() -> None:
     ap.add_argument("--repeats", type=int, default=5)
     ap.add_argument("--loop-repeats", type=int, default=1)
     ap.add_argument("--out", default=str(ROOT / "benchmarks" / "results" / "losses.json"))
+    ap.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's choice)")
     ap.add_argument("--case", help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.case:
         impl, idx = args.case.split(":")
         reps = args.loop_repeats if impl == "loop" else args.repeats
-        print(json.dumps(run_case(impl, SIZES[int(idx)], reps)))
+        print(json.dumps(run_case(impl, SIZES[int(idx)], reps, args.threads)))
         return
 
+    load_before = os.getloadavg()
     rows = []
     for idx, size in enumerate(SIZES):
         M = size["B"] + size["K"]
@@ -102,7 +106,7 @@ def main() -> None:
             else:
                 out = subprocess.run(
                     [sys.executable, __file__, "--case", f"{impl}:{idx}", "--repeats", str(args.repeats),
-                     "--loop-repeats", str(args.loop_repeats)],
+                     "--loop-repeats", str(args.loop_repeats)] + (["--threads", str(args.threads)] if args.threads else []),
                     capture_output=True, text=True, check=True, cwd=ROOT,
                 )
                 row.update(json.loads(out.stdout.strip().splitlines()[-1]))
@@ -123,8 +127,9 @@ def main() -> None:
     result = {
         "benchmark": "msc_loss forward+backward",
         "machine": {"platform": platform.platform(), "processor": platform.processor(),
-                    "torch": torch.__version__, "threads": torch.get_num_threads()},
-        "command": "python benchmarks/bench_losses.py",
+                    "torch": torch.__version__, "threads": args.threads or torch.get_num_threads(),
+                    "load_average_before": load_before},
+        "command": "python " + " ".join([Path(sys.argv[0]).as_posix()] + sys.argv[1:]),
         "rows": rows,
     }
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)

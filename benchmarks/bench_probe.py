@@ -6,13 +6,15 @@ documents. Labels come from a random linear model so that the probe has
 something to learn; the numbers measured are time and memory, not F1.
 
 Usage: python benchmarks/bench_probe.py [--train 5000] [--val 1000] [--dim 384]
-       [--labels 100] [--epochs 40] [--device cpu]
-Writes benchmarks/results/probe.json.
+       [--labels 100] [--epochs 40] [--device cpu] [--threads N]
+Writes benchmarks/results/probe.json. Timings on a shared machine depend on
+its load, which the record keeps (1-minute load average before the run).
 """
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import platform
 import resource
 import time
@@ -38,9 +40,12 @@ def main() -> None:
     parser.add_argument("--labels", type=int, default=100)
     parser.add_argument("--epochs", type=int, default=40)
     parser.add_argument("--device", default="cpu")
+    parser.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's)")
     parser.add_argument("--out", type=Path, default=Path(__file__).parent / "results" / "probe.json")
     args = parser.parse_args()
 
+    if args.threads:
+        torch.set_num_threads(args.threads)
     rng = np.random.default_rng(0)
     n = args.train + args.val
     x = rng.normal(size=(n, args.dim)).astype(np.float32)
@@ -50,6 +55,7 @@ def main() -> None:
     tx, ty, vx, vy = x[:args.train], y[:args.train], x[args.train:], y[args.train:]
 
     config = ProbeConfig(epochs=args.epochs, device=args.device)
+    load_before = os.getloadavg()[0]
     rss_before = peak_rss_mib()
     start = time.perf_counter()
     result = linear_probe(tx, ty, vx, vy, config, progress=True)
@@ -76,6 +82,8 @@ def main() -> None:
         "torch": torch.__version__,
         "torch_threads": torch.get_num_threads(),
         "cpu": platform.processor() or platform.machine(),
+        "cpu_count": os.cpu_count(),
+        "load_avg_1min_before": round(load_before, 2),
     }
     rows = [
         ("regressions (settings x heads x labels)", f"{record['regressions']:,}"),
@@ -84,6 +92,7 @@ def main() -> None:
         ("peak RSS (MiB), before / after", f"{record['peak_rss_mib_before']:.0f} / {record['peak_rss_mib']:.0f}"),
         ("val micro-F1 / macro-F1 (%)", f"{record['val_micro_f1']:.1f} / {record['val_macro_f1']:.1f}"),
         ("torch threads / device", f"{record['torch_threads']} / {record['device']}"),
+        ("machine load (1 min) before / CPUs", f"{load_before:.2f} / {os.cpu_count()}"),
     ]
     width = max(len(k) for k, _ in rows)
     print(f"\nlinear probe: {args.train} train, {args.val} val, D={args.dim}, L={args.labels}, {config.epochs} epochs")

@@ -1,0 +1,212 @@
+"""Cost of one ABALONE (L_MSC) pre-training step against one BCE fine-tuning step.
+
+The two steps run side by side, interleaved, on the same backbone, batch and token
+lengths, so machine load affects both alike:
+
+* L_MSC step: query forward + backward, key-encoder forward (no grad), loss on the
+  queue, gradient clipping, AdamW step, momentum update, enqueue;
+* BCE step: forward + backward of encoder + linear classifier, clipping, AdamW step.
+
+Then, on the same machine: how the L_MSC loss + queue part grows with the queue size K
+and the label count L, and, on a GPU, documents per second and peak memory of L_MSC
+pre-training with the roberta-base architecture (random weights, no download).
+
+    python benchmarks/bench_step.py                       # CPU: MiniLM, batch 32, 64 tokens
+    python benchmarks/bench_step.py --gpu-throughput      # GPU: roberta-base, 300 tokens, batch 32
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import statistics
+import sys
+import time
+from pathlib import Path
+
+import torch
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from abalone_core.losses import bce_loss, msc_loss  # noqa: E402
+from abalone_core.memory import LabelQueue  # noqa: E402
+from abalone_core.model import ContrastiveModel, TextClassifier, TextEncoder, load_backbone  # noqa: E402
+
+
+def sync(device):
+    if device.type == "cuda":
+        torch.cuda.synchronize()
+
+
+def make_batch(B, T, L, vocab, device, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    ids = torch.randint(1000, vocab - 1, (B, T), generator=g)
+    mask = torch.ones(B, T, dtype=torch.long)
+    y = (torch.rand(B, L, generator=g) < 2.4 / L).float()
+    y[torch.arange(B), torch.randint(0, L, (B,), generator=g)] = 1  # every document has a label
+    return ids.to(device), mask.to(device), y.to(device)
+
+
+def build(backbone, random_init, L, K, device, dtype_ctx):
+    torch.manual_seed(0)
+    bb, _ = load_backbone(backbone, random_init=random_init)
+    cm = ContrastiveModel(TextEncoder(bb, dim=256), L, "msc", queue_size=K).to(device)
+    bb2, _ = load_backbone(backbone, random_init=random_init)
+    clf = TextClassifier(TextEncoder(bb2, dim=256), L).to(device)
+    fused = device.type == "cuda"
+    opt_c = torch.optim.AdamW([p for p in cm.parameters() if p.requires_grad], lr=5e-5, fused=fused)
+    opt_b = torch.optim.AdamW(clf.parameters(), lr=5e-5, fused=fused)
+    return cm, clf, opt_c, opt_b
+
+
+def msc_step(cm, opt, batch, ctx):
+    ids, mask, y = batch
+    with ctx():
+        loss = cm(ids, mask, y)
+    opt.zero_grad(set_to_none=True)
+    loss.backward()
+    torch.nn.utils.clip_grad_norm_(cm.parameters(), 1.0)
+    opt.step()
+    cm.momentum_update()
+
+
+def bce_step(clf, opt, batch, ctx):
+    ids, mask, y = batch
+    with ctx():
+        loss = bce_loss(clf(ids, mask), y)
+    opt.zero_grad(set_to_none=True)
+    loss.backward()
+    torch.nn.utils.clip_grad_norm_(clf.parameters(), 1.0)
+    opt.step()
+
+
+def timed(fn, device):
+    sync(device)
+    t0 = time.perf_counter()
+    fn()
+    sync(device)
+    return time.perf_counter() - t0
+
+
+def overhead(args, device, ctx):
+    cm, clf, opt_c, opt_b = build(args.backbone, args.random_init, args.labels, args.queue, device, ctx)
+    cm.train(), clf.train()
+    vocab = cm.encoder.backbone.config.vocab_size
+    batch = make_batch(args.batch, args.tokens, args.labels, vocab, device)
+    for _ in range(args.warmup):
+        msc_step(cm, opt_c, batch, ctx)
+        bce_step(clf, opt_b, batch, ctx)
+    t_msc, t_bce = [], []
+    for _ in range(args.repeats):  # interleaved: load changes hit both
+        t_msc.append(timed(lambda: msc_step(cm, opt_c, batch, ctx), device))
+        t_bce.append(timed(lambda: bce_step(clf, opt_b, batch, ctx), device))
+    # Parts of the L_MSC step, for the record.
+    ids, mask, y = batch
+    with torch.no_grad():
+        t_key = statistics.median(timed(lambda: cm.key_encoder(ids, mask), device) for _ in range(args.repeats))
+    t_mom = statistics.median(timed(cm.momentum_update, device) for _ in range(args.repeats))
+    m, b = statistics.median(t_msc), statistics.median(t_bce)
+    return {"msc_step_s": m, "bce_step_s": b, "ratio": m / b, "key_forward_s": t_key, "momentum_update_s": t_mom,
+            "msc_all_s": t_msc, "bce_all_s": t_bce}
+
+
+def loss_scaling(args, device):
+    """L_MSC loss forward+backward with a full queue of K keys and L labels (B = batch)."""
+    rows = []
+    for K in args.scaling_queue:
+        for L in args.scaling_labels:
+            g = torch.Generator().manual_seed(0)
+            z = torch.randn(args.batch, 256, generator=g).to(device).requires_grad_(True)
+            P = torch.randn(L, 256, generator=g).to(device).requires_grad_(True)
+            y = (torch.rand(args.batch, L, generator=g) < 3.0 / L).float().to(device)
+            q = LabelQueue(K, 256, L).to(device)
+            q.enqueue(torch.randn(K, 256, generator=g).to(device),
+                      (torch.rand(K, L, generator=g) < 3.0 / L).to(device))
+
+            def step():
+                qz, qy = q.keys()
+                msc_loss(z, y, P, 0.1, 0.1, qz, qy).backward()
+
+            step()
+            t = statistics.median(timed(step, device) for _ in range(3))
+            rows.append({"K": K, "L": L, "loss_fwd_bwd_s": t})
+            print(f"  K={K:>6} L={L:>5}  loss+queue fwd+bwd {t * 1e3:8.2f} ms", flush=True)
+    return rows
+
+
+def gpu_throughput(args, device):
+    """Documents/s of L_MSC pre-training, roberta-base architecture, bf16 autocast."""
+    torch.backends.cuda.matmul.allow_tf32 = True
+    ctx = lambda: torch.autocast("cuda", dtype=torch.bfloat16)  # noqa: E731
+    bb, _ = load_backbone("roberta-base", random_init=True) if args.gpu_backbone == "roberta-base" else (None, None)
+    cm = ContrastiveModel(TextEncoder(bb, dim=256), args.labels, "msc", queue_size=args.queue).to(device)
+    if args.compile:
+        cm.encoder = torch.compile(cm.encoder, dynamic=True)
+    opt = torch.optim.AdamW([p for p in cm.parameters() if p.requires_grad], lr=5e-5, fused=True)
+    batch = make_batch(32, args.gpu_tokens, args.labels, bb.config.vocab_size, device)
+    for _ in range(10):
+        msc_step(cm, opt, batch, ctx)
+    torch.cuda.reset_peak_memory_stats()
+    n = 50
+    t = timed(lambda: [msc_step(cm, opt, batch, ctx) for _ in range(n)], device)
+    return {"docs_per_s": 32 * n / t, "step_s": t / n, "peak_gpu_mb": torch.cuda.max_memory_allocated() / 2**20,
+            "tokens": args.gpu_tokens, "compile": args.compile, "gpu": torch.cuda.get_device_name()}
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--backbone", default="minilm")
+    ap.add_argument("--random-init", action="store_true")
+    ap.add_argument("--batch", type=int, default=32)
+    ap.add_argument("--tokens", type=int, default=64)
+    ap.add_argument("--labels", type=int, default=54)
+    ap.add_argument("--queue", type=int, default=512)
+    ap.add_argument("--repeats", type=int, default=10)
+    ap.add_argument("--warmup", type=int, default=2)
+    ap.add_argument("--threads", type=int, default=None, help="torch CPU threads")
+    ap.add_argument("--scaling-queue", type=int, nargs="*", default=[512, 4096, 16384, 65536])
+    ap.add_argument("--scaling-labels", type=int, nargs="*", default=[54, 4271])
+    ap.add_argument("--gpu-throughput", action="store_true")
+    ap.add_argument("--gpu-backbone", default="roberta-base")
+    ap.add_argument("--gpu-tokens", type=int, default=300)
+    ap.add_argument("--compile", action="store_true")
+    ap.add_argument("--out", default=str(ROOT / "benchmarks" / "results" / "step_overhead.json"))
+    args = ap.parse_args()
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    ctx = (lambda: torch.autocast("cuda", dtype=torch.bfloat16)) if device.type == "cuda" else \
+        (lambda: torch.autocast("cpu", enabled=False))
+
+    result = {"machine": {"platform": platform.platform(), "torch": torch.__version__,
+                          "device": torch.cuda.get_device_name() if device.type == "cuda" else "cpu",
+                          "threads": torch.get_num_threads()},
+              "command": "python " + " ".join([Path(sys.argv[0]).as_posix()] + sys.argv[1:]),
+              "settings": {k: v for k, v in vars(args).items() if k != "out"}}
+    print(f"device {result['machine']['device']}, {args.backbone}, batch {args.batch}, {args.tokens} tokens, "
+          f"L={args.labels}, K={args.queue}")
+    o = overhead(args, device, ctx)
+    result["overhead"] = o
+    print(f"{'step':<28}{'median s':>10}")
+    print(f"{'L_MSC pre-training':<28}{o['msc_step_s']:>10.4f}")
+    print(f"{'BCE fine-tuning':<28}{o['bce_step_s']:>10.4f}")
+    print(f"{'ratio L_MSC / BCE':<28}{o['ratio']:>10.3f}   (target <= 1.45)")
+    print(f"{'  key-encoder forward':<28}{o['key_forward_s']:>10.4f}")
+    print(f"{'  momentum update':<28}{o['momentum_update_s']:>10.4f}")
+    print("loss + queue scaling:")
+    result["scaling"] = loss_scaling(args, device)
+    if args.gpu_throughput:
+        if device.type != "cuda":
+            result["gpu"] = "no GPU on this machine"
+            print("GPU throughput: no GPU on this machine")
+        else:
+            result["gpu"] = gpu_throughput(args, device)
+            print(f"GPU throughput: {result['gpu']}")
+    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
+    Path(args.out).write_text(json.dumps(result, indent=2))
+    print(f"wrote {args.out}")
+
+
+if __name__ == "__main__":
+    main()
