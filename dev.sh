@@ -24,9 +24,20 @@ setup() {
   fi
 }
 
+# The browser check of the built book needs Debian's chromium; install it when we can.
+ensure_chromium() {
+  command -v chromium >/dev/null && return 0
+  if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
+    (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null) \
+      || echo "note: could not install chromium; the browser test will be skipped" >&2
+  else
+    echo "note: chromium not found (apt-get install chromium); the browser test will be skipped" >&2
+  fi
+}
+
 case "${1:-}" in
   env)   setup ;;
-  test)  setup; shift; python -m pytest -q -n 2 "$@" ;;
+  test)  setup; ensure_chromium; shift; python -m pytest -q -n 2 "$@" ;;
   bench) setup; python benchmarks/bench_losses.py ;;
   book)  setup; shift; python scripts/build_book.py "$@" ;;
   *) echo "usage: bash dev.sh book|test|bench|env" >&2; exit 2 ;;
