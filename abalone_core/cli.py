@@ -1,10 +1,11 @@
-"""Command line: ``abalone train | evaluate | embed | stats``.
+"""Command line: ``abalone train | evaluate | embed | stats | sweep``.
 
     abalone train --config run.yaml --set objective=msc --set max_steps=500
     abalone train --set dataset=disaster --set "subset={train: 2000}" --output runs/msc
     abalone evaluate runs/msc            # scores of a finished run (metrics.json)
     abalone embed runs/msc --split test --out test.npy
     abalone stats disaster               # long-tail statistics of a dataset
+    abalone sweep sweeps/paper_grid.yaml --dry-run   # a papermill grid of runs
 """
 from __future__ import annotations
 
@@ -15,6 +16,7 @@ import sys
 from pathlib import Path
 
 from .config import Config, parse_overrides
+from .sweep import add_parser as add_sweep_parser
 
 
 def _config(args) -> Config:
@@ -123,6 +125,8 @@ def main(argv: list[str] | None = None) -> int:
     s.add_argument("dataset")
     s.add_argument("--set", action="append", metavar="KEY=VALUE", help="loader keyword argument")
     s.set_defaults(fn=cmd_stats)
+
+    add_sweep_parser(sub)
 
     args = p.parse_args(argv)
     logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING, format="%(levelname)s %(message)s")
