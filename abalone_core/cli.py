@@ -63,19 +63,11 @@ def cmd_evaluate(args) -> int:
 
 def cmd_embed(args) -> int:
     import numpy as np
-    import torch
 
     from .evaluate import embed
-    from .train import build_encoder, load_encoder_state, prepare_data, resolve_device
+    from .train import load_run_encoder, prepare_data, resolve_device
 
-    cfg = Config.from_file(Path(args.run) / "config.yaml")
-    encoder, tokenizer = build_encoder(cfg)
-    if cfg.contrastive or cfg.init_from:
-        encoder.load_state_dict(load_encoder_state(args.run if cfg.contrastive else cfg.init_from))
-    if not cfg.contrastive and cfg.objective != "frozen":
-        state = torch.load(Path(args.run) / "model_best.pt", map_location="cpu")
-        encoder.load_state_dict({k[len("encoder."):]: v for k, v in state.items()
-                                 if k.startswith("encoder.") and not k.startswith("encoder.head.")}, strict=False)
+    encoder, tokenizer, cfg = load_run_encoder(args.run)
     data = prepare_data(cfg, tokenizer)
     device = resolve_device(cfg.device)
     x = embed(encoder.to(device), data.ids[args.split], data.pad_token_id, device=device)

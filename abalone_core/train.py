@@ -218,6 +218,34 @@ def load_encoder_state(path: str | Path) -> dict:
     return torch.load(path, map_location="cpu")
 
 
+def load_run_encoder(run_dir):
+    """Rebuild the encoder of a finished run, projection head discarded.
+
+    Contrastive runs load their selected candidate, supervised runs the encoder part of
+    ``model_best.pt`` (on top of ``init_from`` for fine-tuning), ``frozen`` runs the
+    pre-trained backbone.
+
+    Returns:
+        (encoder, tokenizer, config)
+    """
+    run_dir = Path(run_dir)
+    if not (run_dir / "metrics.json").exists():
+        raise FileNotFoundError(f"{run_dir} has no metrics.json: train (or resume) it first")
+    cfg = Config.from_file(run_dir / "config.yaml")
+    encoder, tokenizer = build_encoder(cfg)
+    if cfg.contrastive:
+        encoder.load_state_dict(load_encoder_state(run_dir))
+    elif cfg.objective != "frozen":
+        if cfg.init_from:
+            encoder.load_state_dict(load_encoder_state(cfg.init_from))
+        state = torch.load(run_dir / "model_best.pt", map_location="cpu")
+        body = {k[len("encoder."):]: v for k, v in state.items() if k.startswith("encoder.")}
+        missing, unexpected = encoder.load_state_dict(body, strict=False)
+        if unexpected or any(not k.startswith("head.") for k in missing):
+            raise RuntimeError(f"{run_dir}/model_best.pt does not match the encoder of its config.yaml")
+    return encoder.eval(), tokenizer, cfg
+
+
 def hardware() -> dict:
     info = {"platform": platform.platform(), "python": platform.python_version(), "torch": torch.__version__,
             "abalone_core": __version__, "cpu_threads": torch.get_num_threads()}

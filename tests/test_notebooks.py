@@ -20,9 +20,9 @@ import pytest
 import yaml
 
 ROOT = Path(__file__).resolve().parents[1]
-NOTEBOOKS = sorted((ROOT / "notebooks").glob("[0-9][0-9]_*.ipynb"))
 EXPECTED = ["01_long_tails", "02_lack_of_positives", "03_attraction_repulsion", "04_contrastive_pretraining",
             "05_evaluation", "06_supervised_baselines", "07_representations", "08_results"]
+NOTEBOOKS = [ROOT / "notebooks" / f"{name}.ipynb" for name in EXPECTED]
 TRAINING = {"04_contrastive_pretraining", "05_evaluation", "06_supervised_baselines", "07_representations"}
 WITH_FIGURES = set(EXPECTED) - {"08_results"}
 
@@ -36,7 +36,13 @@ def load_build_script():
 
 
 def shared_base(tmp_path_factory) -> Path:
-    """A folder common to every xdist worker of this session (the workers' basetemp parent)."""
+    """A folder common to every xdist worker of this session (the workers' basetemp parent).
+
+    ``ABALONE_BOOK_BUILD=<folder>`` names a folder instead, so that a later session reuses the
+    execution recorded there (its ``report.json``) rather than running every chapter again.
+    """
+    if os.environ.get("ABALONE_BOOK_BUILD"):
+        return Path(os.environ["ABALONE_BOOK_BUILD"])
     base = tmp_path_factory.getbasetemp()
     return (base.parent if os.environ.get("PYTEST_XDIST_WORKER") else base) / "book"
 
@@ -51,8 +57,9 @@ def notebooks():
 
 
 # --------------------------------------------------------------------------- structure
-def test_every_chapter_is_present():
-    assert [p.stem for p in NOTEBOOKS] == EXPECTED
+def test_every_chapter_is_present_and_built():
+    assert all(p.is_file() for p in NOTEBOOKS)
+    assert [p.stem for p in load_build_script().chapters()] == EXPECTED
 
 
 @pytest.mark.parametrize("name", EXPECTED)
@@ -79,6 +86,18 @@ def test_colab_cell_then_parameters_cell(notebooks, name):
         assert "seed" in names
     if name in TRAINING:
         assert {"dataset", "backbone", "max_steps", "device", "runs_dir"} <= names
+
+
+@pytest.mark.parametrize("name", EXPECTED)
+def test_every_code_cell_is_valid_python(notebooks, name):
+    from IPython.core.inputtransformer2 import TransformerManager
+
+    for cell in code_cells(notebooks[name]):
+        source = TransformerManager().transform_cell(cell.source)  # %pip and other magics -> Python
+        try:
+            ast.parse(source)
+        except SyntaxError as err:
+            pytest.fail(f"{name}, cell {cell.get('id')}: {err}")
 
 
 def test_colab_install_names_the_configured_repository(notebooks):
@@ -128,6 +147,7 @@ def test_setup_picks_renderer_and_detects_colab(monkeypatch):
 
     from abalone_core import notebook as nb
 
+    monkeypatch.setattr(pio.renderers, "default", pio.renderers.default)  # restored after the test
     monkeypatch.delitem(sys.modules, "google.colab", raising=False)
     assert nb.setup() == {"colab": False, "renderer": nb.RENDERER}
     assert pio.renderers.default == nb.RENDERER
@@ -143,6 +163,7 @@ def test_config_for_merges_profile_and_ignores_none(tmp_path):
     assert cfg.output_dir == str(tmp_path / "msc")
     ft = nb.config_for("cpu", "bce", runs_dir=tmp_path, name="msc-ft", init_from=str(tmp_path / "msc"), max_steps=5)
     assert ft.output_dir.endswith("msc-ft") and ft.save_every == 5
+    assert ft.lr_head == nb.PROFILES["cpu"]["supervised"]["lr_head"] != cfg.lr_head
     with pytest.raises(ValueError, match="unknown profile"):
         nb.config_for("tpu", "msc")
 

@@ -1,0 +1,215 @@
+"""Execute the book's chapters with papermill, then build the HTML book with Jupyter Book.
+
+    python scripts/build_book.py                   # cpu profile: execute every chapter, build _build/html
+    python scripts/build_book.py --profile gpu     # paper-like profile (abalone_core.notebook.PROFILES)
+    python scripts/build_book.py --only 01 02      # some chapters only (others keep their last executed copy)
+    python scripts/build_book.py --no-execute      # rebuild the HTML from the last executed copies
+
+The sources are staged in ``_build/source`` with the repository's layout (``_config.yml``,
+``_toc.yml``, ``book/``, ``notebooks/``) so that launch buttons and repository links point
+at the committed files; the staged ``notebooks/`` hold the executed copies and
+``book/_static/plotly.min.js`` the one copy of plotly.js the figures use. Training runs go
+to ``runs/book-<profile>/`` (reused: a finished run is not trained again) and data to
+``.cache/abalone`` unless ``ABALONE_DATA_DIR`` is set. Exits with status 1 when a
+chapter fails, after executing the others.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+NOTEBOOKS = ROOT / "notebooks"
+BUILD = ROOT / "_build"
+STAGE = BUILD / "source"
+
+
+def chapters(only=None) -> list[Path]:
+    """The chapter notebooks listed in ``_toc.yml``, in order; ``only``: prefixes or names to keep
+    (e.g. ``["01", "04"]``). Other notebooks in ``notebooks/`` are not part of the book."""
+    import yaml
+
+    toc = yaml.safe_load((ROOT / "_toc.yml").read_text())
+    entries = [ch["file"] for part in toc.get("parts", []) for ch in part.get("chapters", [])]
+    found = [ROOT / f"{e}.ipynb" for e in entries if (ROOT / f"{e}.ipynb").is_file()]
+    if not found:
+        raise FileNotFoundError(f"_toc.yml lists no notebook that exists under {ROOT}")
+    if only:
+        keep = [p for p in found if any(p.name.startswith(o) or p.stem == o for o in only)]
+        unknown = [o for o in only if not any(p.name.startswith(o) or p.stem == o for p in found)]
+        if unknown:
+            raise ValueError(f"no chapter matches {unknown}; chapters: {[p.stem for p in found]}")
+        return keep
+    return found
+
+
+def plotly_js() -> Path:
+    """plotly.min.js shipped inside the installed plotly package."""
+    import plotly
+
+    path = Path(plotly.__file__).parent / "package_data" / "plotly.min.js"
+    if not path.is_file():
+        raise FileNotFoundError(f"{path} is missing: reinstall plotly (pip install --force-reinstall plotly)")
+    return path
+
+
+def stage(stage_dir: Path = STAGE) -> Path:
+    """Copy the book's sources (not the notebooks) into ``stage_dir``, with plotly.min.js in _static."""
+    stage_dir.mkdir(parents=True, exist_ok=True)
+    for name in ("_config.yml", "_toc.yml"):
+        shutil.copy2(ROOT / name, stage_dir / name)
+    if (stage_dir / "book").exists():
+        shutil.rmtree(stage_dir / "book")
+    shutil.copytree(ROOT / "book", stage_dir / "book", ignore=shutil.ignore_patterns("screenshots", "_build"))
+    static = stage_dir / "book" / "_static"
+    static.mkdir(parents=True, exist_ok=True)
+    shutil.copy2(plotly_js(), static / "plotly.min.js")
+    (stage_dir / "notebooks").mkdir(exist_ok=True)
+    return stage_dir
+
+
+def execute(notebook: Path, output: Path, profile: str = "cpu", runs_dir: str | None = None,
+            timeout: int | None = None) -> float:
+    """Run one chapter with papermill (cwd: ``notebooks/``); returns seconds. Raises on failure."""
+    import papermill as pm
+
+    declared = pm.inspect_notebook(str(notebook))
+    params = {"profile": profile} if "profile" in declared else {}
+    if runs_dir is not None and "runs_dir" in declared:
+        params["runs_dir"] = str(Path(runs_dir).resolve())
+    output.parent.mkdir(parents=True, exist_ok=True)
+    t0 = time.perf_counter()
+    pm.execute_notebook(str(notebook), str(output), parameters=params, kernel_name="python3", cwd=str(NOTEBOOKS),
+                        progress_bar=False, log_output=False, execution_timeout=timeout)
+    return time.perf_counter() - t0
+
+
+def execute_all(notebooks, out_dir: Path, profile: str = "cpu", runs_dir: str | None = None,
+                timeout: int | None = None, log=print) -> dict:
+    """Execute chapters in order, going on after a failure.
+
+    Returns:
+        ``{chapter stem: {"seconds": float, "error": str | None}}``.
+    """
+    results = {}
+    for nb in notebooks:
+        log(f"executing {nb.name} ...")
+        try:
+            seconds, error = execute(nb, out_dir / nb.name, profile, runs_dir, timeout), None
+        except Exception as err:  # papermill's error names the failing cell; keep going, fail at the end
+            seconds, error = float("nan"), f"{type(err).__name__}: {err}"
+        results[nb.stem] = {"seconds": seconds, "error": error}
+        log(f"  {nb.name}: " + (f"{seconds:.1f} s" if error is None else f"FAILED\n{error}"))
+    return results
+
+
+def build_html(stage_dir: Path = STAGE, output_root: Path = ROOT) -> Path:
+    """``jupyter-book build`` of the staged sources; returns the HTML folder (``output_root/_build/html``)."""
+    cmd = [sys.executable, "-c", "from jupyter_book.cli.main import main; main()", "build", str(stage_dir), "--path-output", str(output_root), "--all"]
+    proc = subprocess.run(cmd, cwd=stage_dir, capture_output=True, text=True)
+    if proc.returncode != 0:
+        raise RuntimeError(f"jupyter-book build failed (exit {proc.returncode}):\n{proc.stdout[-4000:]}\n"
+                           f"{proc.stderr[-4000:]}")
+    warnings = [line for line in proc.stdout.splitlines() + proc.stderr.splitlines() if "WARNING" in line]
+    for line in warnings:
+        print(f"  {line}")
+    html = output_root / "_build" / "html"
+    if not (html / "index.html").exists():
+        raise RuntimeError(f"jupyter-book build wrote no {html / 'index.html'}:\n{proc.stdout[-4000:]}")
+    return html
+
+
+def build(profile: str = "cpu", only=None, runs_dir: str | None = None, do_execute: bool = True,
+          html: bool = True, timeout: int | None = None, stage_dir: Path = STAGE, output_root: Path = ROOT,
+          log=print) -> dict:
+    """Stage, execute and build; returns a report (timings per chapter, html folder, failures)."""
+    os.environ.setdefault("ABALONE_DATA_DIR", str(ROOT / ".cache" / "abalone"))
+    t0 = time.perf_counter()
+    stage(stage_dir)
+    selected = chapters(only) if do_execute else []
+    for nb in chapters():  # chapters neither executed now nor before are shown without outputs
+        target = stage_dir / "notebooks" / nb.name
+        if nb not in selected and not target.exists():
+            shutil.copy2(nb, target)
+    results = execute_all(selected, stage_dir / "notebooks", profile, runs_dir, timeout, log)
+    report = {"profile": profile, "chapters": results,
+              "execute_seconds": sum(r["seconds"] for r in results.values() if r["error"] is None),
+              "failed": [k for k, r in results.items() if r["error"]], "html": None}
+    if not report["failed"] and html:
+        t1 = time.perf_counter()
+        report["html"] = str(build_html(stage_dir, output_root))
+        report["html_seconds"] = time.perf_counter() - t1
+    report["total_seconds"] = time.perf_counter() - t0
+    (output_root / "_build").mkdir(parents=True, exist_ok=True)
+    (output_root / "_build" / "timings.json").write_text(json.dumps(report, indent=2))
+    return report
+
+
+def build_once(base: Path, profile: str = "cpu", html: bool = True, log=print) -> dict:
+    """Execute every chapter and build the HTML once per ``base`` folder, safely across processes.
+
+    Used by the tests: parallel test workers share one execution (``base/source/notebooks``,
+    runs in ``base/runs``) and one HTML build (``base/_build/html``). A file lock serialises
+    them; later callers read ``base/report.json``.
+
+    Returns:
+        the report of the execution (chapters, failed) with ``html`` set once built.
+    """
+    from filelock import FileLock
+
+    os.environ.setdefault("ABALONE_DATA_DIR", str(ROOT / ".cache" / "abalone"))
+    base = Path(base)
+    base.mkdir(parents=True, exist_ok=True)
+    record = base / "report.json"
+    with FileLock(str(base / "build.lock")):
+        report = json.loads(record.read_text()) if record.exists() else None
+        if report is None:
+            source = stage(base / "source")
+            results = execute_all(chapters(), source / "notebooks", profile, str(base / "runs"), log=log)
+            report = {"profile": profile, "chapters": results, "html": None,
+                      "failed": [k for k, r in results.items() if r["error"]]}
+            record.write_text(json.dumps(report, indent=2))
+        if html and report["html"] is None and "html_error" not in report:
+            try:
+                report["html"] = str(build_html(base / "source", base))
+            except RuntimeError as err:
+                report["html_error"] = str(err)
+            record.write_text(json.dumps(report, indent=2))
+    return report
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--profile", default="cpu", choices=("cpu", "gpu"), help="training budget (default cpu)")
+    p.add_argument("--only", nargs="+", metavar="CHAPTER", help="execute only these chapters (e.g. 01 04)")
+    p.add_argument("--runs-dir", help="folder of the training runs (default runs/book-<profile>)")
+    p.add_argument("--no-execute", action="store_true", help="build from the last executed copies")
+    p.add_argument("--no-html", action="store_true", help="execute only, skip jupyter-book")
+    p.add_argument("--timeout", type=int, default=None, help="seconds allowed per notebook cell")
+    args = p.parse_args(argv)
+    report = build(args.profile, args.only, args.runs_dir, not args.no_execute, not args.no_html, args.timeout)
+    print("\nchapter timings:")
+    for name, r in report["chapters"].items():
+        print(f"  {name:<32} " + (f"{r['seconds']:7.1f} s" if r["error"] is None else "  FAILED"))
+    print(f"  {'execution':<32} {report['execute_seconds']:7.1f} s")
+    if report.get("html_seconds") is not None:
+        print(f"  {'jupyter-book build':<32} {report['html_seconds']:7.1f} s")
+    print(f"  {'total':<32} {report['total_seconds']:7.1f} s")
+    if report["failed"]:
+        print(f"\nFAILED chapters: {', '.join(report['failed'])}; their executed copies (with the error) are in "
+              f"{STAGE / 'notebooks'}", file=sys.stderr)
+        return 1
+    if report["html"]:
+        print(f"\nbook: {report['html']}/index.html")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
