@@ -67,7 +67,8 @@ class MomentumEncoder(nn.Module):
     """Key encoder: a frozen copy of a module updated as ``θk ← m θk + (1 − m) θ``.
 
     Its parameters have ``requires_grad=False``, so no optimiser built from
-    trainable parameters ever touches them; only :meth:`update` changes them.
+    trainable parameters ever touches them; only :meth:`update` changes them. It stays in
+    eval mode (no dropout) whatever mode its parent is put in.
     """
 
     def __init__(self, module: nn.Module, momentum: float = 0.999):
@@ -78,6 +79,13 @@ class MomentumEncoder(nn.Module):
         self.module = copy.deepcopy(module)
         for p in self.module.parameters():
             p.requires_grad_(False)
+
+    def train(self, mode: bool = True) -> "MomentumEncoder":
+        """The key encoder always runs in eval mode: keys are targets, so no dropout noise
+        (and no cost of drawing dropout masks) goes into them."""
+        super().train(mode)
+        self.module.eval()
+        return self
 
     @torch.no_grad()
     def update(self, module: nn.Module) -> None:

@@ -98,3 +98,13 @@ def test_prototypes_are_trainable_and_shaped():
     assert p().shape == (7, 16) and p.weight.requires_grad
     p().pow(2).sum().backward()
     assert p.weight.grad is not None
+
+
+def test_key_encoder_stays_in_eval_mode():
+    net = nn.Sequential(nn.Linear(4, 4), nn.Dropout(0.5))
+    parent = nn.Module()
+    parent.key = MomentumEncoder(net)
+    parent.train()
+    assert parent.key.training and not parent.key.module.training
+    x = torch.ones(3, 4)
+    assert torch.equal(parent.key(x), parent.key(x))  # no dropout noise in keys
