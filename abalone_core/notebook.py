@@ -308,7 +308,7 @@ def run_embeddings(run_dir, split: str = "test", batch_size: int = 64) -> dict:
     from .train import prepare_data, resolve_device
 
     encoder, tokenizer, cfg = run_encoder(run_dir)
-    data = prepare_data(cfg, tokenizer, progress=False)
+    data = prepare_data(cfg, tokenizer)
     device = resolve_device(cfg.device)
     x = embed(encoder.to(device), data.ids[split], data.pad_token_id, batch_size=batch_size, device=device,
               progress=False)

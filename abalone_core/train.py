@@ -112,7 +112,7 @@ class Data:
         return self.labels["train"].sum(0)
 
 
-def prepare_data(config: Config, tokenizer, progress: bool = True) -> Data:
+def prepare_data(config: Config, tokenizer) -> Data:
     """Load, subsample and tokenise the dataset named by the configuration (cached)."""
     ds = load_dataset(config.dataset, **config.dataset_kwargs)
     if config.subset:
@@ -275,7 +275,7 @@ class Trainer:
         seed_everything(cfg.seed, cfg.deterministic)
         encoder, tokenizer = build_encoder(cfg)
         self.tokenizer = tokenizer
-        self.data = prepare_data(cfg, tokenizer, self.progress)
+        self.data = prepare_data(cfg, tokenizer)
         L = self.data.labels["train"].shape[1]
         if cfg.objective == "frozen":
             self.model = encoder.to(self.device)
