@@ -44,6 +44,7 @@ import subprocess
 import sys
 import tarfile
 import tempfile
+import uuid
 from dataclasses import dataclass
 from typing import Callable
 
@@ -499,7 +500,7 @@ def fetch_disaster_csv(root) -> pathlib.Path:
             if member is None:
                 raise RuntimeError(f"{DISASTER_MEMBER} not found in {archives[0].name}")
             target.parent.mkdir(parents=True, exist_ok=True)
-            part = target.with_suffix(".part")
+            part = target.with_name(f"{target.name}.{os.getpid()}.{uuid.uuid4().hex[:8]}.part")
             with tar.extractfile(member) as src, open(part, "wb") as dst:
                 shutil.copyfileobj(src, dst)
             os.replace(part, target)

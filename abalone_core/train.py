@@ -25,6 +25,7 @@ import platform
 import random
 import signal
 import time
+import uuid
 from contextlib import nullcontext
 from dataclasses import dataclass
 from pathlib import Path
@@ -149,7 +150,8 @@ def _cached_tokens(texts, tokenizer, config: Config, split: str):
         return torch.load(path)
     ids = tokenize(texts, tokenizer, config.max_length)
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(".tmp")
+    # A private temporary name: runs of a sweep may tokenise the same split at once.
+    tmp = path.with_name(f"{path.name}.{os.getpid()}.{uuid.uuid4().hex[:8]}.tmp")
     torch.save(ids, tmp)
     tmp.replace(path)
     return ids

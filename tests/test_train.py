@@ -146,3 +146,34 @@ def test_subset_errors_before_training(tiny_config):
         tiny_config(subset={"training": 10})
     with pytest.raises(ValueError, match="unknown configuration keys"):
         Config.from_dict({"objectiv": "msc"})
+
+
+def test_token_cache_is_safe_for_concurrent_runs(tiny_config, tmp_path):
+    """Runs of a sweep tokenise the same split at the same time: each writes its own
+    temporary file before the atomic rename, so none finds its file taken by another."""
+    import threading
+
+    from abalone_core.model import load_backbone
+    from abalone_core.train import _cached_tokens
+
+    config = tiny_config()
+    _, tokenizer = load_backbone(config.backbone)
+    texts = [f"alpha beta gamma {i}" for i in range(200)]
+    start, results, errors = threading.Barrier(6), [], []
+
+    def work():
+        start.wait()
+        try:
+            results.append(_cached_tokens(texts, tokenizer, config, "train"))
+        except Exception as err:  # noqa: BLE001 - collected and asserted below
+            errors.append(err)
+
+    threads = [threading.Thread(target=work) for _ in range(6)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert not errors
+    cached = list((tmp_path / "cache" / "tokens").iterdir())
+    assert [p.suffix for p in cached] == [".pt"]  # one cache file, no temporary left behind
+    assert all(r == results[0] for r in results) and len(results) == 6
