@@ -270,7 +270,8 @@ def records(source) -> "pd.DataFrame":
     """Every row of a results database, JSON columns decoded.
 
     Args:
-        source: a :class:`Sweep`, its ``output_dir``, or the ``results.sqlite`` file.
+        source: a :class:`Sweep`, its ``output_dir``, the ``results.sqlite`` file, or a
+            ``runs.jsonl`` written by :func:`export` (or a folder holding one).
     Returns:
         One row per run (index ``run_id``): ``status``, ``parameters`` (dict), ``metrics``
         (dict or None), ``error``, ``started``, ``finished``, ``duration_s`` (seconds),
@@ -280,11 +281,14 @@ def records(source) -> "pd.DataFrame":
     import pandas as pd
 
     path = _db_path(source)
-    rows = list(_Store(path).rows().values())
-    for r in rows:
-        for key in ("parameters", "metrics", "hardware", "versions"):
-            r[key] = None if r[key] is None else json.loads(r[key])
-        r["git_dirty"] = None if r["git_dirty"] is None else bool(r["git_dirty"])
+    if path.suffix == ".jsonl":  # an export: already decoded
+        rows = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+    else:
+        rows = list(_Store(path).rows().values())
+        for r in rows:
+            for key in ("parameters", "metrics", "hardware", "versions"):
+                r[key] = None if r[key] is None else json.loads(r[key])
+            r["git_dirty"] = None if r["git_dirty"] is None else bool(r["git_dirty"])
     columns = ["run_id", "status", "parameters", "metrics", "error", "started", "finished", "duration_s", "device",
                "hardware", "versions", "git_revision", "git_dirty", "attempts", "notebook", "pid", "host"]
     return pd.DataFrame(rows, columns=columns).set_index("run_id")
@@ -293,7 +297,8 @@ def records(source) -> "pd.DataFrame":
 def _db_path(source) -> Path:
     path = source.db if isinstance(source, Sweep) else Path(source)
     if path.is_dir():
-        path = path / "results.sqlite"
+        path = path / "results.sqlite" if (path / "results.sqlite").is_file() or not (path / "runs.jsonl").is_file() \
+            else path / "runs.jsonl"
     if not path.is_file():
         raise FileNotFoundError(f"no results database at {path}: run the sweep first (abalone sweep GRID.yaml)")
     return path
@@ -923,6 +928,59 @@ def aggregate(source, rows="objective", columns=("dataset",), metrics=("micro_f1
     return pd.DataFrame(table, index=index)
 
 
+def records_table(source, metrics=("micro_f1", "macro_f1", "hamming", "f1_head", "f1_medium", "f1_tail",
+                                    "silhouette", "davies_bouldin")) -> "pd.DataFrame":
+    """Finished runs as a flat table: one row per run (index ``run_id``), a column per grid
+    parameter of scalar value, one per metric (read by :func:`metric_value`), ``minutes``
+    (wall time of the run) and ``hardware`` (the GPU, else the CPU threads)."""
+    import pandas as pd
+
+    recs = records(source)
+    recs = recs[recs["status"] == "done"]
+    if isinstance(source, Sweep):
+        recs = recs[recs.index.isin([rid for rid, _ in source.runs()])]
+    rows = []
+    for rid, r in recs.iterrows():
+        params = {k: v for k, v in (r["parameters"] or {}).items() if isinstance(v, (str, int, float, bool))}
+        hw = r["hardware"] or {}
+        rows.append({"run_id": rid, **params, **{m: metric_value(r["metrics"] or {}, m) for m in metrics},
+                     "minutes": (r["duration_s"] or float("nan")) / 60,
+                     "hardware": hw.get("gpu") or f"CPU ({hw.get('cpu_count', '?')} cores)"})
+    return pd.DataFrame(rows).set_index("run_id") if rows else pd.DataFrame()
+
+
+def export(source, dest: str | Path, **aggregate_kwargs) -> list[Path]:
+    """Publish a sweep's finished runs in a folder meant to be committed: ``runs.jsonl`` (one
+    line per run with its parameters, metrics, timing, hardware, versions and git revision,
+    readable again by :func:`records` / :func:`aggregate`) and ``table.csv`` / ``table.md``
+    (:func:`aggregate` with ``aggregate_kwargs``, or the sweep's ``table`` defaults).
+    Host names, process ids and local paths are left out. Returns the paths written."""
+    dest = Path(dest)
+    dest.mkdir(parents=True, exist_ok=True)
+    recs = records(source)
+    if isinstance(source, Sweep):
+        recs = recs[recs.index.isin([rid for rid, _ in source.runs()])]
+    recs = recs[recs["status"] == "done"]
+    if recs.empty:
+        raise ValueError("no finished run to export (check the sweep's status)")
+    keep = ["status", "parameters", "metrics", "started", "finished", "duration_s", "device", "hardware",
+            "versions", "git_revision", "git_dirty", "attempts"]
+    lines = []
+    for rid, r in recs.iterrows():
+        row = {"run_id": rid, **{k: r[k] for k in keep}}
+        row["hardware"] = {k: v for k, v in (r["hardware"] or {}).items() if k != "host"}
+        lines.append(json.dumps(row, sort_keys=True, default=str))
+    runs = dest / "runs.jsonl"
+    tmp = runs.with_name(runs.name + ".tmp")
+    tmp.write_text("\n".join(lines) + "\n")
+    tmp.replace(runs)
+    kwargs = {**(source.table if isinstance(source, Sweep) else {}), **aggregate_kwargs}
+    if "columns" not in kwargs:  # the default columns, when the runs have such a parameter
+        names = set().union(*(p or {} for p in recs["parameters"]))
+        kwargs["columns"] = tuple(c for c in ("dataset",) if c in names)
+    return [runs, *write_table(aggregate(runs, **kwargs), dest / "table")]
+
+
 def write_table(table: "pd.DataFrame", stem: str | Path) -> list[Path]:
     """Write ``<stem>.csv`` and ``<stem>.md`` (Markdown via tabulate); returns the paths."""
     stem = Path(stem)
@@ -948,6 +1006,9 @@ def add_parser(subparsers) -> "argparse.ArgumentParser":
     p.add_argument("--retry-failed", action="store_true", help="run failed runs again")
     p.add_argument("--aggregate", action="store_true",
                    help="tabulate finished runs into <output_dir>/table.csv and table.md and print it; run nothing")
+    p.add_argument("--export", metavar="DIR",
+                   help="write the finished runs (runs.jsonl) and their table (table.csv, table.md) to DIR, "
+                        "e.g. to commit them; run nothing")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(fn=cmd_sweep)
     return p
@@ -981,7 +1042,10 @@ def cmd_sweep(args) -> int:
         paths = write_table(table, sweep.output_dir / "table")
         print(table.to_markdown())
         print(f"wrote {', '.join(map(str, paths))}")
-    if args.dry_run or args.aggregate:
+    if args.export:
+        paths = export(sweep, args.export)
+        print(f"wrote {', '.join(map(str, paths))}")
+    if args.dry_run or args.aggregate or args.export:
         return 0
     try:
         st = sweep.run(workers=args.workers, devices=args.devices, retry_failed=args.retry_failed,
@@ -995,5 +1059,5 @@ def cmd_sweep(args) -> int:
     return 1 if counts.get("failed", 0) or counts.get("pending", 0) else 0
 
 
-__all__ = ["Sweep", "aggregate", "records", "metric_value", "run_id", "write_table", "add_parser", "cmd_sweep",
+__all__ = ["Sweep", "aggregate", "records", "records_table", "export", "metric_value", "run_id", "write_table", "add_parser", "cmd_sweep",
            "PAPER", "PAPER_NAMES", "hardware", "versions", "git_state", "gpu_names"]

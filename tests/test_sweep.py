@@ -111,6 +111,12 @@ def test_run_records_every_cell_and_a_rerun_skips_finished_ones(tmp_path):
     assert mtimes(sweep.output_dir / "notebooks") == notebooks
     assert sweep.estimate()["source"] == "mean of 2 finished runs"
 
+    assert cli(["sweep", str(tmp_path / "grid.yaml"), "--export", str(tmp_path / "published")]) == 0
+    published = sw.records(tmp_path / "published" / "runs.jsonl")
+    assert sorted(published.index) == sorted(recs.index)
+    assert (tmp_path / "published" / "table.md").is_file()
+    assert sw.records(sweep)[["finished", "attempts"]].equals(before)  # exporting runs nothing
+
 
 def test_a_failing_run_is_recorded_the_others_finish_and_retry_reruns_it(tmp_path):
     flag = tmp_path / "fail"
@@ -247,6 +253,31 @@ def test_aggregate_refuses_to_average_over_a_parameter_that_varies(tmp_path):
     assert table.at["msc", "d micro_f1"] == 50.5
     by_t = sw.aggregate(db, rows=("objective", "temperature"), metrics=("micro_f1",), stat="count")
     assert by_t.loc[("msc", 0.2), "d micro_f1"] == 2
+
+
+def test_export_writes_a_committable_copy_that_aggregates_the_same(tmp_path):
+    rows = [({"objective": o, "dataset": "disaster", "seed": s, "subset": {"train": 10}},
+             {"test": {"micro_f1": 50.0 + s + (o == "msc"), "macro_f1": 30.0 - s, "hamming": 9.0},
+              "silhouette": 0.1 * s}, "done") for o in ("msc", "base") for s in range(3)]
+    rows.append(({"objective": "bce", "dataset": "disaster", "seed": 0, "subset": {"train": 10}}, None, "failed"))
+    db = fake_results(tmp_path / "sweep", rows)
+    with sqlite3.connect(db) as con:
+        con.execute("UPDATE runs SET hardware = ?", (json.dumps({"host": "secret-host", "cpu_count": 2}),))
+
+    paths = sw.export(db, tmp_path / "published")
+    runs = tmp_path / "published" / "runs.jsonl"
+    assert paths[0] == runs and [p.name for p in paths[1:]] == ["table.csv", "table.md"]
+    assert len(runs.read_text().splitlines()) == 6  # the failed run is not published
+    assert "secret-host" not in runs.read_text()
+    pd_testing = pytest.importorskip("pandas").testing
+    pd_testing.assert_frame_equal(sw.aggregate(runs), sw.aggregate(db))
+    pd_testing.assert_frame_equal(sw.aggregate(tmp_path / "published"), sw.aggregate(db))
+
+    flat = sw.records_table(runs)
+    assert len(flat) == 6 and {"objective", "dataset", "seed", "micro_f1", "silhouette", "minutes"} <= set(flat)
+    assert "subset" not in flat  # dict parameters stay in runs.jsonl
+    one = flat[(flat["objective"] == "msc") & (flat["seed"] == 2)].iloc[0]
+    assert one["micro_f1"] == 53.0 and one["silhouette"] == pytest.approx(0.2) and one["hardware"] == "CPU (2 cores)"
 
 
 # --------------------------------------------------------------------------- the run notebook
