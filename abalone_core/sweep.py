@@ -386,9 +386,10 @@ def _notebook_error(path: Path) -> str | None:
 
 
 def _execute(notebook: Path, output: Path, params: dict, result_path: Path, procs: set,
-             lock: threading.Lock) -> dict:
+             lock: threading.Lock, env: dict | None = None) -> dict:
     """Run papermill in a child process (a crashing kernel cannot take the sweep down; Ctrl-C
-    reaches it). Returns ``status``, ``metrics``, ``error`` and ``duration_s``."""
+    reaches it) with environment ``env`` (None: this one). Returns ``status``, ``metrics``,
+    ``error`` and ``duration_s``."""
     import yaml
 
     result_path.unlink(missing_ok=True)
@@ -399,7 +400,7 @@ def _execute(notebook: Path, output: Path, params: dict, result_path: Path, proc
            "--cwd", str(notebook.parent), "--no-progress-bar"]
     t0 = time.perf_counter()
     try:
-        proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
         with lock:
             procs.add(proc)
         try:
@@ -430,6 +431,16 @@ def _execute(notebook: Path, output: Path, params: dict, result_path: Path, proc
 
 def _interrupt(signum, frame):
     raise KeyboardInterrupt(f"signal {signum}")
+
+
+def _thread_env(workers: int) -> dict | None:
+    """Environment of the notebooks when several run at once: the CPU cores shared between
+    them (``OMP_NUM_THREADS``, read by PyTorch), unless the caller set it already. Without
+    it each notebook starts one thread per core and the runs slow each other down."""
+    if workers < 2 or "OMP_NUM_THREADS" in os.environ:
+        return None
+    threads = str(max(1, (os.cpu_count() or 1) // workers))
+    return {**os.environ, "OMP_NUM_THREADS": threads, "MKL_NUM_THREADS": threads}
 
 
 def _devices(workers: int | None, devices) -> list[str | None]:
@@ -492,6 +503,7 @@ class Sweep:
         self._validate()
         self._lock = threading.Lock()
         self._procs: set = set()
+        self._env: dict | None = None  # environment of the notebooks (see _thread_env)
 
     @classmethod
     def from_file(cls, path: str | Path) -> "Sweep":
@@ -678,7 +690,9 @@ class Sweep:
         """Execute every pending run (and failed ones with ``retry_failed``); returns :meth:`status`.
 
         Args:
-            workers: notebooks executed at once (default: one per device, else 1).
+            workers: notebooks executed at once (default: one per device, else 1). With
+                several, each notebook gets cores // workers CPU threads (``OMP_NUM_THREADS``)
+                unless that variable is set.
             devices: ``"cuda:0,cuda:1"`` or a list, one per worker; each run gets its worker's
                 device as its ``device`` parameter. None: the notebook's own default.
             retry_failed: run failed runs (and their dependants) again.
@@ -715,6 +729,7 @@ class Sweep:
         previous = None
         if threading.current_thread() is threading.main_thread():  # SIGTERM (e.g. a batch scheduler) as Ctrl-C
             previous = signal.signal(signal.SIGTERM, _interrupt)
+        self._env = _thread_env(len(devices))
         pool = ThreadPoolExecutor(max_workers=len(devices))
         try:
             while waiting or inflight:
@@ -794,7 +809,8 @@ class Sweep:
             injected["device"] = device
         for param, target in self._deps.get(rid, {}).items():
             injected[param] = str(self.paths(target)["run_dir"])
-        return _execute(self.notebook, paths["notebook"], injected, paths["result"], self._procs, self._lock)
+        return _execute(self.notebook, paths["notebook"], injected, paths["result"], self._procs, self._lock,
+                        self._env)
 
     def aggregate(self, **kwargs) -> "pd.DataFrame":
         """:func:`aggregate` of this sweep's finished runs, with the grid file's ``table`` defaults."""

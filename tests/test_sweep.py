@@ -188,6 +188,8 @@ def test_two_workers_run_concurrently_on_their_own_devices(tmp_path):
     a, b = (recs.loc[rid] for rid in ("seed=0", "seed=1"))
     assert a["started"] < b["finished"] and b["started"] < a["finished"], "the two runs were not in flight together"
     assert {a["metrics"]["device"], b["metrics"]["device"]} == {"cuda:0", "cuda:1"}
+    if "OMP_NUM_THREADS" not in os.environ:  # the cores are shared between the two notebooks
+        assert a["metrics"]["threads"] == str(max(1, os.cpu_count() // 2))
     assert set(recs["device"]) == {"cuda:0", "cuda:1"}
     with sqlite3.connect(sweep.db) as db:
         assert db.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
