@@ -337,3 +337,38 @@ def training_curves(frame: pd.DataFrame, x: str = "step", y: str = "loss", by: s
                                  line=dict(color=_PALETTE[i % len(_PALETTE)])))
     fig.update_layout(title=title, template=_TEMPLATE, xaxis_title=x, yaxis_title=y)
     return fig
+
+
+def seed_scores(frame: pd.DataFrame, metrics=("micro_f1", "macro_f1"), by: str = "objective",
+                panel: str = "dataset", names: dict | None = None,
+                title: str = "Test scores over seeds") -> go.Figure:
+    """One dot per run and a bar at the mean over seeds, per ``by`` value; one row of panels
+    per metric, one column per ``panel`` value (dataset).
+
+    Args:
+        frame: one row per run with columns ``by``, ``panel`` and the metrics (e.g.
+            :func:`abalone_core.sweep.records_table`).
+        names: display names of the ``by`` values (e.g. ``{"msc": "L_MSC"}``).
+    """
+    metrics = [metrics] if isinstance(metrics, str) else list(metrics)
+    _need(frame, [by, panel, *metrics], "seed_scores")
+    names = names or {}
+    panels = list(dict.fromkeys(frame[panel]))
+    order = list(dict.fromkeys(frame[by]))
+    fig = make_subplots(rows=len(metrics), cols=len(panels), shared_xaxes=True,
+                        column_titles=[str(p) for p in panels], row_titles=metrics,
+                        vertical_spacing=0.06, horizontal_spacing=0.06)
+    for r, metric in enumerate(metrics, start=1):
+        for c, value in enumerate(panels, start=1):
+            part = frame[frame[panel] == value]
+            means = part.groupby(by)[metric].mean().reindex(order)
+            x = [names.get(o, o) for o in order]
+            fig.add_trace(go.Bar(x=x, y=means.to_numpy(), marker_color="#c6dbef", name="mean over seeds",
+                                 showlegend=(r == 1 and c == 1), legendgroup="mean"), row=r, col=c)
+            fig.add_trace(go.Scatter(x=[names.get(o, o) for o in part[by]], y=part[metric], mode="markers",
+                                     marker=dict(color="#08519c", size=6), name="one seed",
+                                     showlegend=(r == 1 and c == 1), legendgroup="seed",
+                                     hovertext=[f"seed {s}" for s in part.get("seed", [""] * len(part))]),
+                          row=r, col=c)
+    fig.update_layout(title=title, template=_TEMPLATE, height=280 * len(metrics) + 120, bargap=0.35)
+    return fig

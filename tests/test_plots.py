@@ -123,3 +123,16 @@ def test_training_curves():
     assert list(fig.data[0].x) == [1, 2, 3, 4]
     with pytest.raises(ValueError, match="needs columns"):
         plots.training_curves(frame, y="val_loss")
+
+
+def test_seed_scores():
+    frame = pd.DataFrame({"objective": ["msc", "bce"] * 6, "dataset": ["a"] * 6 + ["b"] * 6,
+                          "seed": [0, 0, 1, 1, 2, 2] * 2, "micro_f1": np.arange(12.0), "macro_f1": np.arange(12.0) / 2})
+    fig = plots.seed_scores(frame, names={"msc": "L_MSC"})
+    assert len(fig.data) == 2 * 2 * 2  # metrics x datasets x (bar, dots)
+    bar = fig.data[0]
+    assert list(bar.x) == ["L_MSC", "bce"]
+    assert bar.y.tolist() == [2.0, 3.0]  # msc on dataset a: mean of 0, 2, 4
+    assert len(fig.data[1].y) == 6
+    with pytest.raises(ValueError, match="needs columns"):
+        plots.seed_scores(frame, metrics=("hamming",))
