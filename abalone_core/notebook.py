@@ -22,6 +22,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from . import paper
 from .config import SUPERVISED, Config
 
 # tqdm.auto warns when ipywidgets is missing; the chapters pass progress=False anyway.
@@ -67,33 +68,30 @@ PROFILES: dict[str, dict] = {
     },
 }
 
-# The paper's test scores (mean over seeds): Table 2 (linear evaluation), Table 3
-# (supervised baselines and fine-tuning, AAPD) and Table 4 (representation quality, RCV1).
-PAPER_LINEAR = pd.DataFrame(
-    [
-        ("frozen", "L_MLM (frozen)", 63.86, 45.62, 28.48, 80.06, 58.42, 13.5),
-        ("base", "L_Base", 72.25, 56.42, 24.4, 87.89, 73.7, 8.51),
-        ("bqueue", "L_BQueue", 72.73, 57.92, 24.15, 87.56, 72.9, 8.72),
-        ("bqproto", "L_BQProto", 73.3, 59.13, 23.69, 88.00, 74.82, 8.44),
-        ("msc", "L_MSC", 73.59, 60.00, 23.74, 88.40, 76.82, 8.21),
-    ],
-    columns=["objective", "loss", "AAPD micro_f1", "AAPD macro_f1", "AAPD hamming",
-             "RCV1 micro_f1", "RCV1 macro_f1", "RCV1 hamming"],
-)
-PAPER_SUPERVISED = pd.DataFrame(
-    [("bce", "BCE", 73.89, 59.98), ("focal", "Focal", 73.85, 59.91), ("asymmetric", "ASL", 72.92, 60.63),
-     ("msc-ft", "L_MSC-FT", 74.00, 60.41)],
-    columns=["objective", "loss", "AAPD micro_f1", "AAPD macro_f1"],
-)
-PAPER_CLUSTERING = pd.DataFrame(
-    [("frozen", "MLM", -0.14, 2.83), ("bce", "BCE", 0.15, 2.02), ("base", "L_Base", 0.07, 2.23),
-     ("msc", "L_MSC", 0.10, 2.07), ("msc-ft", "L_MSC-FT", 0.16, 1.98)],
-    columns=["objective", "loss", "RCV1 silhouette", "RCV1 davies_bouldin"],
-)
-PAPER_COST = "25 GPU-hours on one RTX A6000 for one 80-epoch contrastive run on AAPD"
+# The paper's test scores as tables (abalone_core.paper): Table 2 (linear evaluation),
+# Table 3 (supervised baselines and fine-tuning, AAPD) and Table 4 (representation quality, RCV1).
+LOSS_NAMES = {**paper.NAMES, "frozen": "L_MLM (frozen)"}
 
-LOSS_NAMES = {"frozen": "L_MLM (frozen)", "base": "L_Base", "bqueue": "L_BQueue", "bqproto": "L_BQProto",
-              "msc": "L_MSC", "bce": "BCE", "focal": "Focal", "asymmetric": "ASL", "msc-ft": "L_MSC-FT"}
+
+def _paper_frame(rows: dict, columns: dict, objectives) -> pd.DataFrame:
+    """rows: dataset label -> {objective: values}; columns: dataset label -> metric names."""
+    out = []
+    for objective in objectives:
+        row = {"objective": objective, "loss": LOSS_NAMES[objective]}
+        for label, table in rows.items():
+            row.update({f"{label} {m}": v for m, v in zip(columns[label], table[objective])})
+        out.append(row)
+    return pd.DataFrame(out)
+
+
+PAPER_LINEAR = _paper_frame({"AAPD": paper.TABLE2["aapd"], "RCV1": paper.TABLE2["rcv1"]},
+                            {"AAPD": paper.METRICS, "RCV1": paper.METRICS},
+                            ("frozen", "base", "bqueue", "bqproto", "msc"))
+PAPER_SUPERVISED = _paper_frame({"AAPD": paper.TABLE3["aapd"]}, {"AAPD": paper.METRICS[:2]},
+                                ("bce", "focal", "asymmetric", "msc-ft"))
+PAPER_CLUSTERING = _paper_frame({"RCV1": paper.TABLE4}, {"RCV1": ("silhouette", "davies_bouldin")},
+                                ("frozen", "bce", "base", "msc", "msc-ft"))
+PAPER_COST = paper.COST
 
 
 # --------------------------------------------------------------------------- environment

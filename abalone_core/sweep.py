@@ -62,50 +62,16 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from . import paper
+
 if TYPE_CHECKING:
     import argparse
 
     import pandas as pd
 
-# --------------------------------------------------------------------------- #
-# The paper's test scores
-# --------------------------------------------------------------------------- #
-# (dataset, objective) -> {metric: value}; micro/macro-F1 in percent, Hamming loss x 10^3.
-# Rows of Table 3 (temperature 0.1, the setting of the paper's later experiments) where it
-# has them; frozen, bqueue and bqproto from Table 2 (mean over 3 seeds x 3 temperatures;
-# frozen over seeds). Silhouette / Davies-Bouldin: Table 4 (RCV1 test, 50 % of label
-# combinations). "<objective>-ft": supervised BCE fine-tuning of that contrastive encoder.
-_MAIN = ("micro_f1", "macro_f1", "hamming")
-_TABLES = {
-    "aapd": {
-        "frozen": (63.86, 45.62, 28.48), "base": (72.51, 56.67, 24.13), "bqueue": (72.73, 57.92, 24.15),
-        "bqproto": (73.30, 59.13, 23.69), "msc": (73.84, 60.75, 23.72), "bce": (73.89, 59.98, 22.53),
-        "focal": (73.85, 59.91, 22.61), "asymmetric": (72.92, 60.63, 25.30), "base-ft": (73.09, 58.55, 23.61),
-        "msc-ft": (74.00, 60.41, 23.01),
-    },
-    "rcv1": {
-        "frozen": (80.06, 58.42, 13.50), "base": (87.86, 73.79, 8.48), "bqueue": (87.56, 72.90, 8.72),
-        "bqproto": (88.00, 74.82, 8.44), "msc": (88.54, 77.05, 8.12), "bce": (88.17, 76.06, 8.17),
-        "focal": (88.36, 76.69, 8.19), "asymmetric": (86.63, 75.02, 10.02), "base-ft": (88.41, 76.08, 8.18),
-        "msc-ft": (88.65, 77.18, 7.99),
-    },
-    "uk-lex": {
-        "base": (72.30, 59.66, 12.31), "msc": (73.50, 62.06, 11.83), "bce": (72.61, 60.97, 11.95),
-        "focal": (73.23, 61.17, 11.54), "asymmetric": (70.53, 60.58, 14.43), "base-ft": (72.45, 60.66, 12.23),
-        "msc-ft": (72.97, 61.33, 12.04),
-    },
-}
-_CLUSTERING_RCV1 = {"frozen": (-0.14, 2.83), "bce": (0.15, 2.02), "base": (0.07, 2.23), "base-ft": (0.13, 2.00),
-                    "msc": (0.10, 2.07), "msc-ft": (0.16, 1.98)}
-PAPER: dict[tuple[str, str], dict[str, float]] = {
-    (dataset, objective): dict(zip(_MAIN, values)) for dataset, rows in _TABLES.items()
-    for objective, values in rows.items()
-}
-for _objective, (_sil, _dbi) in _CLUSTERING_RCV1.items():
-    PAPER[("rcv1", _objective)].update(silhouette=_sil, davies_bouldin=_dbi)
-
-PAPER_NAMES = {"frozen": "L_MLM", "base": "L_Base", "bqueue": "L_BQueue", "bqproto": "L_BQProto", "msc": "L_MSC",
-               "bce": "BCE", "focal": "Focal", "asymmetric": "ASL", "base-ft": "L_Base-FT", "msc-ft": "L_MSC-FT"}
+# The paper's test scores, (dataset, objective) -> {metric: value}: see abalone_core.paper.
+PAPER: dict[tuple[str, str], dict[str, float]] = paper.scores()
+PAPER_NAMES = paper.NAMES
 
 STATUSES = ("pending", "running", "done", "failed", "changed")
 _FILE_KEYS = ("notebook", "output_dir", "parameters", "grid", "exclude", "depends_on",
