@@ -292,6 +292,9 @@ def test_run_notebook_is_clean_and_declares_the_sweep_parameters():
     assert {"result_path", "run_dir", "device", "init_from"} <= grid.declared_parameters()
     assert len(grid.runs()) == 2 * 10 * 3
     assert grid._deps["dataset=foldoc,objective=msc-ft,seed=2"] == {"init_from": "dataset=foldoc,objective=msc,seed=2"}
+    cpu = sw.Sweep.from_file(ROOT / "sweeps" / "cpu_grid.yaml")
+    assert len(cpu.runs()) == 2 * 9 * 3 and "supervised_overrides" in cpu.declared_parameters()
+    assert [cell["seed"] for _, cell in cpu.runs()][:18] == [0] * 18  # seeds first
 
 
 @pytest.mark.slow
@@ -302,7 +305,8 @@ def test_run_notebook_trains_and_fine_tunes_a_tiny_model(tmp_path, tiny_backbone
         parameters={"dataset": "csv", "dataset_kwargs": {"path": tiny_csv, "label_sep": "|", "split_column": "split"},
                     "backbone": tiny_backbone, "subset": None, "max_length": 16, "batch_size": 8, "max_steps": 4,
                     "overrides": {"proj_dim": 16, "queue_size": 20, "probe": {"epochs": 2, "lrs": [0.1],
-                                                                              "weight_decays": [0.01], "heads": 1}}},
+                                                                              "weight_decays": [0.01], "heads": 1}},
+                    "supervised_overrides": {"lr_head": 0.02}},
         grid={"objective": ["msc", "msc-ft"], "seed": [0]},
         depends_on={"init_from": {"objective": {"msc-ft": "msc"}}},
     )
@@ -313,6 +317,8 @@ def test_run_notebook_trains_and_fine_tunes_a_tiny_model(tmp_path, tiny_backbone
     ft = recs.loc["objective=msc-ft,seed=0", "metrics"]
     assert ft["objective"] == "msc-ft" and ft["loss"] == "bce"
     assert ft["config"]["init_from"] == str(sweep.paths("objective=msc,seed=0")["run_dir"])
+    assert ft["config"]["lr_head"] == 0.02  # supervised_overrides reach the supervised row only
+    assert recs.loc["objective=msc,seed=0", "metrics"]["config"]["lr_head"] == 5e-5
     assert recs.loc["objective=msc-ft,seed=0", "started"] > recs.loc["objective=msc,seed=0", "finished"]
     for m in recs["metrics"]:
         assert 0 <= m["test"]["micro_f1"] <= 100
