@@ -87,7 +87,22 @@ def execute(notebook: Path, output: Path, profile: str = "cpu", runs_dir: str | 
     t0 = time.perf_counter()
     pm.execute_notebook(str(notebook), str(output), parameters=params, kernel_name="python3", cwd=str(NOTEBOOKS),
                         progress_bar=False, log_output=False, execution_timeout=timeout)
-    return time.perf_counter() - t0
+    seconds = time.perf_counter() - t0
+    hide_injected_parameters(output)
+    return seconds
+
+
+def hide_injected_parameters(path: Path) -> None:
+    """Tag papermill's injected-parameters cell ``remove-cell``: the page shows the chapter's
+    own parameters cell, not this build's local paths."""
+    import nbformat
+
+    nb = nbformat.read(path, as_version=4)
+    for cell in nb.cells:
+        tags = cell.metadata.get("tags", [])
+        if "injected-parameters" in tags and "remove-cell" not in tags:
+            cell.metadata["tags"] = [*tags, "remove-cell"]
+    nbformat.write(nb, path)
 
 
 def execute_all(notebooks, out_dir: Path, profile: str = "cpu", runs_dir: str | None = None,

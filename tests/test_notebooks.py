@@ -236,6 +236,8 @@ def test_chapter_executes_with_its_defaults(executed, name):
     nb = nbformat.read(base / "source" / "notebooks" / f"{name}.ipynb", as_version=4)
     outputs = [o for c in code_cells(nb) for o in c.outputs]
     assert not [o for o in outputs if o.output_type == "error"]
+    injected = [c for c in nb.cells if "injected-parameters" in c.metadata.get("tags", [])]
+    assert injected and all("remove-cell" in c.metadata["tags"] for c in injected)  # no local paths on the page
     figures = [o for o in outputs if "text/html" in o.get("data", {}) and "plotly-graph-div" in o["data"]["text/html"]]
     if name in WITH_FIGURES:
         assert figures, f"{name} shows no plotly figure"
