@@ -46,7 +46,8 @@ CLAIMS = (
 )
 
 
-def check_claims(runs: pd.DataFrame, claims=CLAIMS, by: str = "dataset", pair: str = "seed") -> pd.DataFrame:
+def check_claims(runs: pd.DataFrame, claims=CLAIMS, by: str = "dataset", pair: str = "seed",
+                 reference: str | None = "frozen") -> pd.DataFrame:
     """Check each claim on each ``by`` value (dataset), pairing runs by ``pair`` (seed).
 
     Args:
@@ -58,7 +59,10 @@ def check_claims(runs: pd.DataFrame, claims=CLAIMS, by: str = "dataset", pair: s
         the per-seed differences better - worse, in the metric's units), ``std`` of those
         differences, ``seeds`` (pairs where both ran), ``holds_on`` (how many of them satisfy
         the claim) and ``verdict``: ``holds`` (every seed), ``fails`` (no seed), ``mixed``,
-        or ``not run`` when an objective or metric is missing.
+        or ``not run`` when an objective or metric is missing; ``caveat``: the objectives of
+        the claim whose mean is worse than ``reference``'s (the untrained encoder's linear
+        probe), i.e. that have not learned anything useful within the budget, which makes a
+        comparison with them say little.
     """
     missing = [c for c in ("objective", by, pair) if c not in runs.columns]
     if missing:
@@ -81,12 +85,19 @@ def check_claims(runs: pd.DataFrame, claims=CLAIMS, by: str = "dataset", pair: s
             holds = int((claim.direction * diff > -claim.tolerance if claim.tolerance
                          else claim.direction * diff > 0).sum())
             verdict = ("not run" if n == 0 else "holds" if holds == n else "fails" if holds == 0 else "mixed")
-            out.append({**row, "better": float(both[claim.better].mean()) if n else np.nan,
+            caveat = ""
+            if reference in wide and n:
+                floor = wide[reference].mean()
+                weak = [o for o in (claim.better, claim.worse) if claim.direction * (both[o].mean() - floor) < 0]
+                if weak and reference not in (claim.better, claim.worse):
+                    caveat = f"{' and '.join(weak)} below {reference}: undertrained"
+            out.append({**row, "caveat": caveat, "better": float(both[claim.better].mean()) if n else np.nan,
                         "worse": float(both[claim.worse].mean()) if n else np.nan,
                         "difference": float(diff.mean()) if n else np.nan,
                         "std": float(diff.std(ddof=1)) if n > 1 else np.nan,
                         "seeds": n, "holds_on": holds, "verdict": verdict})
-    columns = [by, "claim", "metric", "better", "worse", "difference", "std", "seeds", "holds_on", "verdict"]
+    columns = [by, "claim", "metric", "better", "worse", "difference", "std", "seeds", "holds_on", "verdict",
+               "caveat"]
     return pd.DataFrame(out).reindex(columns=columns)
 
 

@@ -46,3 +46,13 @@ def test_unpaired_seeds_are_left_out_and_missing_columns_are_named():
     assert out.loc[0, "seeds"] == 1 and out.loc[0, "verdict"] == "holds"
     with pytest.raises(ValueError, match="seed"):
         check_claims(runs.drop(columns="seed"))
+
+
+def test_a_row_below_the_frozen_encoder_gets_a_caveat():
+    runs = runs_with({"msc": [{"micro_f1": 60}] * 3, "bce": [{"micro_f1": 1}] * 3, "frozen": [{"micro_f1": 50}] * 3})
+    claim = [c for c in CLAIMS if c.better == "msc" and c.worse == "bce"]
+    out = check_claims(runs, claims=claim)
+    assert out.loc[0, "verdict"] == "holds" and out.loc[0, "caveat"] == "bce below frozen: undertrained"
+    fine = runs.assign(micro_f1=runs["micro_f1"].where(runs["objective"] != "bce", 55))
+    assert check_claims(fine, claims=claim).loc[0, "caveat"] == ""
+    assert check_claims(runs, claims=claim, reference=None).loc[0, "caveat"] == ""
