@@ -936,7 +936,8 @@ def export(source, dest: str | Path, **aggregate_kwargs) -> list[Path]:
     line per run with its parameters, metrics, timing, hardware, versions and git revision,
     readable again by :func:`records` / :func:`aggregate`) and ``table.csv`` / ``table.md``
     (:func:`aggregate` with ``aggregate_kwargs``, or the sweep's ``table`` defaults).
-    Host names, process ids and local paths are left out. Returns the paths written."""
+    Host names and process ids are left out, and paths inside the sweep's folder (the runs'
+    ``output_dir``, ``init_from``) are written relative to it. Returns the paths written."""
     dest = Path(dest)
     dest.mkdir(parents=True, exist_ok=True)
     recs = records(source)
@@ -947,9 +948,21 @@ def export(source, dest: str | Path, **aggregate_kwargs) -> list[Path]:
         raise ValueError("no finished run to export (check the sweep's status)")
     keep = ["status", "parameters", "metrics", "started", "finished", "duration_s", "device", "hardware",
             "versions", "git_revision", "git_dirty", "attempts"]
+    root = str(_db_path(source).parent.resolve())
+
+    def relative(value):  # paths inside the sweep's folder, written relative to it
+        if isinstance(value, dict):
+            return {k: relative(v) for k, v in value.items()}
+        if isinstance(value, list):
+            return [relative(v) for v in value]
+        if isinstance(value, str) and value.startswith(root + os.sep):
+            return value[len(root) + 1:]
+        return value
+
     lines = []
     for rid, r in recs.iterrows():
         row = {"run_id": rid, **{k: r[k] for k in keep}}
+        row["metrics"] = relative(r["metrics"])
         row["hardware"] = {k: v for k, v in (r["hardware"] or {}).items() if k != "host"}
         lines.append(json.dumps(row, sort_keys=True, default=str))
     runs = dest / "runs.jsonl"

@@ -258,9 +258,11 @@ def test_aggregate_refuses_to_average_over_a_parameter_that_varies(tmp_path):
 
 
 def test_export_writes_a_committable_copy_that_aggregates_the_same(tmp_path):
+    run_dir = str((tmp_path / "sweep" / "runs" / "r").resolve())
     rows = [({"objective": o, "dataset": "disaster", "seed": s, "subset": {"train": 10}},
              {"test": {"micro_f1": 50.0 + s + (o == "msc"), "macro_f1": 30.0 - s, "hamming": 9.0},
-              "silhouette": 0.1 * s}, "done") for o in ("msc", "base") for s in range(3)]
+              "silhouette": 0.1 * s, "config": {"output_dir": run_dir, "backbone": "/elsewhere/model"}}, "done")
+            for o in ("msc", "base") for s in range(3)]
     rows.append(({"objective": "bce", "dataset": "disaster", "seed": 0, "subset": {"train": 10}}, None, "failed"))
     db = fake_results(tmp_path / "sweep", rows)
     with sqlite3.connect(db) as con:
@@ -270,7 +272,9 @@ def test_export_writes_a_committable_copy_that_aggregates_the_same(tmp_path):
     runs = tmp_path / "published" / "runs.jsonl"
     assert paths[0] == runs and [p.name for p in paths[1:]] == ["table.csv", "table.md"]
     assert len(runs.read_text().splitlines()) == 6  # the failed run is not published
-    assert "secret-host" not in runs.read_text()
+    assert "secret-host" not in runs.read_text() and str(tmp_path) not in runs.read_text()
+    config = sw.records(runs).iloc[0]["metrics"]["config"]
+    assert config == {"output_dir": os.path.join("runs", "r"), "backbone": "/elsewhere/model"}
     pd_testing = pytest.importorskip("pandas").testing
     pd_testing.assert_frame_equal(sw.aggregate(runs), sw.aggregate(db))
     pd_testing.assert_frame_equal(sw.aggregate(tmp_path / "published"), sw.aggregate(db))
