@@ -355,7 +355,7 @@ def seed_scores(frame: pd.DataFrame, metrics=("micro_f1", "macro_f1"), by: str =
     names = names or {}
     panels = list(dict.fromkeys(frame[panel]))
     order = list(dict.fromkeys(frame[by]))
-    fig = make_subplots(rows=len(metrics), cols=len(panels), shared_xaxes=True,
+    fig = make_subplots(rows=len(metrics), cols=len(panels),
                         column_titles=[str(p) for p in panels], row_titles=metrics,
                         vertical_spacing=0.06, horizontal_spacing=0.06)
     for r, metric in enumerate(metrics, start=1):
@@ -370,5 +370,6 @@ def seed_scores(frame: pd.DataFrame, metrics=("micro_f1", "macro_f1"), by: str =
                                      showlegend=(r == 1 and c == 1), legendgroup="seed",
                                      hovertext=[f"seed {s}" for s in part.get("seed", [""] * len(part))]),
                           row=r, col=c)
-    fig.update_layout(title=title, template=_TEMPLATE, height=280 * len(metrics) + 120, bargap=0.35)
+    fig.update_xaxes(showticklabels=True, tickangle=-45)
+    fig.update_layout(title=title, template=_TEMPLATE, height=320 * len(metrics) + 120, bargap=0.35)
     return fig
