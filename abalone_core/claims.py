@@ -72,18 +72,15 @@ def check_claims(runs: pd.DataFrame, claims=CLAIMS, by: str = "dataset", pair: s
         part = runs[runs[by] == value]
         for claim in claims:
             row = {by: value, "claim": claim.name, "metric": claim.metric}
-            if claim.metric not in part.columns:
-                out.append({**row, "seeds": 0, "holds_on": 0, "verdict": "not run"})
-                continue
-            wide = part.pivot_table(index=pair, columns="objective", values=claim.metric, aggfunc="mean")
+            wide = (part.pivot_table(index=pair, columns="objective", values=claim.metric, aggfunc="mean")
+                    if claim.metric in part.columns else pd.DataFrame())
             if claim.better not in wide or claim.worse not in wide:
                 out.append({**row, "seeds": 0, "holds_on": 0, "verdict": "not run"})
                 continue
             both = wide[[claim.better, claim.worse]].dropna()
             diff = (both[claim.better] - both[claim.worse]).to_numpy(float)
             n = len(diff)
-            holds = int((claim.direction * diff > -claim.tolerance if claim.tolerance
-                         else claim.direction * diff > 0).sum())
+            holds = int((claim.direction * diff > -claim.tolerance).sum())
             verdict = ("not run" if n == 0 else "holds" if holds == n else "fails" if holds == 0 else "mixed")
             caveat = ""
             if reference in wide and n:

@@ -260,11 +260,19 @@ def records(source) -> "pd.DataFrame":
     return pd.DataFrame(rows, columns=columns).set_index("run_id")
 
 
+def _finished(source) -> "pd.DataFrame":
+    """:func:`records` of the finished (``done``) runs; for a :class:`Sweep`, only its cells."""
+    recs = records(source)
+    if isinstance(source, Sweep):
+        recs = recs[recs.index.isin([rid for rid, _ in source.runs()])]
+    return recs[recs["status"] == "done"]
+
+
 def _db_path(source) -> Path:
     path = source.db if isinstance(source, Sweep) else Path(source)
-    if path.is_dir():
-        path = path / "results.sqlite" if (path / "results.sqlite").is_file() or not (path / "runs.jsonl").is_file() \
-            else path / "runs.jsonl"
+    if path.is_dir():  # the database, else an export's runs.jsonl
+        db, export = path / "results.sqlite", path / "runs.jsonl"
+        path = export if export.is_file() and not db.is_file() else db
     if not path.is_file():
         raise FileNotFoundError(f"no results database at {path}: run the sweep first (abalone sweep GRID.yaml)")
     return path
@@ -469,7 +477,6 @@ class Sweep:
         self._validate()
         self._lock = threading.Lock()
         self._procs: set = set()
-        self._env: dict | None = None  # environment of the notebooks (see _thread_env)
 
     @classmethod
     def from_file(cls, path: str | Path) -> "Sweep":
@@ -695,7 +702,7 @@ class Sweep:
         previous = None
         if threading.current_thread() is threading.main_thread():  # SIGTERM (e.g. a batch scheduler) as Ctrl-C
             previous = signal.signal(signal.SIGTERM, _interrupt)
-        self._env = _thread_env(len(devices))
+        env = _thread_env(len(devices))
         pool = ThreadPoolExecutor(max_workers=len(devices))
         try:
             while waiting or inflight:
@@ -720,7 +727,7 @@ class Sweep:
                         bar.update(1)
                         continue
                     device = free.pop(0)
-                    future = pool.submit(self._execute_one, rid, params[rid], device)
+                    future = pool.submit(self._execute_one, rid, params[rid], device, env)
                     inflight[future] = (rid, device)
                 if not inflight:
                     break  # only runs waiting on runs that are not coming: left pending
@@ -766,7 +773,7 @@ class Sweep:
             return f"it needs run {target}, which is {status}"
         return None
 
-    def _execute_one(self, rid: str, params: dict, device: str | None) -> dict:
+    def _execute_one(self, rid: str, params: dict, device: str | None, env: dict | None = None) -> dict:
         paths = self.paths(rid)
         injected = {**params, "result_path": str(paths["result"])}
         if "run_dir" in self._declared:
@@ -775,8 +782,7 @@ class Sweep:
             injected["device"] = device
         for param, target in self._deps.get(rid, {}).items():
             injected[param] = str(self.paths(target)["run_dir"])
-        return _execute(self.notebook, paths["notebook"], injected, paths["result"], self._procs, self._lock,
-                        self._env)
+        return _execute(self.notebook, paths["notebook"], injected, paths["result"], self._procs, self._lock, env)
 
     def aggregate(self, **kwargs) -> "pd.DataFrame":
         """:func:`aggregate` of this sweep's finished runs, with the grid file's ``table`` defaults."""
@@ -836,10 +842,7 @@ def aggregate(source, rows="objective", columns=("dataset",), metrics=("micro_f1
     metrics = [metrics] if isinstance(metrics, str) else list(metrics)
     if not row_keys or not metrics:
         raise ValueError("aggregate needs at least one rows key and one metric")
-    recs = records(source)
-    if isinstance(source, Sweep):
-        recs = recs[recs.index.isin([rid for rid, _ in source.runs()])]
-    recs = recs[recs["status"] == "done"]
+    recs = _finished(source)
     if where:
         recs = recs[[all(p.get(k) == v for k, v in where.items()) for p in recs["parameters"]]]
     if recs.empty:
@@ -917,10 +920,7 @@ def records_table(source, metrics=("micro_f1", "macro_f1", "hamming", "f1_head",
     (wall time of the run) and ``hardware`` (the GPU, else the CPU threads)."""
     import pandas as pd
 
-    recs = records(source)
-    recs = recs[recs["status"] == "done"]
-    if isinstance(source, Sweep):
-        recs = recs[recs.index.isin([rid for rid, _ in source.runs()])]
+    recs = _finished(source)
     rows = []
     for rid, r in recs.iterrows():
         params = {k: v for k, v in (r["parameters"] or {}).items() if isinstance(v, (str, int, float, bool))}
@@ -940,10 +940,7 @@ def export(source, dest: str | Path, **aggregate_kwargs) -> list[Path]:
     ``output_dir``, ``init_from``) are written relative to it. Returns the paths written."""
     dest = Path(dest)
     dest.mkdir(parents=True, exist_ok=True)
-    recs = records(source)
-    if isinstance(source, Sweep):
-        recs = recs[recs.index.isin([rid for rid, _ in source.runs()])]
-    recs = recs[recs["status"] == "done"]
+    recs = _finished(source)
     if recs.empty:
         raise ValueError("no finished run to export (check the sweep's status)")
     keep = ["status", "parameters", "metrics", "started", "finished", "duration_s", "device", "hardware",
@@ -1054,5 +1051,5 @@ def cmd_sweep(args) -> int:
     return 1 if counts.get("failed", 0) or counts.get("pending", 0) else 0
 
 
-__all__ = ["Sweep", "aggregate", "records", "records_table", "export", "metric_value", "run_id", "write_table", "add_parser", "cmd_sweep",
-           "PAPER", "PAPER_NAMES", "hardware", "versions", "git_state", "gpu_names"]
+__all__ = ["Sweep", "aggregate", "records", "records_table", "export", "metric_value", "run_id", "write_table",
+           "add_parser", "cmd_sweep", "PAPER", "PAPER_NAMES", "hardware", "versions", "git_state", "gpu_names"]
