@@ -7,8 +7,20 @@ Each claim compares two objectives on one metric, seed by seed::
     L_MSC on par with BCE in micro-F1          (Table 3)
     L_MSC clusters better than L_Base          (Table 4: higher silhouette, lower Davies-Bouldin)
 
+A claim is judged from the paired per-seed differences ``better - worse``: their mean and a
+95 % Student-t interval over the seeds (n - 1 degrees of freedom). It ``holds`` when the whole
+interval lies on the claimed side of 0 (of ``-tolerance`` for an "on par" claim, which still
+holds when the difference is exactly the tolerance), ``fails`` when the whole interval lies on
+the other side, and is ``inconclusive`` otherwise or with fewer than 2 paired seeds. It is
+``not run`` when an objective or the metric is missing, and ``not testable`` when one of the
+compared objectives did not converge or scores below the untrained encoder's linear probe
+(``frozen``): such a row has learned nothing within its budget, and a comparison with it says
+nothing about the losses. Runs are never averaged across budgets or subsets: columns named in
+``group`` split the table into separate comparisons, and two runs of one objective and seed in
+the same comparison are an error.
+
 >>> runs = sweep.records_table("results/sweep_cpu/runs.jsonl")
->>> check_claims(runs)
+>>> check_claims(runs, group=["max_steps"])
 """
 from __future__ import annotations
 
@@ -16,6 +28,13 @@ from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
+from scipy import stats
+
+VERDICTS = ("holds", "fails", "inconclusive", "not run", "not testable")
+
+# float slack (in the metric's units) so that a difference of exactly the tolerance, computed
+# from rounded scores, still counts as within it
+_SLACK = 1e-9
 
 
 @dataclass(frozen=True)
@@ -24,7 +43,8 @@ class Claim:
 
     ``direction`` is +1 when higher is better (F1, silhouette) and -1 when lower is better
     (Hamming loss, Davies-Bouldin). ``tolerance`` > 0 turns "above" into "on par": the claim
-    holds on a seed when ``better`` is at most ``tolerance`` points below ``worse``.
+    is that ``better`` is at most ``tolerance`` points worse than ``worse`` (equality
+    included); with ``tolerance`` = 0 it must be strictly better.
     """
 
     name: str
@@ -33,6 +53,20 @@ class Claim:
     metric: str
     direction: int = 1
     tolerance: float = 0.0
+
+    def satisfied(self, difference):
+        """Whether a difference ``better - worse`` (scalar or array) lies on the claimed side."""
+        effect = self.direction * np.asarray(difference, dtype=float)
+        if self.tolerance > 0:
+            return effect >= -self.tolerance - _SLACK
+        return effect > 0
+
+    def contradicted(self, difference):
+        """Whether a difference lies strictly on the other side of the claim's bound."""
+        effect = self.direction * np.asarray(difference, dtype=float)
+        if self.tolerance > 0:
+            return effect < -self.tolerance - _SLACK
+        return effect < 0
 
 
 CLAIMS = (
@@ -46,56 +80,131 @@ CLAIMS = (
 )
 
 
+def t_interval(differences, confidence: float = 0.95) -> tuple[float, float]:
+    """Two-sided Student-t interval of the mean of ``differences`` (n - 1 degrees of freedom).
+
+    ``(nan, nan)`` with fewer than 2 values.
+    """
+    d = np.asarray(differences, dtype=float)
+    if d.size < 2:
+        return float("nan"), float("nan")
+    half = stats.t.ppf(0.5 + confidence / 2, d.size - 1) * d.std(ddof=1) / np.sqrt(d.size)
+    return float(d.mean() - half), float(d.mean() + half)
+
+
+def _reject_duplicates(runs: pd.DataFrame, keys: list[str], pair: str, metrics: set) -> None:
+    dup = runs.duplicated(keys + ["objective", pair], keep=False)
+    if not dup.any():
+        return
+    first = runs[dup].iloc[0]
+    same = np.logical_and.reduce([(runs[c] == first[c]) | (runs[c].isna() & pd.isna(first[c]))
+                                  for c in keys + ["objective", pair]])
+    rows = runs[same]
+    differ = [c for c in runs.columns if c not in metrics and rows[c].astype(str).nunique() > 1]
+    where = ", ".join(f"{c}={first[c]}" for c in keys + ["objective", pair])
+    raise ValueError(f"runs holds {len(rows)} runs for {where} (they differ in {differ or 'no column'}); "
+                     "runs are never averaged: pass the columns that tell them apart (budget, subset) "
+                     "as group=[...] to judge each value separately, or drop the repeats")
+
+
 def check_claims(runs: pd.DataFrame, claims=CLAIMS, by: str = "dataset", pair: str = "seed",
-                 reference: str | None = "frozen") -> pd.DataFrame:
-    """Check each claim on each ``by`` value (dataset), pairing runs by ``pair`` (seed).
+                 reference: str | None = "frozen", group=None, confidence: float = 0.95,
+                 converged: str | None = "converged") -> pd.DataFrame:
+    """Judge each claim on each ``by`` value (dataset), from runs paired by ``pair`` (seed).
 
     Args:
         runs: one row per finished run with columns ``objective``, ``by``, ``pair`` and the
-            claims' metrics (e.g. :func:`abalone_core.sweep.records_table`).
+            claims' metrics (e.g. :func:`abalone_core.sweep.records_table`); optionally a
+            boolean ``converged`` column.
         claims: :class:`Claim` objects.
+        reference: the objective whose mean a compared objective must not fall below
+            (direction-aware); ``None`` to skip that check. Not checked when it has no run.
+        group: columns (budget, subset, ...) that must be constant within a comparison. The
+            claims are judged separately for each combination of their values, one output row
+            per (``by``, ``group`` values, claim). Two runs with the same ``by``, ``group``
+            values, objective and ``pair`` raise a ``ValueError`` naming the columns in which
+            they differ, since averaging them would mix budgets or subsets.
+        confidence: level of the t-interval.
+        converged: name of a boolean column; a comparison is ``not testable`` when any run of
+            its two objectives on the paired seeds has ``False`` there. A missing column or a
+            missing value means unknown and blocks nothing. ``None`` to skip.
     Returns:
-        One row per (dataset, claim): ``better`` / ``worse`` means, ``difference`` (mean of
-        the per-seed differences better - worse, in the metric's units), ``std`` of those
-        differences, ``seeds`` (pairs where both ran), ``holds_on`` (how many of them satisfy
-        the claim) and ``verdict``: ``holds`` (every seed), ``fails`` (no seed), ``mixed``,
-        or ``not run`` when an objective or metric is missing; ``caveat``: the objectives of
-        the claim whose mean is worse than ``reference``'s (the untrained encoder's linear
-        probe), i.e. that have not learned anything useful within the budget, which makes a
-        comparison with them say little.
+        One row per (dataset, group values, claim) with ``better`` / ``worse`` (means over the
+        paired seeds), ``difference`` (mean of the per-seed differences better - worse, in the
+        metric's units), ``std`` of those differences, ``ci_low`` / ``ci_high`` (the t-interval
+        of ``difference``), ``seeds`` (pairs where both ran), ``holds_on`` (how many of those
+        pairs satisfy the claim on their own, for information), ``verdict`` (``holds``,
+        ``fails``, ``inconclusive``, ``not run`` or ``not testable``, see the module's
+        docstring; the checks apply in the order not run, not testable, fewer than 2 seeds,
+        interval) and ``caveat``: why the verdict is not ``holds`` or ``fails`` (empty when
+        it is one of them).
     """
-    missing = [c for c in ("objective", by, pair) if c not in runs.columns]
+    group = [group] if isinstance(group, str) else list(group or ())
+    missing = [c for c in ("objective", by, pair, *group) if c not in runs.columns]
     if missing:
         raise ValueError(f"runs lacks the columns {missing}; it has {sorted(runs.columns)}")
+    if not 0 < confidence < 1:
+        raise ValueError(f"confidence must lie in (0, 1), got {confidence}")
+    keys = [by, *group]
+    objectives = {o for c in claims for o in (c.better, c.worse)} | ({reference} if reference else set())
+    metrics = {c.metric for c in claims}
+    runs = runs[runs["objective"].isin(objectives)]
+    _reject_duplicates(runs, keys, pair, metrics)
+    check_convergence = converged is not None and converged in runs.columns
     out = []
-    for value in pd.unique(runs[by]):
-        part = runs[runs[by] == value]
+    for key, part in runs.groupby(keys, sort=False, dropna=False):
+        key = dict(zip(keys, key if isinstance(key, tuple) else (key,)))
         for claim in claims:
-            row = {by: value, "claim": claim.name, "metric": claim.metric}
-            wide = (part.pivot_table(index=pair, columns="objective", values=claim.metric, aggfunc="mean")
+            row = {**key, "claim": claim.name, "metric": claim.metric}
+            wide = (part.pivot(index=pair, columns="objective", values=claim.metric).dropna(axis=1, how="all")
                     if claim.metric in part.columns else pd.DataFrame())
-            if claim.better not in wide or claim.worse not in wide:
-                out.append({**row, "seeds": 0, "holds_on": 0, "verdict": "not run"})
+            absent = [o for o in (claim.better, claim.worse) if o not in wide]
+            if absent:
+                why = (f"no {claim.metric} column" if claim.metric not in part.columns
+                       else f"no {' or '.join(absent)} run with {claim.metric}")
+                out.append({**row, "seeds": 0, "holds_on": 0, "verdict": "not run", "caveat": why})
                 continue
             both = wide[[claim.better, claim.worse]].dropna()
             diff = (both[claim.better] - both[claim.worse]).to_numpy(float)
             n = len(diff)
-            holds = int((claim.direction * diff > -claim.tolerance).sum())
-            verdict = ("not run" if n == 0 else "holds" if holds == n else "fails" if holds == 0 else "mixed")
-            caveat = ""
-            if reference in wide and n:
+            low, high = t_interval(diff, confidence)
+            caveats = []
+            if check_convergence and n:
+                paired = part[part["objective"].isin([claim.better, claim.worse]) & part[pair].isin(both.index)]
+                failed = paired[paired[converged].eq(False)]
+                for o in (claim.better, claim.worse):
+                    seeds = sorted(failed.loc[failed["objective"] == o, pair].tolist())
+                    if seeds:
+                        caveats.append(f"{o} did not converge ({pair} {', '.join(map(str, seeds))})")
+            if reference and reference in wide and reference not in (claim.better, claim.worse) and n:
                 floor = wide[reference].mean()
                 weak = [o for o in (claim.better, claim.worse) if claim.direction * (both[o].mean() - floor) < 0]
-                if weak and reference not in (claim.better, claim.worse):
-                    caveat = f"{' and '.join(weak)} below {reference}: undertrained"
-            out.append({**row, "caveat": caveat, "better": float(both[claim.better].mean()) if n else np.nan,
+                if weak:
+                    caveats.append(f"{' and '.join(weak)} below {reference}: undertrained")
+            if caveats:
+                verdict = "not testable"
+            elif n < 2:
+                verdict = "inconclusive"
+                caveats.append("no seed where both ran" if n == 0
+                               else f"{n} paired seed: a t-interval needs at least 2")
+            elif claim.satisfied(low) and claim.satisfied(high):
+                verdict = "holds"
+            elif claim.contradicted(low) and claim.contradicted(high):
+                verdict = "fails"
+            else:
+                verdict = "inconclusive"
+                bound = -claim.direction * claim.tolerance + 0.0  # + 0.0: no "-0"
+                caveats.append(f"{confidence:.0%} interval [{low:.3g}, {high:.3g}] includes {bound:g}")
+            out.append({**row, "better": float(both[claim.better].mean()) if n else np.nan,
                         "worse": float(both[claim.worse].mean()) if n else np.nan,
                         "difference": float(diff.mean()) if n else np.nan,
                         "std": float(diff.std(ddof=1)) if n > 1 else np.nan,
-                        "seeds": n, "holds_on": holds, "verdict": verdict})
-    columns = [by, "claim", "metric", "better", "worse", "difference", "std", "seeds", "holds_on", "verdict",
-               "caveat"]
+                        "ci_low": low, "ci_high": high, "seeds": n,
+                        "holds_on": int(claim.satisfied(diff).sum()), "verdict": verdict,
+                        "caveat": "; ".join(caveats)})
+    columns = [*keys, "claim", "metric", "better", "worse", "difference", "std", "ci_low", "ci_high", "seeds",
+               "holds_on", "verdict", "caveat"]
     return pd.DataFrame(out).reindex(columns=columns)
 
 
-__all__ = ["Claim", "CLAIMS", "check_claims"]
+__all__ = ["Claim", "CLAIMS", "VERDICTS", "check_claims", "t_interval"]

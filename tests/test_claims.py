@@ -1,58 +1,164 @@
 import numpy as np
 import pandas as pd
 import pytest
+from scipy import stats
 
-from abalone_core.claims import CLAIMS, Claim, check_claims
+from abalone_core.claims import CLAIMS, Claim, check_claims, t_interval
+
+ABOVE = Claim("msc above base", "msc", "base", "macro_f1")
+PAR = [c for c in CLAIMS if c.tolerance == 1.0]  # msc at most 1 micro-F1 point below bce
+DB = [c for c in CLAIMS if c.metric == "davies_bouldin"]  # lower is better
 
 
-def runs_with(scores: dict, seeds=(0, 1, 2), dataset="d") -> pd.DataFrame:
-    """scores: objective -> list of per-seed dicts of metrics."""
-    rows = [{"objective": o, "dataset": dataset, "seed": s, **values[i]}
-            for o, values in scores.items() for i, s in enumerate(seeds)]
+def runs_with(scores: dict, seeds=(0, 1, 2), dataset="d", **columns) -> pd.DataFrame:
+    """scores: objective -> {metric: per-seed values}; columns: extra constant columns."""
+    rows = [{"objective": o, "dataset": dataset, "seed": s, **columns,
+             **{m: values[i] for m, values in metrics.items()}}
+            for o, metrics in scores.items() for i, s in enumerate(seeds)]
     return pd.DataFrame(rows)
 
 
-def test_verdicts_follow_the_per_seed_differences():
-    runs = runs_with({
-        "msc": [{"macro_f1": 40, "micro_f1": 60}, {"macro_f1": 41, "micro_f1": 61}, {"macro_f1": 42, "micro_f1": 62}],
-        "base": [{"macro_f1": 39, "micro_f1": 50}, {"macro_f1": 42, "micro_f1": 50}, {"macro_f1": 43, "micro_f1": 50}],
-        "bce": [{"macro_f1": 10, "micro_f1": 60.5}, {"macro_f1": 10, "micro_f1": 63}, {"macro_f1": 10, "micro_f1": 62.9}],
-    })
-    out = check_claims(runs).set_index("claim")
-    msc_base = out.loc["L_MSC above L_Base in macro-F1"]
-    assert msc_base["holds_on"] == 1 and msc_base["seeds"] == 3 and msc_base["verdict"] == "mixed"
-    assert msc_base["difference"] == pytest.approx(np.mean([1, -1, -1]))
-    assert msc_base["std"] == pytest.approx(np.std([1, -1, -1], ddof=1))
-    assert msc_base["better"] == pytest.approx(41) and msc_base["worse"] == pytest.approx(124 / 3)
-    # on par within 1 point: -0.5 and -0.9 count, -2 does not
-    par = out.loc["L_MSC on par with BCE in micro-F1 (at most 1 point below)"]
-    assert par["holds_on"] == 2 and par["verdict"] == "mixed"
-    assert out.loc["queue adds macro-F1 (L_BQueue above L_Base)", "verdict"] == "not run"
-    assert out.loc["L_MSC clusters better than L_Base (silhouette)", "verdict"] == "not run"
+def one(runs, claim=ABOVE, **kwargs) -> pd.Series:
+    out = check_claims(runs, claims=[claim] if isinstance(claim, Claim) else claim, **kwargs)
+    assert len(out) == 1
+    return out.iloc[0]
+
+
+def test_holds_when_the_interval_is_above_zero_and_matches_scipy():
+    runs = runs_with({"msc": {"macro_f1": [41, 42, 43.5]}, "base": {"macro_f1": [40, 40.5, 42]}})
+    r = one(runs)
+    d = np.array([1.0, 1.5, 1.5])
+    low, high = stats.t.interval(0.95, df=2, loc=d.mean(), scale=stats.sem(d))
+    assert low > 0
+    assert r["ci_low"] == pytest.approx(low) and r["ci_high"] == pytest.approx(high)
+    assert r["difference"] == pytest.approx(d.mean()) and r["std"] == pytest.approx(d.std(ddof=1))
+    assert r["better"] == pytest.approx(np.mean([41, 42, 43.5]))
+    assert r["worse"] == pytest.approx(np.mean([40, 40.5, 42]))
+    assert r["seeds"] == 3 and r["holds_on"] == 3 and r["verdict"] == "holds" and r["caveat"] == ""
+    assert t_interval(d, 0.99)[0] < low < high < t_interval(d, 0.99)[1]
+    wider = one(runs, confidence=0.99)
+    assert wider["ci_low"] == pytest.approx(stats.t.interval(0.99, 2, d.mean(), stats.sem(d))[0])
+
+
+def test_fails_when_the_interval_is_below_zero():
+    runs = runs_with({"msc": {"macro_f1": [40, 40.5, 42]}, "base": {"macro_f1": [41, 42, 43.5]}})
+    r = one(runs)
+    assert r["ci_high"] < 0 and r["verdict"] == "fails" and r["holds_on"] == 0
+
+
+def test_inconclusive_when_the_interval_straddles_zero_or_too_few_seeds():
+    runs = runs_with({"msc": {"macro_f1": [40, 41, 42]}, "base": {"macro_f1": [39, 42, 43]}})
+    r = one(runs)  # differences 1, -1, -1
+    assert r["ci_low"] < 0 < r["ci_high"] and r["verdict"] == "inconclusive" and r["holds_on"] == 1
+    assert "interval" in r["caveat"]
+    # only one seed where both ran: no interval
+    runs = pd.concat([runs_with({"msc": {"macro_f1": [50, 50, 50]}}),
+                      runs_with({"base": {"macro_f1": [40]}}, seeds=(1,))])
+    r = one(runs)
+    assert r["seeds"] == 1 and r["holds_on"] == 1 and r["verdict"] == "inconclusive"
+    assert np.isnan(r["ci_low"]) and np.isnan(r["std"]) and "at least 2" in r["caveat"]
+    r = one(pd.concat([runs_with({"msc": {"macro_f1": [50]}}, seeds=(0,)),
+                       runs_with({"base": {"macro_f1": [40]}}, seeds=(1,))]))
+    assert r["seeds"] == 0 and r["verdict"] == "inconclusive"
+
+
+def test_not_run_when_an_objective_or_the_metric_is_missing():
+    runs = runs_with({"msc": {"macro_f1": [40, 41, 42]}, "base": {"macro_f1": [30, 31, 32]}})
+    r = one(runs, Claim("queue", "bqueue", "base", "macro_f1"))
+    assert r["verdict"] == "not run" and r["seeds"] == 0 and "bqueue" in r["caveat"]
+    r = one(runs, Claim("sil", "msc", "base", "silhouette"))
+    assert r["verdict"] == "not run" and "silhouette" in r["caveat"]
+    r = one(runs.assign(macro_f1=runs["macro_f1"].where(runs["objective"] != "base")))  # base has no value
+    assert r["verdict"] == "not run"
+
+
+def test_not_testable_when_a_compared_run_did_not_converge():
+    runs = runs_with({"msc": {"macro_f1": [41, 42, 43.5]}, "base": {"macro_f1": [40, 40.5, 42]},
+                      "bce": {"macro_f1": [1, 1, 1]}})
+    assert one(runs)["verdict"] == "holds"  # no converged column: unknown, nothing blocked
+    flags = runs.assign(converged=[True, False, True, True, None, True, False, False, False])
+    r = one(flags)
+    assert r["verdict"] == "not testable" and r["caveat"] == "msc did not converge (seed 1)"
+    assert r["difference"] == pytest.approx(np.mean([1, 1.5, 1.5]))  # numbers still reported
+    # a missing value is unknown, and another objective's failures do not matter
+    fine = runs.assign(converged=[True, None, True, True, None, True, False, False, False])
+    assert one(fine)["verdict"] == "holds"
+    assert one(flags, converged=None)["verdict"] == "holds"
+    # a run that failed to converge on a seed without a pair does not block either
+    unpaired = pd.concat([runs, runs_with({"msc": {"macro_f1": [90]}}, seeds=(7,))]).assign(
+        converged=[True] * 9 + [False])
+    assert one(unpaired)["verdict"] == "holds"
+
+
+def test_not_testable_when_a_row_scores_below_the_frozen_encoder():
+    runs = runs_with({"msc": {"micro_f1": [60, 61, 62]}, "bce": {"micro_f1": [1, 2, 3]},
+                      "frozen": {"micro_f1": [50, 50, 50]}})
+    r = one(runs, PAR)
+    assert r["verdict"] == "not testable" and r["caveat"] == "bce below frozen: undertrained"
+    fine = runs.assign(micro_f1=runs["micro_f1"].where(runs["objective"] != "bce", [55, 56, 57] * 3))
+    assert one(fine, PAR)["verdict"] == "holds"
+    assert one(runs, PAR, reference=None)["verdict"] == "holds"
+    # lower is better: a Davies-Bouldin above the frozen encoder's is the weak side
+    db = runs_with({"msc": {"davies_bouldin": [2.0, 2.1, 2.2]}, "base": {"davies_bouldin": [3.0, 3.1, 3.3]},
+                    "frozen": {"davies_bouldin": [2.5, 2.5, 2.5]}})
+    r = one(db, DB)
+    assert r["verdict"] == "not testable" and r["caveat"] == "base below frozen: undertrained"
+
+
+def test_on_par_holds_at_exactly_the_tolerance():
+    # scores as printed, one point apart; in floating point 31.2 - 32.2 is a hair below -1
+    at = runs_with({"msc": {"micro_f1": [31.2, 15.1, 7.3]}, "bce": {"micro_f1": [32.2, 16.1, 8.3]}})
+    assert 31.2 - 32.2 < -1
+    r = one(at, PAR)
+    assert r["difference"] == pytest.approx(-1.0)
+    assert r["verdict"] == "holds" and r["holds_on"] == 3
+    bce = [60.1, 59.3, 61.7]
+    exact = runs_with({"msc": {"micro_f1": [59.0, 60.0, 61.0]}, "bce": {"micro_f1": [60.0, 61.0, 62.0]}})
+    assert one(exact, PAR)["verdict"] == "holds"
+    below = runs_with({"msc": {"micro_f1": [b - 1.01 for b in bce]}, "bce": {"micro_f1": bce}})
+    assert one(below, PAR)["verdict"] == "fails"
+    spread = runs_with({"msc": {"micro_f1": [b + d for b, d in zip(bce, (-0.5, -1.0, -1.5))]},
+                        "bce": {"micro_f1": bce}})
+    r = one(spread, PAR)  # mean exactly -1 with spread: the interval reaches below -1
+    assert r["verdict"] == "inconclusive" and r["holds_on"] == 2
+    # without a tolerance, a difference of exactly 0 does not make "above"
+    tie = runs_with({"msc": {"macro_f1": [40, 41, 42]}, "base": {"macro_f1": [40, 41, 42]}})
+    assert one(tie)["verdict"] == "inconclusive" and one(tie)["holds_on"] == 0
 
 
 def test_lower_is_better_metrics_and_one_verdict_per_dataset():
-    a = runs_with({"msc": [{"davies_bouldin": 2.0}] * 3, "base": [{"davies_bouldin": 2.5}] * 3}, dataset="a")
-    b = runs_with({"msc": [{"davies_bouldin": 3.0}] * 3, "base": [{"davies_bouldin": 2.5}] * 3}, dataset="b")
-    claim = [c for c in CLAIMS if c.metric == "davies_bouldin"]
-    out = check_claims(pd.concat([a, b]), claims=claim).set_index("dataset")
+    a = runs_with({"msc": {"davies_bouldin": [2.0, 2.1, 1.9]}, "base": {"davies_bouldin": [2.5, 2.7, 2.6]}},
+                  dataset="a")
+    b = runs_with({"msc": {"davies_bouldin": [3.0, 3.2, 3.1]}, "base": {"davies_bouldin": [2.5, 2.7, 2.6]}},
+                  dataset="b")
+    out = check_claims(pd.concat([a, b]), claims=DB).set_index("dataset")
     assert out.at["a", "verdict"] == "holds" and out.at["b", "verdict"] == "fails"
-    assert out.at["a", "difference"] == pytest.approx(-0.5)
+    assert out.at["a", "difference"] == pytest.approx(-0.6) and out.at["a", "ci_high"] < 0
+    # "on par" with lower-is-better: at most `tolerance` above
+    hamming = Claim("msc on par with bce in Hamming loss", "msc", "bce", "hamming", direction=-1, tolerance=0.5)
+    bce = [10.0, 12.0, 11.0]
+    at = runs_with({"msc": {"hamming": [h + 0.5 for h in bce]}, "bce": {"hamming": bce}})
+    assert one(at, hamming)["verdict"] == "holds"
+    over = runs_with({"msc": {"hamming": [h + 0.6 for h in bce]}, "bce": {"hamming": bce}})
+    assert one(over, hamming)["verdict"] == "fails"
 
 
-def test_unpaired_seeds_are_left_out_and_missing_columns_are_named():
-    runs = pd.concat([runs_with({"msc": [{"macro_f1": 5}] * 3}), runs_with({"base": [{"macro_f1": 4}]}, seeds=(1,))])
-    out = check_claims(runs, claims=[Claim("x", "msc", "base", "macro_f1")])
-    assert out.loc[0, "seeds"] == 1 and out.loc[0, "verdict"] == "holds"
+def test_runs_are_never_averaged_across_budgets():
+    short = runs_with({"msc": {"macro_f1": [41, 42, 43.5]}, "base": {"macro_f1": [40, 40.5, 42]}}, max_steps=60)
+    long = runs_with({"msc": {"macro_f1": [40, 40.5, 42]}, "base": {"macro_f1": [41, 42, 43.5]}}, max_steps=600)
+    runs = pd.concat([short, long])
+    with pytest.raises(ValueError, match="max_steps"):
+        check_claims(runs, claims=[ABOVE])
+    out = check_claims(runs, claims=[ABOVE], group=["max_steps"]).set_index("max_steps")
+    assert out.at[60, "verdict"] == "holds" and out.at[600, "verdict"] == "fails"
+    assert list(out.columns[:2]) == ["dataset", "claim"]
+    with pytest.raises(ValueError, match="subset"):
+        check_claims(runs, claims=[ABOVE], group=["subset"])
+
+
+def test_missing_columns_are_named():
+    runs = runs_with({"msc": {"macro_f1": [5, 6, 7]}, "base": {"macro_f1": [4, 5, 6]}})
     with pytest.raises(ValueError, match="seed"):
         check_claims(runs.drop(columns="seed"))
-
-
-def test_a_row_below_the_frozen_encoder_gets_a_caveat():
-    runs = runs_with({"msc": [{"micro_f1": 60}] * 3, "bce": [{"micro_f1": 1}] * 3, "frozen": [{"micro_f1": 50}] * 3})
-    claim = [c for c in CLAIMS if c.better == "msc" and c.worse == "bce"]
-    out = check_claims(runs, claims=claim)
-    assert out.loc[0, "verdict"] == "holds" and out.loc[0, "caveat"] == "bce below frozen: undertrained"
-    fine = runs.assign(micro_f1=runs["micro_f1"].where(runs["objective"] != "bce", 55))
-    assert check_claims(fine, claims=claim).loc[0, "caveat"] == ""
-    assert check_claims(runs, claims=claim, reference=None).loc[0, "caveat"] == ""
+    out = check_claims(runs)
+    assert len(out) == len(CLAIMS) and set(out["verdict"]) <= {"holds", "not run"}
