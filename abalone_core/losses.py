@@ -1,6 +1,8 @@
 """Losses for long-tailed multi-label classification.
 
-Supervised (on logits): :func:`bce_loss`, :func:`focal_loss`, :func:`asymmetric_loss`.
+Supervised (on logits): :func:`bce_loss`, :func:`focal_loss`, :func:`asymmetric_loss`,
+and the distribution-balanced loss :func:`db_loss` (a comparison row; it needs the
+training label counts). ``SUPERVISED_LOSSES`` maps names to these functions.
 
 Contrastive (on projections), the ablation ladder of the paper's Table 2:
 
@@ -14,7 +16,11 @@ variant        queue  prototypes  attraction / repulsion
 =============  =====  ==========  ===========================================
 
 :func:`base_loss` and :func:`msc_loss` are the two named entry points;
-:func:`contrastive_loss` covers every variant. All contrastive losses
+:func:`contrastive_loss` covers every variant. :func:`mulsupcon_loss` (Zhang and Wu,
+AAAI 2024) is a comparison row outside the ladder: it is not in ``VARIANTS`` (whose
+flags drive the model's queue and prototypes) but in ``OTHER_CONTRASTIVE``, a
+name -> function mapping with the call ``fn(z, y, temperature=, queue_z=, queue_y=)``.
+All contrastive losses
 
 * L2-normalise ``z``, ``queue_z`` and ``prototypes`` themselves,
 * use matrix products only: memory O(B * (B + K + L)), never B x |H| x L,
@@ -23,6 +29,8 @@ variant        queue  prototypes  attraction / repulsion
   back-propagates when no anchor can, so they never give NaN or inf.
 """
 from __future__ import annotations
+
+import operator
 
 import torch
 import torch.nn.functional as F
@@ -174,33 +182,18 @@ def contrastive_loss(
     _check_contrastive(z, y, temperature, beta if balanced else 1.0, prototypes, queue_z, queue_y)
 
     with _no_autocast(z):
-        dtype = torch.promote_types(z.dtype, torch.float32)
-        z = F.normalize(z.to(dtype), dim=1)
-        A = y.to(dtype)  # (B, L) anchor labels
-        B = z.shape[0]
-        keys, key_y = [z], [A]
-        if queue_z is not None and queue_z.shape[0] > 0:
-            keys.append(F.normalize(queue_z.to(dtype), dim=1))
-            key_y.append(queue_y.to(dtype))
-        Z_H = torch.cat(keys)    # (M, D) instance keys: batch then queue
-        Y_H = torch.cat(key_y)   # (M, L)
-        M = Z_H.shape[0]
-
+        z, A, Z_H, Y_H, off_self = _instance_keys(z, y, queue_z, queue_y)
+        dtype = z.dtype
         logits = z @ Z_H.T / temperature                    # (B, M)
-        off_self = torch.ones(B, M, dtype=torch.bool, device=z.device)
-        off_self[:, :B].fill_diagonal_(False)
         # Log-weights of the denominator: beta for instance keys, 1 for prototypes.
         log_g = torch.log(torch.tensor(beta if balanced else 1.0, dtype=dtype, device=z.device))
-        masked = logits.masked_fill(~off_self, torch.finfo(dtype).min) + log_g
         if use_protos:
             C = F.normalize(prototypes.to(dtype), dim=1)
             proto_logits = z @ C.T / temperature            # (B, L)
-            denom = torch.logsumexp(torch.cat([masked, proto_logits], dim=1), dim=1, keepdim=True)
+            log_p, denom = _log_softmax_off_self(logits, off_self, log_g, proto_logits)
             log_p_proto = proto_logits - denom
         else:
-            denom = torch.logsumexp(masked, dim=1, keepdim=True)
-        # Self entries are never weighted; zero them so 0 * (huge) cannot appear.
-        log_p = torch.where(off_self, logits - denom, torch.zeros_like(logits))  # (B, M)
+            log_p, _ = _log_softmax_off_self(logits, off_self, log_g)
 
         n_labels = A.sum(1)                                 # |y_i|, (B,)
         inter = A @ Y_H.T                                   # |y_i ∩ y_l|, (B, M)
@@ -233,12 +226,235 @@ def contrastive_loss(
         return per_anchor[valid].mean()
 
 
+def mulsupcon_loss(
+    z: torch.Tensor,
+    y: torch.Tensor,
+    temperature: float = 0.1,
+    queue_z: torch.Tensor | None = None,
+    queue_y: torch.Tensor | None = None,
+) -> torch.Tensor:
+    """MulSupCon (Zhang and Wu, "Multi-Label Supervised Contrastive Learning", AAAI 2024).
+
+    Every (document, label) pair with ``y[i, c] = 1`` is an anchor of its own. Over the
+    keys H (the batch, then the queue) and with s(i, a) = <z_i, h_a> / tau on unit
+    vectors::
+
+        A(i)    = H minus {i}                    (the other batch documents and the queue)
+        P(i, c) = {a in A(i) : y_ac = 1}
+        S       = {(i, c) : y_ic = 1 and |P(i, c)| > 0}
+        l(i, c) = -1/|P(i, c)| * sum_{p in P(i, c)} [ s(i, p) - log sum_{a in A(i)} exp s(i, a) ]
+        loss    = 1/|S| * sum_{(i, c) in S} l(i, c)
+
+    Normalisation: a plain mean over all (document, label) anchors, so a document
+    with k labels weighs k times one with a single label. This is the authors'
+    released default (williamzhangsjtu/MulSupCon, ``codes/utils.py``
+    ``generate_output_MulSupCon`` gives every anchor the weight 1/|S|, the number of
+    anchors, unless ``with_weight`` is set; ``codes/config/pretrain_yeast.yaml`` has
+    ``with_weight: False``; ``codes/losses.py`` ``WeightedSupCon`` sums the weighted
+    per-anchor SupCon terms). Their ``with_weight: True`` alternative, 1/(|y_i| B)
+    (mean per document first), is not what their configuration uses.
+
+    Differences from the released code, both needed for one view of text: the
+    anchor's own entry is left out of H (as in the ladder's variants; their keys are
+    momentum keys of a second view, so the anchor's key is among them), and pairs
+    with no positive are dropped from S (their code never meets one because of that
+    own key). The softmax does not depend on c, so one log-softmax per document
+    serves all its labels. With one-hot labels this is SupCon (Khosla et al. 2020)
+    with one view, averaged over anchors with a positive.
+
+    Args:
+        z: (B, D) projections (normalised inside).
+        y: (B, L) multi-hot labels.
+        temperature: tau > 0 (0.1 in the authors' configuration).
+        queue_z: (K, D) projections of earlier documents, or None.
+        queue_y: (K, L) their labels; required with ``queue_z``.
+    Returns:
+        Scalar. A differentiable zero when no pair has a positive.
+    Cost:
+        memory O(B * (B + K + L)): the sums over positives are the products
+        ``log_p @ Y_H`` and ``O @ Y_H`` ((B, M) by (M, L), log_p zero on the anchor,
+        O the off-self mask), never a (B, L, B + K) tensor.
+    """
+    _check_contrastive(z, y, temperature, 1.0, None, queue_z, queue_y)
+    _check_finite(z, "z")
+    if queue_z is not None:
+        _check_finite(queue_z, "queue_z")
+    with _no_autocast(z):
+        z, A, Z_H, Y_H, off_self = _instance_keys(z, y, queue_z, queue_y)
+        log_p, _ = _log_softmax_off_self(z @ Z_H.T / temperature, off_self)  # (B, M), 0 on self
+        O = off_self.to(z.dtype)
+        n_pos = O @ Y_H                                     # |P(i, c)|, (B, L)
+        attract = log_p @ Y_H                               # sum over P(i, c) of log p, (B, L)
+        valid = (A > 0) & (n_pos > 0)
+        if not valid.any():
+            return z.sum() * 0.0
+        per_pair = -attract / torch.where(valid, n_pos, torch.ones_like(n_pos))
+        return per_pair[valid].mean()
+
+
+def db_loss(
+    logits: torch.Tensor,
+    y: torch.Tensor,
+    class_counts: torch.Tensor,
+    n_train: int,
+    alpha: float = 0.1,
+    beta: float = 10.0,
+    mu: float = 0.9,
+    kappa: float = 0.05,
+    lam: float = 2.0,
+    focal: bool = True,
+    gamma: float = 2.0,
+    focal_alpha: float = 0.5,
+) -> torch.Tensor:
+    """Distribution-balanced loss (Wu et al., ECCV 2020) as used for multi-label text
+    classification by Huang et al., EMNLP 2021 ("Balancing Methods for Multi-label Text
+    Classification with Long-Tailed Class Distribution"), mean over N x L.
+
+    With n_c the training documents carrying label c and N = ``n_train``:
+
+    * re-balanced weight, the same for positives and negatives of document i::
+
+          r_ic   = (1/n_c) / sum_{c' in y_i} (1/n_c')          # P^C_c / P^I_i
+          rhat_ic = alpha + sigmoid(beta * (r_ic - mu))
+
+      A document without labels has P^I = 0, r = inf and takes the limit
+      rhat = alpha + 1 (alpha + 0.5 when beta = 0, where the map is constant).
+    * negative-tolerant regularisation on the shifted logit x = z + kappa * b_c,
+      b_c = -log(N / n_c - 1) = log(p_c / (1 - p_c)), p_c = n_c / N (the class prior's
+      logit; a fixed shift, added as in the released code)::
+
+          pos: y     * rhat * log(1 + exp(-x))
+          neg: (1-y) * rhat / lam * log(1 + exp(lam * x))
+
+    * focal term (on when ``focal``): the positive term times
+      focal_alpha * (1 - sigmoid(x))^gamma, the negative term times
+      (1 - focal_alpha) * sigmoid(lam * x)^gamma (the focal probability of the
+      negative is taken on the scaled logit lam * x, as in the released code).
+
+    Defaults: the text paper's DB configuration, Roche/BalancedLossNLP
+    ``Reuters/train.py`` ("DBloss"): ``ResampleLoss(reweight_func='rebalance',
+    focal=dict(focal=True, alpha=0.5, gamma=2), logit_reg=dict(init_bias=0.05,
+    neg_scale=2.0), map_param=dict(alpha=0.1, beta=10.0, gamma=0.9), loss_weight=1.0)``:
+    alpha 0.1, beta 10, mu 0.9 (the map's ``gamma``), kappa 0.05 (``init_bias``),
+    lam 2 (``neg_scale``), focal on with gamma 2 and focal_alpha 0.5. Their
+    ``PubMed/train.py`` differs only in mu = 0.05. The formula follows
+    ``Reuters/util_loss.py`` ``ResampleLoss`` (reduction ``mean``, no weight
+    normalisation).
+
+    Args:
+        logits: (N, L) classifier outputs.
+        y: (N, L) multi-hot labels.
+        class_counts: (L,) training documents per label; counts are clamped to
+            [1, n_train - 1] so a label absent from (or on every) training document
+            keeps a finite weight and bias.
+        n_train: number of training documents (>= 2), labelled or not.
+    Returns:
+        Scalar.
+    """
+    if not lam > 0:
+        raise ValueError(f"lam (negative scale) must be > 0, got {lam}")
+    if not (gamma >= 0 and alpha >= 0 and beta >= 0):
+        raise ValueError(f"gamma, alpha and beta must be >= 0, got {gamma}, {alpha}, {beta}")
+    if not (kappa >= 0 and 0 <= focal_alpha <= 1):
+        raise ValueError(f"kappa must be >= 0 and focal_alpha in [0, 1], got {kappa}, {focal_alpha}")
+    try:
+        n_train = operator.index(n_train)
+    except TypeError:
+        raise ValueError(f"n_train must be an integer (training documents), got {n_train!r}") from None
+    if n_train < 2:
+        raise ValueError(f"n_train must be >= 2 (training documents), got {n_train}")
+    logits, y = _check_logits(logits, y)
+    _check_finite(logits, "logits")
+    counts = torch.as_tensor(class_counts, device=logits.device)
+    if tuple(counts.shape) != (y.shape[1],):
+        raise ValueError(f"class_counts must be (L,) = ({y.shape[1]},), got {tuple(counts.shape)}")
+    if not (torch.isfinite(counts).all() and (counts >= 0).all() and (counts <= n_train).all()):
+        raise ValueError(f"class_counts must be finite counts in [0, n_train = {n_train}]")
+    with _no_autocast(logits):
+        counts = counts.to(logits.dtype).clamp(1, n_train - 1)
+        inv = 1.0 / counts                                  # (L,) proportional to P^C
+        p_inst = y @ inv                                    # (N,) proportional to P^I
+        has = (p_inst > 0)[:, None]
+        r = inv[None, :] / torch.where(has, p_inst[:, None], torch.ones_like(p_inst[:, None]))
+        limit = 1.0 if beta > 0 else 0.5
+        rhat = alpha + torch.where(has, torch.sigmoid(beta * (r - mu)), torch.full_like(r, limit))
+        x = logits + kappa * (torch.log(counts) - torch.log(n_train - counts))
+        pos = -F.logsigmoid(x)                              # log(1 + e^-x), exact at any x
+        neg = -F.logsigmoid(-lam * x) / lam                 # log(1 + e^(lam x)) / lam
+        if focal:
+            # sigmoid(.)^gamma as exp(gamma * logsigmoid(.)): finite gradients for any gamma >= 0.
+            pos = focal_alpha * torch.exp(gamma * F.logsigmoid(-x)) * pos
+            neg = (1 - focal_alpha) * torch.exp(gamma * F.logsigmoid(lam * x)) * neg
+        return (rhat * (y * pos + (1 - y) * neg)).mean()
+
+
+SUPERVISED_LOSSES = {
+    # name: fn(logits, y, **settings); "db" also needs class_counts= and n_train=.
+    "bce": bce_loss,
+    "focal": focal_loss,
+    "asymmetric": asymmetric_loss,
+    "db": db_loss,
+}
+
+OTHER_CONTRASTIVE = {
+    # Contrastive rows outside the Table 2 ladder (not in VARIANTS):
+    # fn(z, y, temperature=, queue_z=, queue_y=); no prototypes, no beta.
+    "mulsupcon": mulsupcon_loss,
+}
+
+
+# --------------------------------------------------------------------------- #
+# Shared pieces of the contrastive losses
+# --------------------------------------------------------------------------- #
+def _instance_keys(z, y, queue_z, queue_y):
+    """Unit anchors and the instance keys H: the batch, then the queue's rows.
+
+    Returns z (B, D), A = y (B, L), Z_H (M, D), Y_H (M, L) in the loss dtype (float32,
+    or float64 if given float64) and off_self (B, M), False where key a is anchor i.
+    """
+    dtype = torch.promote_types(z.dtype, torch.float32)
+    z = F.normalize(z.to(dtype), dim=1)
+    A = y.to(dtype)
+    B = z.shape[0]
+    keys, key_y = [z], [A]
+    if queue_z is not None and queue_z.shape[0] > 0:
+        keys.append(F.normalize(queue_z.to(dtype), dim=1))
+        key_y.append(queue_y.to(dtype))
+    Z_H, Y_H = torch.cat(keys), torch.cat(key_y)
+    off_self = torch.ones(B, Z_H.shape[0], dtype=torch.bool, device=z.device)
+    off_self[:, :B].fill_diagonal_(False)
+    return z, A, Z_H, Y_H, off_self
+
+
+def _log_softmax_off_self(logits, off_self, log_g=None, extra=None):
+    """log p(i, a) = logits[i, a] - denom_i, with
+    denom_i = log( sum_{a != i} g * exp(logits[i, a]) + sum_c exp(extra[i, c]) ).
+
+    logits: (B, M); off_self: (B, M) bool; log_g: log of the instance keys' weight
+    (None for 1); extra: (B, E) logits of further keys (prototypes) or None.
+    Returns log_p (B, M), set to 0 on the anchor's own entry so that 0 * (huge)
+    cannot appear, and denom (B, 1).
+    """
+    masked = logits.masked_fill(~off_self, torch.finfo(logits.dtype).min)
+    if log_g is not None:
+        masked = masked + log_g
+    if extra is not None:
+        masked = torch.cat([masked, extra], dim=1)
+    denom = torch.logsumexp(masked, dim=1, keepdim=True)
+    return torch.where(off_self, logits - denom, torch.zeros_like(logits)), denom
+
+
 # --------------------------------------------------------------------------- #
 # Checks
 # --------------------------------------------------------------------------- #
 def _no_autocast(t: torch.Tensor):
     """Disable autocast on the tensor's device so the loss runs in float32."""
     return torch.autocast(device_type=t.device.type, enabled=False)
+
+
+def _check_finite(t: torch.Tensor, name: str) -> None:
+    if t.is_floating_point() and not torch.isfinite(t).all():
+        raise ValueError(f"{name} contains NaN or inf values")
 
 
 def _check_binary(y: torch.Tensor, name: str) -> None:

@@ -116,3 +116,63 @@ def dense_msc_loss(z, y, prototypes, temperature=0.1, beta=0.1, queue_z=None, qu
     n = A.sum(1)
     valid = n > 0
     return -((per_label * A).sum(1)[valid] / n[valid]).mean()
+
+
+def mulsupcon_loop(z, y, temperature, queue_z=None, queue_y=None):
+    """MulSupCon (Zhang and Wu, AAAI 2024) one (document, label) anchor at a time:
+    the mean over anchors with a positive of -1/|P| sum_p log softmax over the other
+    keys (batch without the anchor, then the queue). Returns a float64 scalar tensor."""
+    z = _unit(z)
+    y = y.double()
+    keys, key_y = [z[j] for j in range(len(z))], [y[j] for j in range(len(z))]
+    if queue_z is not None:
+        qz = _unit(queue_z)
+        keys += [qz[j] for j in range(len(qz))]
+        key_y += [queue_y[j].double() for j in range(len(qz))]
+    terms = []
+    for i in range(len(z)):
+        others = [a for a in range(len(keys)) if a != i]
+        if not others:
+            continue
+        sims = {a: torch.dot(z[i], keys[a]) / temperature for a in others}
+        log_den = torch.log(sum(torch.exp(sims[a]) for a in others))
+        for c in range(y.shape[1]):
+            if y[i, c] != 1:
+                continue
+            positives = [p for p in others if key_y[p][c] == 1]
+            if not positives:
+                continue
+            terms.append(-sum(sims[p] - log_den for p in positives) / len(positives))
+    if not terms:
+        return torch.zeros((), dtype=torch.float64)
+    return sum(terms) / len(terms)
+
+
+def db_loop(logits, y, class_counts, n_train, alpha, beta, mu, kappa, lam, focal, gamma, focal_alpha):
+    """Distribution-balanced loss (Wu et al. 2020; Huang et al. 2021) one element at a
+    time, written from the formulas in float64: re-balanced weight
+    alpha + sigmoid(beta (r - mu)) with r = P^C / P^I, negative-tolerant logistic loss
+    on z + kappa * log(p / (1 - p)), optional focal factors; mean over all elements."""
+    logits = logits.double()
+    N, L = logits.shape
+    total = 0.0
+    for i in range(N):
+        labels = [c for c in range(L) if y[i, c] == 1]
+        p_inst = sum(1.0 / float(class_counts[c]) for c in labels)
+        for c in range(L):
+            n_c = float(class_counts[c])
+            if labels:
+                r_hat = alpha + 1.0 / (1.0 + math.exp(-beta * ((1.0 / n_c) / p_inst - mu)))
+            else:  # P^I = 0: r is infinite, sigmoid -> 1 (1/2 when beta = 0)
+                r_hat = alpha + (1.0 if beta > 0 else 0.5)
+            x = logits[i, c] + kappa * math.log(n_c / (n_train - n_c))
+            if y[i, c] == 1:
+                term = r_hat * torch.log1p(torch.exp(-x))
+                if focal:
+                    term = term * focal_alpha * (1 - 1 / (1 + torch.exp(-x))) ** gamma
+            else:
+                term = r_hat / lam * torch.log1p(torch.exp(lam * x))
+                if focal:
+                    term = term * (1 - focal_alpha) * (1 / (1 + torch.exp(-lam * x))) ** gamma
+            total = total + term
+    return total / (N * L)

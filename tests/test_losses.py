@@ -7,14 +7,19 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from abalone_core.losses import (
+    OTHER_CONTRASTIVE,
+    SUPERVISED_LOSSES,
+    VARIANTS,
     asymmetric_loss,
     base_loss,
     bce_loss,
     contrastive_loss,
+    db_loss,
     focal_loss,
     msc_loss,
+    mulsupcon_loss,
 )
-from reference import loop_loss, supcon_one_view
+from reference import db_loop, loop_loss, mulsupcon_loop, supcon_one_view
 
 
 def random_problem(B=7, L=5, D=6, K=0, p=0.35, seed=0, dtype=torch.float64):
@@ -248,3 +253,259 @@ def test_supervised_bad_input():
         focal_loss(torch.zeros(3, 4), torch.full((3, 4), 0.5))
     with pytest.raises(ValueError, match="margin"):
         asymmetric_loss(torch.zeros(3, 4), torch.zeros(3, 4), margin=1.0)
+
+
+# ------------------------------------------------------------------ MulSupCon
+@pytest.mark.parametrize("seed", range(4))
+@pytest.mark.parametrize("K", [0, 9])
+@pytest.mark.parametrize("temperature", [0.07, 0.5])
+def test_mulsupcon_matches_loop(seed, K, temperature):
+    z, y, _, qz, qy = random_problem(K=K, seed=seed, p=0.45)
+    queue_y = qy if K else None
+
+    def vec(z_, qz_):
+        return mulsupcon_loss(z_, y, temperature, queue_z=qz_ if K else None, queue_y=queue_y)
+
+    def ref(z_, qz_):
+        return mulsupcon_loop(z_, y, temperature, queue_z=qz_ if K else None, queue_y=queue_y)
+
+    v, gv = _grads(vec, z, qz)
+    r, gr = _grads(ref, z, qz)
+    assert r > 0
+    torch.testing.assert_close(v, r, rtol=1e-10, atol=1e-12)
+    torch.testing.assert_close(gv[0], gr[0], rtol=1e-9, atol=1e-12)
+    if K:
+        torch.testing.assert_close(gv[1], gr[1], rtol=1e-9, atol=1e-12)
+
+
+def test_mulsupcon_weighs_every_label_pair_equally():
+    # Hand-made case: documents 0 and 1 share labels a and b, document 2 has a only.
+    # Pairs: (0,a) P={1,2}, (0,b) P={1}, (1,a) P={0,2}, (1,b) P={0}, (2,a) P={0,1}.
+    z = torch.tensor([[1.0, 0.0], [0.6, 0.8], [0.0, 1.0]], dtype=torch.float64)
+    y = torch.tensor([[1.0, 1.0], [1.0, 1.0], [1.0, 0.0]], dtype=torch.float64)
+    t = 0.5
+    s = (z @ z.T) / t
+    lp = [[s[i, a] - torch.logsumexp(torch.stack([s[i, k] for k in range(3) if k != i]), 0) for a in range(3)] for i in range(3)]
+    pairs = [(lp[0][1] + lp[0][2]) / 2, lp[0][1], (lp[1][0] + lp[1][2]) / 2, lp[1][0], (lp[2][0] + lp[2][1]) / 2]
+    torch.testing.assert_close(mulsupcon_loss(z, y, t), -sum(pairs) / 5)
+
+
+@pytest.mark.parametrize("seed", range(3))
+@pytest.mark.parametrize("temperature", [0.1, 0.5])
+def test_mulsupcon_equals_supcon_on_single_label(seed, temperature):
+    g = torch.Generator().manual_seed(seed)
+    classes = torch.arange(4).repeat_interleave(3)[torch.randperm(12, generator=g)]
+    y = F.one_hot(classes, 4).double()
+    z = torch.randn(12, 8, generator=g, dtype=torch.float64)
+    torch.testing.assert_close(mulsupcon_loss(z, y, temperature), supcon_one_view(z, classes.tolist(), temperature))
+
+
+def test_mulsupcon_queue_is_part_of_keys_and_empty_queue_is_none():
+    z, y, _, qz, qy = random_problem(K=6, seed=3, p=0.45)
+    empty_z, empty_y = qz[:0], qy[:0]
+    torch.testing.assert_close(mulsupcon_loss(z, y, queue_z=empty_z, queue_y=empty_y), mulsupcon_loss(z, y))
+    # The queue's rows act as further batch documents that are never anchors.
+    full = mulsupcon_loss(z, y, queue_z=qz, queue_y=qy)
+    assert not torch.isclose(full, mulsupcon_loss(z, y))
+
+
+def test_mulsupcon_no_positive_gives_differentiable_zero():
+    for y in (torch.zeros(4, 3), torch.eye(3)):
+        z = torch.randn(len(y), 6, requires_grad=True)
+        loss = mulsupcon_loss(z, y)
+        loss.backward()
+        assert loss.item() == 0.0 and torch.isfinite(z.grad).all()
+    # Batch of one with a queue that shares no label.
+    z = torch.randn(1, 6, requires_grad=True)
+    loss = mulsupcon_loss(z, torch.tensor([[1.0, 0.0]]), queue_z=torch.randn(2, 6), queue_y=torch.tensor([[0.0, 1.0]] * 2))
+    loss.backward()
+    assert loss.item() == 0.0 and z.grad is not None
+
+
+def test_mulsupcon_is_exposed_outside_the_ladder():
+    assert "mulsupcon" not in VARIANTS
+    assert OTHER_CONTRASTIVE["mulsupcon"] is mulsupcon_loss
+    assert SUPERVISED_LOSSES["db"] is db_loss and SUPERVISED_LOSSES["bce"] is bce_loss
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    shape=label_matrix,
+    temperature=st.floats(0.03, 1.0),
+    K=st.integers(0, 40),
+    dtype=st.sampled_from([torch.float32, torch.float16, torch.bfloat16]),
+)
+def test_mulsupcon_always_finite(shape, temperature, K, dtype):
+    B, L, p, seed = shape
+    g = torch.Generator().manual_seed(seed)
+    z = (5 * torch.randn(B, 8, generator=g)).to(dtype).requires_grad_(True)
+    y = (torch.rand(B, L, generator=g) < p).float()
+    qz = torch.randn(K, 8, generator=g).to(dtype).requires_grad_(True)
+    qy = (torch.rand(K, L, generator=g) < p).float()
+    loss = mulsupcon_loss(z, y, temperature, queue_z=qz, queue_y=qy)
+    loss.backward()
+    assert loss.dtype == torch.float32 and torch.isfinite(loss) and loss >= 0
+    assert torch.isfinite(z.grad).all()
+    # The queue holds detached keys in training; without a valid pair the zero only
+    # reaches z, as in the other losses.
+    assert qz.grad is None or torch.isfinite(qz.grad).all()
+
+
+def test_mulsupcon_float32_under_autocast():
+    z = torch.randn(8, 16)
+    y = (torch.rand(8, 4) < 0.5).float()
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        loss = mulsupcon_loss(z, y)
+    assert loss.dtype == torch.float32
+    torch.testing.assert_close(loss, mulsupcon_loss(z, y))
+
+
+@pytest.mark.parametrize(
+    "call,match",
+    [
+        (lambda z, y: mulsupcon_loss(z, y[:5]), "rows like z"),
+        (lambda z, y: mulsupcon_loss(z[0], y), r"z must be \(B, D\)"),
+        (lambda z, y: mulsupcon_loss(z, 2 * y), "0/1"),
+        (lambda z, y: mulsupcon_loss(z, torch.full_like(y, float("nan"))), "y must be"),
+        (lambda z, y: mulsupcon_loss(torch.full_like(z, float("nan")), y), "z contains NaN"),
+        (lambda z, y: mulsupcon_loss(z, y, temperature=0.0), "temperature"),
+        (lambda z, y: mulsupcon_loss(z, y, queue_z=torch.randn(3, 6)), "go together"),
+        (lambda z, y: mulsupcon_loss(z, y, queue_z=torch.randn(3, 5), queue_y=torch.zeros(3, 4)), "queue_z must be"),
+        (lambda z, y: mulsupcon_loss(z, y, queue_z=torch.randn(3, 6), queue_y=torch.zeros(3, 5)), "queue_y must be"),
+        (lambda z, y: mulsupcon_loss(z, y, queue_z=torch.full((3, 6), float("nan")), queue_y=torch.zeros(3, 4)), "queue_z contains"),
+        (lambda z, y: mulsupcon_loss(z, y, queue_z=torch.randn(3, 6), queue_y=torch.full((3, 4), 0.5)), "queue_y"),
+    ],
+)
+def test_mulsupcon_bad_input_raises(call, match):
+    z = torch.randn(7, 6)
+    y = (torch.rand(7, 4) < 0.5).float()
+    with pytest.raises(ValueError, match=match):
+        call(z, y)
+
+
+# ---------------------------------------------------------- distribution-balanced
+def _db_data(seed=0, N=12, L=5, n_train=200):
+    g = torch.Generator().manual_seed(seed)
+    x = 3 * torch.randn(N, L, generator=g, dtype=torch.float64)
+    y = (torch.rand(N, L, generator=g) < 0.35).double()
+    y[0] = 0  # a document without labels
+    counts = torch.randint(1, n_train, (L,), generator=g)
+    return x, y, counts, n_train
+
+
+DB_SETTINGS = [
+    dict(alpha=0.1, beta=10.0, mu=0.9, kappa=0.05, lam=2.0, focal=True, gamma=2.0, focal_alpha=0.5),  # text paper
+    dict(alpha=0.1, beta=10.0, mu=0.05, kappa=0.05, lam=2.0, focal=False, gamma=2.0, focal_alpha=0.5),
+    dict(alpha=0.3, beta=4.0, mu=0.4, kappa=0.5, lam=5.0, focal=True, gamma=1.5, focal_alpha=0.25),
+    dict(alpha=0.0, beta=0.0, mu=0.0, kappa=0.0, lam=1.0, focal=True, gamma=0.0, focal_alpha=0.7),
+]
+
+
+@pytest.mark.parametrize("seed", range(3))
+@pytest.mark.parametrize("kw", DB_SETTINGS)
+def test_db_matches_loop(seed, kw):
+    x, y, counts, n = _db_data(seed)
+    v, (gv,) = _grads(lambda x_: db_loss(x_, y, counts, n, **kw), x)
+    r, (gr,) = _grads(lambda x_: db_loop(x_, y, counts, n, **kw), x)
+    torch.testing.assert_close(v, r, rtol=1e-10, atol=1e-12)
+    torch.testing.assert_close(gv, gr, rtol=1e-9, atol=1e-12)
+
+
+def test_db_defaults_are_the_text_papers():
+    x, y, counts, n = _db_data(1)
+    torch.testing.assert_close(db_loss(x, y, counts, n), db_loop(x, y, counts, n, **DB_SETTINGS[0]))
+
+
+def test_db_hand_computed_value():
+    # One document with label 0; counts (2, 8) of 10 documents; zero logits; no bias, no focal.
+    # r = (1/2)/(1/2) = 1 for the positive, (1/8)/(1/2) = 1/4 for the negative.
+    sig = lambda t: 1 / (1 + math.exp(-t))
+    w_pos, w_neg = 0.1 + sig(10 * (1 - 0.9)), 0.1 + sig(10 * (0.25 - 0.9))
+    expected = (w_pos * math.log(2) + w_neg * math.log(2) / 2) / 2
+    loss = db_loss(torch.zeros(1, 2), torch.tensor([[1.0, 0.0]]), torch.tensor([2, 8]), 10, kappa=0.0, focal=False)
+    assert loss.item() == pytest.approx(expected, rel=1e-6)
+
+
+def test_db_reduces_to_bce_and_focal():
+    x, y, counts, n = _db_data(2)
+    # alpha = 1/2 and beta = 0 make every weight 1/2 + sigmoid(0) = 1; lam = 1, kappa = 0.
+    plain = dict(alpha=0.5, beta=0.0, kappa=0.0, lam=1.0)
+    torch.testing.assert_close(db_loss(x, y, counts, n, focal=False, **plain), bce_loss(x, y))
+    for g in (0.0, 2.0):
+        torch.testing.assert_close(db_loss(x, y, counts, n, focal=True, gamma=g, focal_alpha=0.5, **plain), 0.5 * focal_loss(x, y, gamma=g))
+
+
+def test_db_bias_is_a_shift_of_the_logits_by_the_prior_logit():
+    x, y, counts, n = _db_data(3)
+    prior_logit = torch.log(counts.double() / (n - counts.double()))
+    for kappa in (0.05, 0.7):
+        torch.testing.assert_close(
+            db_loss(x, y, counts, n, kappa=kappa), db_loss(x + kappa * prior_logit, y, counts, n, kappa=0.0)
+        )
+
+
+def test_db_depends_on_counts_only_through_ratios():
+    x, y, counts, n = _db_data(4)
+    torch.testing.assert_close(db_loss(x, y, counts, n), db_loss(x, y, 3 * counts, 3 * n))
+    assert not torch.isclose(db_loss(x, y, counts, n), db_loss(x, y, counts.flip(0), n))
+
+
+def test_db_negative_tolerance():
+    # A confident negative costs less with a larger lam: softplus(lam x) / lam falls with lam for x < 0.
+    x = torch.tensor([[-2.0]])
+    y = torch.zeros(1, 1)
+    kw = dict(kappa=0.0, focal=False)
+    assert db_loss(x, y, [5], 10, lam=5.0, **kw) < db_loss(x, y, [5], 10, lam=1.0, **kw)
+
+
+def test_db_finite_at_extreme_logits_and_float32_under_autocast():
+    x = torch.tensor([[80.0, -80.0, 0.0], [-1e4, 1e4, 3.0]]).requires_grad_(True)
+    y = torch.tensor([[0.0, 1.0, 1.0], [1.0, 0.0, 0.0]])
+    for kw in DB_SETTINGS + [dict(gamma=0.5), dict(gamma=0.0)]:
+        loss = db_loss(x, y, torch.tensor([1, 0, 10]), 10, **kw)
+        loss.backward()
+        assert torch.isfinite(loss) and torch.isfinite(x.grad).all()
+        x.grad = None
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        loss = db_loss(x.detach(), y, torch.tensor([1, 5, 9]), 10)
+    assert loss.dtype == torch.float32
+
+
+@settings(max_examples=40, deadline=None)
+@given(shape=label_matrix, scale=st.floats(0.1, 200.0), dtype=st.sampled_from([torch.float32, torch.float16, torch.bfloat16]))
+def test_db_always_finite(shape, scale, dtype):
+    N, L, p, seed = shape
+    g = torch.Generator().manual_seed(seed)
+    x = (scale * torch.randn(N, L, generator=g)).to(dtype).requires_grad_(True)
+    y = (torch.rand(N, L, generator=g) < p).float()
+    counts = torch.randint(0, 51, (L,), generator=g)
+    loss = db_loss(x, y, counts, 50)
+    loss.backward()
+    assert loss.dtype == torch.float32 and torch.isfinite(loss) and loss >= 0
+    assert torch.isfinite(x.grad).all()
+
+
+@pytest.mark.parametrize(
+    "kw,match",
+    [
+        (dict(logits=torch.zeros(3, 5)), "must both be"),
+        (dict(y=torch.full((3, 4), 0.5)), "0/1"),
+        (dict(logits=torch.tensor([[0.0, float("nan"), 0, 0]] * 3)), "logits contains NaN"),
+        (dict(class_counts=torch.ones(5)), "class_counts must be"),
+        (dict(class_counts=torch.tensor([1, 2, -1, 3])), "class_counts"),
+        (dict(class_counts=torch.tensor([1, 2, 11, 3])), "class_counts"),
+        (dict(class_counts=torch.tensor([1, 2, float("nan"), 3])), "class_counts"),
+        (dict(n_train=1), "n_train"),
+        (dict(n_train=10.5), "n_train"),
+        (dict(lam=0.0), "lam"),
+        (dict(gamma=-1.0), "gamma"),
+        (dict(beta=-1.0), "beta"),
+        (dict(focal_alpha=1.5), "focal_alpha"),
+        (dict(kappa=-0.1), "kappa"),
+    ],
+)
+def test_db_bad_input_raises(kw, match):
+    args = dict(logits=torch.zeros(3, 4), y=torch.zeros(3, 4), class_counts=torch.tensor([1, 2, 3, 4]), n_train=10)
+    args.update(kw)
+    with pytest.raises(ValueError, match=match):
+        db_loss(**args)
