@@ -25,10 +25,34 @@ Conventions:
   labels towards probability 0.5.
 - Mini-batches: one seeded permutation of the training documents per epoch,
   shared by all regressions; the last batch may be smaller.
-- Selection: highest validation F1; ties go to the first setting in grid order
-  (lrs outer, weight decays inner). A label with no positive in the validation
-  set has F1 0 under every setting, so for it the setting with the fewest
-  validation false positives is kept instead (ties again to grid order).
+- Selection (``selection="per_label"``, the paper's and the released code's
+  choice): per label, highest validation F1; ties go to the first setting in grid
+  order (lrs outer, weight decays inner). A label with no positive in the
+  validation set has F1 0 under every setting, so for it the setting with the
+  fewest validation false positives is kept instead (ties again to grid order).
+  ``selection="global"`` keeps one setting for every label instead: the one whose
+  predictions reach the highest validation micro-F1 over all labels (ties to grid
+  order). Neither the paper nor the released code does this; it is a check of how
+  much the per-label choice, made on the validation set, adds.
+
+Switch reproducing the released code (``untrained_heads``): its linear evaluation
+(``src/trainer/trainer.py``, ``eval_model``) trains ``nb_linear=3`` heads per
+setting inside a ``LinearEvaluationMultiple`` that holds 5
+(``src/model/linear_layer_multiple.py``) and predicts the mean probability of all
+5, so 2 heads that keep their random initialisation (Xavier-uniform weights, zero
+bias) enter every probability, during the selection on validation and at test
+time. ``untrained_heads=U`` adds U such heads: with H trained heads the
+probability of a label is ``(sum_h sigmoid(trained_h) + sum_u sigmoid(untrained_u))
+/ (H + U)``. The untrained heads are drawn from their own random stream (the
+trained heads do not change with U), with weights uniform in
+``+-sqrt(6 / (D + L))`` and zero biases as in the released code, and are shared
+by all settings (the released code draws new ones for each setting). The
+defaults (``untrained_heads=0``, ``selection="per_label"``) are the paper's
+protocol. The released probe differs in other ways too, left out here: its grid
+is lr {1, 0.1} x weight decay {1, 0.1, 0.01, 1e-4} (``lrs``/``weight_decays``
+set it), its learning rate decays linearly to 0 over the 40 epochs, its trained
+heads also start Xavier-uniform with zero bias, and it drops the last incomplete
+training batch (``book/reproduction_notes.md`` lists them with file references).
 """
 from __future__ import annotations
 
@@ -44,6 +68,9 @@ from tqdm.auto import tqdm
 from .metrics import per_label_f1
 
 
+SELECTIONS = ("per_label", "global")
+
+
 @dataclass
 class ProbeConfig:
     """Grid and training settings of the linear probe (paper defaults).
@@ -53,6 +80,14 @@ class ProbeConfig:
     setting it to True centres and scales each feature with training-set
     statistics (useful for embeddings whose features have very different
     scales, since weight decay is not scale-invariant).
+
+    ``selection``: ``"per_label"`` (default; the paper and the released code) keeps
+    for each label the setting with the best validation F1; ``"global"`` keeps one
+    setting for all labels, the one with the best validation micro-F1.
+
+    ``untrained_heads``: number of extra randomly initialised heads that are never
+    trained but enter the mean probability (0 by default; the released code's
+    protocol is ``heads=3, untrained_heads=2``). See the module docstring.
     """
 
     lrs: tuple = (1.0, 0.1, 0.01)
@@ -62,6 +97,8 @@ class ProbeConfig:
     batch_size: int = 256
     threshold: float = 0.5
     standardize: bool = False
+    selection: str = "per_label"
+    untrained_heads: int = 0
     seed: int = 0
     device: str = "cpu"
 
@@ -80,6 +117,12 @@ class ProbeConfig:
                 raise ValueError(f"{name} must be a positive integer, got {value!r}")
         if not 0.0 < self.threshold < 1.0:
             raise ValueError(f"threshold must lie strictly between 0 and 1, got {self.threshold}")
+        if self.selection not in SELECTIONS:
+            raise ValueError(f"selection must be one of {SELECTIONS}, got {self.selection!r}")
+        u = self.untrained_heads
+        if isinstance(u, bool) or not isinstance(u, (int, np.integer)) or u < 0:
+            raise ValueError(f"untrained_heads must be an integer >= 0, got {u!r}")
+        self.untrained_heads = int(u)
 
     @property
     def settings(self) -> list[tuple[float, float]]:
@@ -94,13 +137,19 @@ class ProbeResult:
     Attributes:
         best_lr, best_weight_decay: (L,) chosen lr and weight decay of each label.
         val_f1: (L,) validation F1 in percent of the chosen setting.
-        weight: (D, L, H) weights of the chosen setting's H heads, for each label.
-        bias: (L, H) biases of the same heads.
+        weight: (D, L, H + U) weights of the chosen setting's H trained heads for each
+            label, followed by the U untrained heads (``untrained_heads``).
+        bias: (L, H + U) biases of the same heads (0 for the untrained ones).
         mean, scale: (D,) standardisation statistics from the training set, or None.
         threshold: probability at or above which a label is predicted.
         settings: (S, 2) the grid's (lr, weight decay) pairs in grid order.
         grid_f1: (S, L) validation F1 in percent of every setting and label.
-        best_setting: (L,) index into ``settings`` of each label's choice.
+        best_setting: (L,) index into ``settings`` of each label's choice (one value
+            repeated for ``selection="global"``).
+        grid_micro_f1: (S,) validation micro-F1 in percent of every setting applied to
+            all labels.
+        selection: ``"per_label"`` or ``"global"``, as configured.
+        untrained_heads: U, the number of untrained heads at the end of ``weight``.
     """
 
     best_lr: np.ndarray
@@ -114,9 +163,13 @@ class ProbeResult:
     settings: np.ndarray = field(default_factory=lambda: np.zeros((0, 2)))
     grid_f1: np.ndarray = field(default_factory=lambda: np.zeros((0, 0)))
     best_setting: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=int))
+    grid_micro_f1: np.ndarray = field(default_factory=lambda: np.zeros(0))
+    selection: str = "per_label"
+    untrained_heads: int = 0
 
     def predict_proba(self, x) -> np.ndarray:
-        """(N, L) probability of each label: mean over the chosen setting's heads.
+        """(N, L) probability of each label: mean over the chosen setting's heads
+        (trained and untrained).
 
         Args:
             x: (N, D) embeddings (numpy array or torch tensor), same encoder as training.
@@ -177,6 +230,22 @@ def init_heads(dim: int, n_labels: int, heads: int, seed: int = 0) -> tuple[torc
     w = (torch.rand(heads, dim, n_labels, generator=gen) * 2 - 1) * bound
     b = (torch.rand(heads, n_labels, generator=gen) * 2 - 1) * bound
     return w, b
+
+
+def init_untrained_heads(dim: int, n_labels: int, count: int, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """Heads that are never trained, as the released code leaves them.
+
+    Weights are Xavier-uniform, uniform in +-sqrt(6 / (D + L)) (``nn.init.xavier_uniform_``
+    on a (L, D) ``nn.Linear`` weight), biases 0.
+
+    Returns:
+        weights (D, L, count) and biases (L, count), float32.
+    """
+    gen = torch.Generator().manual_seed(int(seed))
+    bound = np.sqrt(6.0 / (dim + n_labels))
+    w = (torch.rand(count, dim, n_labels, generator=gen, dtype=torch.float64) * 2 - 1) * bound
+    w = w.permute(1, 2, 0).numpy().astype(np.float32)
+    return np.ascontiguousarray(w), np.zeros((n_labels, count), dtype=np.float32)
 
 
 def train_grid(
@@ -257,7 +326,8 @@ def train_grid(
 
 def linear_probe(train_x, train_y, val_x, val_y, config: ProbeConfig | None = None,
                  progress: bool = True) -> ProbeResult:
-    """Fit the paper's linear evaluation on cached embeddings and pick a setting per label.
+    """Fit the paper's linear evaluation on cached embeddings and pick a setting per label
+    (or one for all labels with ``selection="global"``).
 
     Args:
         train_x: (N, D) training embeddings (numpy array or torch tensor, finite).
@@ -298,28 +368,55 @@ def linear_probe(train_x, train_y, val_x, val_y, config: ProbeConfig | None = No
     w = w.cpu().permute(0, 2, 3, 1).numpy()  # (S, D, L, H)
     b = b.cpu().permute(0, 2, 1).numpy()  # (S, L, H)
 
+    u = config.untrained_heads
+    if u:
+        # Their own stream: the trained heads and the batches do not depend on U.
+        untrained_seed = np.random.SeedSequence(config.seed).spawn(1)[0].generate_state(1)[0]
+        uw, ub = init_untrained_heads(dim, n_labels, u, seed=int(untrained_seed))
+
+    def heads_of(s: int) -> tuple[np.ndarray, np.ndarray]:
+        """(D, L, H + U) weights and (L, H + U) biases of setting s, untrained heads last."""
+        if not u:
+            return w[s], b[s]
+        return np.concatenate([w[s], uw], axis=2), np.concatenate([b[s], ub], axis=1)
+
     true = vy.astype(np.int8)
     grid_f1 = np.empty((len(settings), n_labels))
     false_pos = np.empty((len(settings), n_labels))
+    grid_micro = np.empty(len(settings))
     for s in range(len(settings)):
-        pred = (_mean_proba(vx, w[s], b[s]) >= config.threshold).astype(np.int8)
+        pred = (_mean_proba(vx, *heads_of(s)) >= config.threshold).astype(np.int8)
         grid_f1[s] = per_label_f1(true, pred)
         false_pos[s] = (pred & (1 - true)).sum(axis=0)
-    no_positive = true.sum(axis=0) == 0
-    score = np.where(no_positive, -false_pos, grid_f1)
-    best = np.argmax(score, axis=0)  # argmax keeps the first maximum: grid order breaks ties
+        tp = int((pred & true).sum())
+        wrong = int((pred != true).sum())  # false positives + false negatives
+        grid_micro[s] = 100.0 * 2 * tp / (2 * tp + wrong) if tp + wrong else 0.0
     labels = np.arange(n_labels)
+    if config.selection == "global":
+        best = np.full(n_labels, int(np.argmax(grid_micro)))  # first maximum: grid order breaks ties
+    else:
+        no_positive = true.sum(axis=0) == 0
+        score = np.where(no_positive, -false_pos, grid_f1)
+        best = np.argmax(score, axis=0)  # argmax keeps the first maximum: grid order breaks ties
     grid = np.asarray(settings, dtype=float)
+    weight = w[best, :, labels, :].transpose(1, 0, 2)
+    bias = b[best, labels, :]
+    if u:
+        weight = np.concatenate([weight, uw], axis=2)
+        bias = np.concatenate([bias, ub], axis=1)
     return ProbeResult(
         best_lr=grid[best, 0],
         best_weight_decay=grid[best, 1],
         val_f1=grid_f1[best, labels],
-        weight=np.ascontiguousarray(w[best, :, labels, :].transpose(1, 0, 2)),
-        bias=np.ascontiguousarray(b[best, labels, :]),
+        weight=np.ascontiguousarray(weight),
+        bias=np.ascontiguousarray(bias),
         mean=mean,
         scale=scale,
         threshold=config.threshold,
         settings=grid,
         grid_f1=grid_f1,
         best_setting=best,
+        grid_micro_f1=grid_micro,
+        selection=config.selection,
+        untrained_heads=u,
     )

@@ -228,3 +228,149 @@ def test_ties_go_to_first_setting_in_grid_order():
     res = linear_probe(x[:150], y[:150], x[150:], y[150:], cfg, progress=False)
     np.testing.assert_array_equal(res.grid_f1[0], res.grid_f1[2])
     np.testing.assert_array_equal(res.best_setting, 0)
+
+
+# --------------------------------------------------------------------------- switches of the released code
+def test_defaults_keep_the_papers_protocol_and_its_numbers():
+    cfg = ProbeConfig()
+    assert (cfg.selection, cfg.untrained_heads) == ("per_label", 0)
+    x, y = separable(n=300, dim=8, n_labels=3, seed=5)
+    base = dict(lrs=(1.0, 0.1, 0.01), weight_decays=(1.0, 1e-4), heads=3, epochs=6, batch_size=32, seed=2)
+    res = linear_probe(x[:200], y[:200], x[200:], y[200:], ProbeConfig(**base), progress=False)
+    explicit = linear_probe(x[:200], y[:200], x[200:], y[200:],
+                            ProbeConfig(**base, selection="per_label", untrained_heads=0), progress=False)
+    np.testing.assert_array_equal(res.weight, explicit.weight)
+    np.testing.assert_array_equal(res.bias, explicit.bias)
+    assert res.weight.shape == (8, 3, 3) and res.untrained_heads == 0
+    # numbers recorded with the probe before the switches existed
+    np.testing.assert_array_equal(res.best_setting, [3, 0, 1])
+    np.testing.assert_allclose(res.val_f1, [93.18181818181817, 94.54545454545455, 92.85714285714286])
+    np.testing.assert_allclose(res.grid_f1[:, 0], [90.0, 93.02325581395348, 87.5, 93.18181818181817,
+                                                   87.35632183908046, 88.63636363636364])
+    np.testing.assert_allclose(res.weight.astype(np.float64).sum(), 68.15521308407187, rtol=1e-4)
+    np.testing.assert_allclose(res.bias.astype(np.float64).sum(), -42.46524178981781, rtol=1e-4)
+    np.testing.assert_allclose(res.predict_proba(x[200:202]),
+                               [[0.01046598982065916, 0.1682412475347519, 3.397115506231785e-06],
+                                [0.004918799269944429, 0.6676221489906311, 0.014577793888747692]],
+                               rtol=1e-4, atol=1e-7)
+
+
+def test_untrained_heads_enter_the_mean_probability():
+    x, y = separable(n=300, dim=8, n_labels=3, seed=6)
+    xt, yt, xv, yv = x[:200], y[:200], x[200:], y[200:]
+    base = dict(heads=3, epochs=5, batch_size=32, seed=3)
+    lrs, wds = (0.1, 1.0), (1e-4, 1.0)
+    res = linear_probe(xt, yt, xv, yv, ProbeConfig(lrs=lrs, weight_decays=wds, untrained_heads=2, **base),
+                       progress=False)
+    assert res.untrained_heads == 2 and res.weight.shape == (8, 3, 5) and res.bias.shape == (3, 5)
+    uw, ub = res.weight[:, :, 3:].astype(np.float64), res.bias[:, 3:]
+    # never trained: Xavier-uniform weights for a (L=3, D=8) layer, zero biases, two distinct heads
+    np.testing.assert_array_equal(ub, 0.0)
+    assert np.abs(uw).max() <= np.sqrt(6 / (8 + 3)) and np.abs(uw).max() > 0.5 * np.sqrt(6 / (8 + 3))
+    assert not np.allclose(uw[..., 0], uw[..., 1])
+    p_untrained = 1 / (1 + np.exp(-np.einsum("nd,dlu->nlu", xv.astype(np.float64), uw)))  # (M, L, 2)
+    for s, (lr, wd) in enumerate((lr, wd) for lr in lrs for wd in wds):
+        alone = linear_probe(xt, yt, xv, yv, ProbeConfig(lrs=(lr,), weight_decays=(wd,), **base), progress=False)
+        # the same trained heads as without untrained heads; the mean takes all H + U heads
+        expected = (3 * alone.predict_proba(xv) + p_untrained.sum(axis=2)) / 5
+        np.testing.assert_allclose(res.grid_f1[s], per_label_f1(yv, (expected >= 0.5).astype(np.int8)))
+        chosen = res.best_setting == s
+        if chosen.any():
+            np.testing.assert_allclose(res.weight[:, chosen, :3], alone.weight[:, chosen], rtol=1e-4, atol=1e-5)
+            np.testing.assert_allclose(res.predict_proba(xv)[:, chosen], expected[:, chosen], rtol=1e-5, atol=1e-5)
+
+
+def test_untrained_heads_do_not_change_the_trained_ones():
+    x, y = separable(n=240, dim=6, n_labels=2, seed=7)
+    one = dict(lrs=(0.1,), weight_decays=(1e-4,), heads=3, epochs=4, batch_size=32, seed=9)
+    plain = linear_probe(x[:160], y[:160], x[160:], y[160:], ProbeConfig(**one), progress=False)
+    extra = linear_probe(x[:160], y[:160], x[160:], y[160:], ProbeConfig(**one, untrained_heads=2), progress=False)
+    np.testing.assert_array_equal(extra.weight[..., :3], plain.weight)
+    np.testing.assert_array_equal(extra.bias[..., :3], plain.bias)
+    # independent computation of the mean over 5 heads from the stored weights
+    xv = x[160:].astype(np.float64)
+    logits = np.einsum("nd,dlh->nlh", xv, extra.weight.astype(np.float64)) + extra.bias.astype(np.float64)
+    sig = 1 / (1 + np.exp(-logits))
+    np.testing.assert_allclose(extra.predict_proba(x[160:]), sig.mean(axis=2), rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(extra.predict_proba(x[160:]),
+                               (3 * plain.predict_proba(x[160:]) + sig[..., 3:].sum(axis=2)) / 5, rtol=1e-5, atol=1e-6)
+    # the untrained heads depend on the seed only, not on the training settings
+    longer = linear_probe(x[:160], y[:160], x[160:], y[160:], ProbeConfig(**{**one, "epochs": 6}, untrained_heads=2),
+                          progress=False)
+    np.testing.assert_array_equal(longer.weight[..., 3:], extra.weight[..., 3:])
+    other = linear_probe(x[:160], y[:160], x[160:], y[160:], ProbeConfig(**{**one, "seed": 10}, untrained_heads=2),
+                         progress=False)
+    assert not np.allclose(other.weight[..., 3:], extra.weight[..., 3:])
+
+
+def mixed_scales(n=500, seed=0):
+    """Two labels on tiny-scale features, two noisy labels on large-scale ones: labels prefer different settings."""
+    rng = np.random.default_rng(seed)
+    x = rng.normal(size=(n, 10)).astype(np.float32)
+    y = np.zeros((n, 4), dtype=np.int64)
+    y[:, 0] = x[:, 0] + x[:, 1] > 0.5
+    y[:, 1] = x[:, 2] - x[:, 3] > 0.8
+    y[:, 2] = x[:, 5] + 0.5 * x[:, 6] + rng.normal(size=n) > 0.7
+    y[:, 3] = x[:, 7] - x[:, 8] + rng.normal(size=n) > 1.0
+    return x * np.r_[np.full(5, 0.02), np.full(5, 3.0)].astype(np.float32), y
+
+
+def test_global_selection_keeps_the_setting_with_best_validation_micro_f1():
+    from abalone_core.metrics import multilabel_scores
+
+    x, y = mixed_scales()
+    xt, yt, xv, yv = x[:350], y[:350], x[350:], y[350:]
+    base = dict(heads=2, epochs=4, batch_size=50, seed=1)
+    grid = dict(lrs=(1.0, 0.01), weight_decays=(1.0, 1e-4))
+    per_label = linear_probe(xt, yt, xv, yv, ProbeConfig(**grid, **base), progress=False)
+    assert len(set(per_label.best_setting.tolist())) > 1  # the case is built so labels choose differently
+    glob = linear_probe(xt, yt, xv, yv, ProbeConfig(**grid, **base, selection="global"), progress=False)
+    assert glob.selection == "global"
+    assert len(set(glob.best_setting.tolist())) == 1
+    micro, preds = [], []
+    for lr, wd in glob.settings:
+        one = linear_probe(xt, yt, xv, yv, ProbeConfig(lrs=(lr,), weight_decays=(wd,), **base), progress=False)
+        preds.append(one.predict(xv))
+        micro.append(multilabel_scores(yv, preds[-1])["micro_f1"])
+    np.testing.assert_allclose(glob.grid_micro_f1, micro, atol=1e-9)
+    np.testing.assert_allclose(per_label.grid_micro_f1, micro, atol=1e-9)  # the grid is the same either way
+    chosen = int(np.argmax(micro))  # first maximum: grid order breaks ties
+    np.testing.assert_array_equal(glob.best_setting, chosen)
+    np.testing.assert_array_equal(glob.best_lr, glob.settings[chosen, 0])
+    np.testing.assert_array_equal(glob.best_weight_decay, glob.settings[chosen, 1])
+    np.testing.assert_array_equal(glob.predict(xv), preds[chosen])
+    assert multilabel_scores(yv, glob.predict(xv))["micro_f1"] == pytest.approx(max(micro))
+    np.testing.assert_allclose(glob.val_f1, glob.grid_f1[chosen])
+
+
+def test_global_selection_with_untrained_heads():
+    x, y = separable(n=300, dim=8, n_labels=3, seed=8)
+    cfg = ProbeConfig(**FAST, selection="global", untrained_heads=2)
+    res = linear_probe(x[:200], y[:200], x[200:], y[200:], cfg, progress=False)
+    assert res.weight.shape == (8, 3, 4) and len(set(res.best_setting.tolist())) == 1
+    from abalone_core.metrics import multilabel_scores
+
+    assert multilabel_scores(y[200:], res.predict(x[200:]))["micro_f1"] == pytest.approx(res.grid_micro_f1.max())
+
+
+@pytest.mark.parametrize(
+    "kwargs, message",
+    [
+        (dict(selection="per-label"), "selection must be one of"),
+        (dict(selection="best"), "selection must be one of"),
+        (dict(untrained_heads=-1), "untrained_heads"),
+        (dict(untrained_heads=1.5), "untrained_heads"),
+        (dict(untrained_heads=True), "untrained_heads"),
+    ],
+)
+def test_switch_validation(kwargs, message):
+    with pytest.raises(ValueError, match=message):
+        ProbeConfig(**kwargs)
+
+
+def test_switches_pass_through_the_run_configuration():
+    from abalone_core.config import Config
+
+    cfg = Config(probe={"selection": "global", "untrained_heads": 2})
+    probe = ProbeConfig(**cfg.probe)
+    assert (probe.selection, probe.untrained_heads) == ("global", 2)
