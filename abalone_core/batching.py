@@ -43,10 +43,11 @@ def tokenize(texts, tokenizer, max_length: int, batch_size: int = 1000) -> list:
 
 
 class TokenizedDataset(Dataset):
-    """Token ids with their label rows.
+    """Token ids (or cached hidden states) with their label rows.
 
-    Items are dicts: ``input_ids`` (list of ints), ``labels`` (float32 tensor (L,)),
-    ``index`` (int, the row number, so predictions can be put back in order).
+    Items are dicts: ``input_ids`` (a list of ints, or a (T, hidden) float tensor of a
+    frozen bottom's states, see :mod:`abalone_core.layer_cache`), ``labels`` (float32
+    tensor (L,)), ``index`` (int, the row number, so predictions can be put back in order).
     """
 
     def __init__(self, ids, labels):
@@ -65,7 +66,8 @@ class TokenizedDataset(Dataset):
         return len(self.ids)
 
     def __getitem__(self, i: int) -> dict:
-        return {"input_ids": list(self.ids[i]), "labels": self.labels[i], "index": int(i)}
+        x = self.ids[i]
+        return {"input_ids": x if torch.is_tensor(x) else list(x), "labels": self.labels[i], "index": int(i)}
 
     def lengths(self) -> np.ndarray:
         """(N,) number of tokens of each row."""
@@ -148,15 +150,21 @@ def collate(items, pad_token_id: int) -> dict:
     Returns:
         dict with ``input_ids`` LongTensor (B, T), ``attention_mask`` LongTensor (B, T)
         (1 on tokens, 0 on padding), ``labels`` FloatTensor (B, L), ``index`` LongTensor (B,).
+        Items holding hidden states ((T, hidden) tensors) give float32 ``input_ids``
+        (B, T, hidden), zero on padding.
     """
     if not items:
         raise ValueError("cannot collate an empty batch")
     t = max(len(x["input_ids"]) for x in items)
-    input_ids = torch.full((len(items), t), int(pad_token_id), dtype=torch.long)
+    first = items[0]["input_ids"]
+    if torch.is_tensor(first) and first.is_floating_point():
+        input_ids = torch.zeros((len(items), t, first.shape[-1]), dtype=torch.float32)
+    else:
+        input_ids = torch.full((len(items), t), int(pad_token_id), dtype=torch.long)
     mask = torch.zeros((len(items), t), dtype=torch.long)
     for row, x in enumerate(items):
         k = len(x["input_ids"])
-        input_ids[row, :k] = torch.as_tensor(x["input_ids"], dtype=torch.long)
+        input_ids[row, :k] = torch.as_tensor(x["input_ids"], dtype=input_ids.dtype)
         mask[row, :k] = 1
     labels = torch.stack([torch.as_tensor(x["labels"], dtype=torch.float32) for x in items])
     index = torch.tensor([int(x["index"]) for x in items], dtype=torch.long)

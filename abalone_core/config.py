@@ -9,16 +9,18 @@ fails at once instead of after hours of training.
 from __future__ import annotations
 
 import json
+import math
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
-from .losses import VARIANTS
+from .losses import OTHER_CONTRASTIVE, SUPERVISED_LOSSES, VARIANTS
 
-SUPERVISED = ("bce", "focal", "asymmetric")
-CONTRASTIVE = tuple(VARIANTS)  # base, bqueue, bqproto, msc
+SUPERVISED = tuple(SUPERVISED_LOSSES)  # bce, focal, asymmetric, db
+CONTRASTIVE = tuple(VARIANTS) + tuple(OTHER_CONTRASTIVE)  # base, bqueue, bqproto, msc; mulsupcon
 FROZEN = "frozen"  # no training: linear evaluation of the pre-trained backbone (L_MLM row)
-OBJECTIVES = CONTRASTIVE + SUPERVISED + (FROZEN,)
+TFIDF = "tfidf-linear"  # TF-IDF features and one-vs-rest linear classifiers (abalone_core.tfidf)
+OBJECTIVES = CONTRASTIVE + SUPERVISED + (FROZEN, TFIDF)
 
 
 @dataclass
@@ -38,10 +40,18 @@ class Config:
         proj_dim: projection head output; dropout: backbone dropout.
         init_from: a contrastive run directory (or checkpoint file) whose encoder starts a
             supervised run: the L_*-FT fine-tuning rows.
+        train_layers: None trains the whole encoder (the paper). With k, only the top k
+            transformer layers (and the heads) train; the embeddings and the layers below are
+            frozen, and their output is computed once per document and cached
+            (:mod:`abalone_core.layer_cache`), which makes a step several times cheaper.
+        layer_cache: how the frozen layers' output is kept: ``float16`` (default),
+            ``float32`` (bit-exact with running them live), or ``off`` (run them at every step).
     Objective
         objective: ``base``/``bqueue``/``bqproto``/``msc`` (contrastive pre-training, then
-            linear evaluation), ``bce``/``focal``/``asymmetric`` (supervised), or ``frozen``
-            (linear evaluation of the pre-trained backbone, the paper's L_MLM row).
+            linear evaluation; ``mulsupcon``, Zhang and Wu's loss, likewise),
+            ``bce``/``focal``/``asymmetric``/``db`` (supervised), ``frozen`` (linear evaluation
+            of the pre-trained backbone, the paper's L_MLM row), or ``tfidf-linear`` (no
+            network: TF-IDF and linear classifiers).
         temperature, beta, queue_size, momentum: contrastive settings.
         focal_gamma, asl_gamma_pos, asl_gamma_neg, asl_margin: supervised loss settings.
     Optimisation
@@ -49,6 +59,9 @@ class Config:
         lr_backbone, lr_head (head, prototypes, classifier), weight_decay (not on
         bias/LayerNorm), warmup_ratio, schedule (``auto``: cosine for contrastive,
         linear for supervised), grad_clip, mixed_precision (``auto``/``bf16``/``fp16``/``no``).
+        lr_head_grid: for the rows that train a classifier (supervised objectives), a list
+            of head learning rates: one run per value (in ``output_dir/lr_head=<value>``), and
+            the run with the best validation micro-F1 is the result (``lr_head`` is ignored).
     Run
         seed, deterministic, device (``auto``/``cpu``/``cuda``/``cuda:1``...),
         output_dir, eval_every (optimiser steps between validation passes; 0 = each epoch),
@@ -67,6 +80,8 @@ class Config:
     proj_dim: int = 256
     dropout: float = 0.1
     init_from: str | None = None
+    train_layers: int | None = None
+    layer_cache: str = "float16"
 
     objective: str = "msc"
     temperature: float = 0.1
@@ -83,6 +98,7 @@ class Config:
     batch_size: int = 32
     lr_backbone: float = 5e-5
     lr_head: float = 5e-5
+    lr_head_grid: list | None = None
     weight_decay: float = 0.01
     warmup_ratio: float = 0.05
     schedule: str = "auto"
@@ -131,11 +147,22 @@ class Config:
         need(self.max_length >= 8, f"max_length must be >= 8 tokens, got {self.max_length}")
         need(self.proj_dim >= 1, f"proj_dim must be >= 1, got {self.proj_dim}")
         need(0 <= self.dropout < 1, f"dropout must be in [0, 1), got {self.dropout}")
+        need(self.train_layers is None or (isinstance(self.train_layers, int) and self.train_layers >= 0),
+             f"train_layers must be None (whole encoder) or an integer >= 0, got {self.train_layers!r}")
+        need(self.layer_cache in ("float16", "float32", "off"),
+             f"layer_cache must be float16, float32 or off, got {self.layer_cache!r}")
         need(self.pooling in ("cls", "mean"), f"pooling must be 'cls' or 'mean', got {self.pooling!r}")
         need(self.epochs >= 1, f"epochs must be >= 1, got {self.epochs}")
         need(self.max_steps is None or self.max_steps >= 1, f"max_steps must be None or >= 1, got {self.max_steps}")
         need(self.batch_size >= 2, f"batch_size must be >= 2 (contrastive losses need pairs), got {self.batch_size}")
         need(self.lr_backbone > 0 and self.lr_head > 0, "learning rates must be > 0")
+        if self.lr_head_grid is not None:
+            grid = self.lr_head_grid
+            ok = isinstance(grid, (list, tuple)) and len(grid) > 0 and all(
+                isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v) and v > 0 for v in grid)
+            need(ok, f"lr_head_grid must be None or a non-empty list of positive numbers, got {grid!r}")
+            if ok:
+                self.lr_head_grid = [float(v) for v in grid]
         need(self.weight_decay >= 0, f"weight_decay must be >= 0, got {self.weight_decay}")
         need(0 <= self.warmup_ratio < 1, f"warmup_ratio must be in [0, 1), got {self.warmup_ratio}")
         need(self.schedule in ("auto", "cosine", "linear", "constant"),
@@ -152,7 +179,7 @@ class Config:
             need(all(isinstance(v, int) and v > 0 for v in self.subset.values()),
                  "subset values must be positive integers (documents per split)")
         need(self.init_from is None or self.objective in SUPERVISED,
-             "init_from (fine-tuning a contrastive encoder) needs a supervised objective: bce, focal or asymmetric")
+             f"init_from (fine-tuning a contrastive encoder) needs a supervised objective: {', '.join(SUPERVISED)}")
         if self.probe:
             from .probe import ProbeConfig
 
@@ -228,4 +255,4 @@ def parse_overrides(pairs: list[str]) -> dict[str, Any]:
     return out
 
 
-__all__ = ["Config", "OBJECTIVES", "CONTRASTIVE", "SUPERVISED", "FROZEN", "parse_overrides"]
+__all__ = ["Config", "OBJECTIVES", "CONTRASTIVE", "SUPERVISED", "FROZEN", "TFIDF", "parse_overrides"]

@@ -6,7 +6,7 @@ import torch
 from tqdm.auto import tqdm
 
 from .batching import make_loader
-from .metrics import grouped_f1, multilabel_scores, per_label_f1
+from .metrics import best_global_threshold, grouped_f1, multilabel_scores, per_label_f1, ranking_scores
 from .probe import ProbeConfig, linear_probe
 
 
@@ -63,6 +63,34 @@ def score(y_true, y_pred, train_label_counts) -> dict:
     return out
 
 
+def split_scores(labels: dict, probs: dict, train_label_counts, n_train: int, threshold: float = 0.5) -> dict:
+    """Validation and test scores of predicted probabilities, at two thresholds.
+
+    * at ``threshold`` (0.5, the paper's rule): ``micro_f1``, ``macro_f1``, ``hamming``,
+      ``f1_head``/``f1_medium``/``f1_tail``, ``per_label_f1`` (see :func:`score`);
+    * at one global threshold tuned on the validation split (never on test):
+      ``micro_f1_tuned``, ``macro_f1_tuned``, ``hamming_tuned``;
+    * ranking scores, which need no threshold: P@k, nDCG@k, propensity-scored P@k and
+      mAP (:func:`abalone_core.metrics.ranking_scores`).
+
+    Args:
+        labels, probs: ``{"validation": (M, L), "test": (T, L)}`` 0/1 labels and probabilities.
+        train_label_counts: (L,) training label counts; n_train: training documents.
+    Returns:
+        ``{"validation": {...}, "test": {...}, "threshold": threshold, "tuned_threshold": t}``.
+    """
+    tuned = best_global_threshold(labels["validation"], probs["validation"])
+    out = {}
+    for s in ("validation", "test"):
+        y, p = labels[s], probs[s]
+        d = score(y, (p >= threshold).astype(np.int8), train_label_counts)
+        d.update({f"{k}_tuned": v for k, v in multilabel_scores(y, (p >= tuned).astype(np.int8)).items()})
+        d.update(ranking_scores(y, p, train_label_counts, n_train=n_train))
+        out[s] = d
+    out["threshold"], out["tuned_threshold"] = float(threshold), float(tuned)
+    return out
+
+
 def linear_evaluation(features: dict, labels: dict, train_label_counts, probe: ProbeConfig | None = None,
                       progress: bool = True) -> dict:
     """The paper's linear evaluation on cached features.
@@ -73,14 +101,14 @@ def linear_evaluation(features: dict, labels: dict, train_label_counts, probe: P
         train_label_counts: (L,) training label counts (for the head / medium / tail groups).
         probe: grid settings; paper defaults when None.
     Returns:
-        dict with ``validation`` and ``test`` scores (see :func:`score`) and the per-label
+        dict with ``validation`` and ``test`` scores (see :func:`split_scores`; F1 at the
+        probe's threshold and at a global threshold tuned on validation) and the per-label
         ``best_lr`` / ``best_weight_decay`` chosen on validation.
     """
+    probe = probe or ProbeConfig()
     result = linear_probe(features["train"], labels["train"], features["validation"], labels["validation"],
                           probe, progress=progress)
-    return {
-        "validation": score(labels["validation"], result.predict(features["validation"]), train_label_counts),
-        "test": score(labels["test"], result.predict(features["test"]), train_label_counts),
-        "best_lr": result.best_lr.tolist(),
-        "best_weight_decay": result.best_weight_decay.tolist(),
-    }
+    probs = {s: result.predict_proba(features[s]) for s in ("validation", "test")}
+    out = split_scores(labels, probs, train_label_counts, n_train=len(labels["train"]), threshold=probe.threshold)
+    out.update(best_lr=result.best_lr.tolist(), best_weight_decay=result.best_weight_decay.tolist())
+    return out

@@ -69,6 +69,10 @@ class MomentumEncoder(nn.Module):
     Its parameters have ``requires_grad=False``, so no optimiser built from
     trainable parameters ever touches them; only :meth:`update` changes them. It stays in
     eval mode (no dropout) whatever mode its parent is put in.
+
+    Parameters that are already frozen in ``module`` (``requires_grad=False``, e.g. the
+    frozen bottom layers of a partly trained encoder) are shared, not copied: they never
+    change, so the key encoder holds a copy of the trainable part only.
     """
 
     def __init__(self, module: nn.Module, momentum: float = 0.999):
@@ -76,7 +80,8 @@ class MomentumEncoder(nn.Module):
         if not 0 <= momentum <= 1:
             raise ValueError(f"momentum must be in [0, 1], got {momentum}")
         self.momentum = momentum
-        self.module = copy.deepcopy(module)
+        frozen = {id(p): p for p in module.parameters() if not p.requires_grad}
+        self.module = copy.deepcopy(module, memo=frozen)
         for p in self.module.parameters():
             p.requires_grad_(False)
 
@@ -90,12 +95,14 @@ class MomentumEncoder(nn.Module):
     @torch.no_grad()
     def update(self, module: nn.Module) -> None:
         """Move the key weights towards ``module``'s (same architecture); buffers are copied."""
-        keys = list(self.module.parameters())
-        queries = [p.detach() for p in module.parameters()]
-        if len(keys) != len(queries):
+        pairs = list(zip(self.module.parameters(), module.parameters()))
+        if len(pairs) != len(list(module.parameters())) or len(pairs) != len(list(self.module.parameters())):
             raise ValueError("momentum update needs the same architecture as the key encoder")
-        # m k + (1 - m) q == lerp(k, q, 1 - m); one fused call over all tensors.
-        torch._foreach_lerp_(keys, queries, 1 - self.momentum)
+        pairs = [(k, q.detach()) for k, q in pairs if k is not q]  # shared frozen parameters stay
+        if pairs:
+            keys, queries = map(list, zip(*pairs))
+            # m k + (1 - m) q == lerp(k, q, 1 - m); one fused call over all tensors.
+            torch._foreach_lerp_(keys, queries, 1 - self.momentum)
         for bk, bq in zip(self.module.buffers(), module.buffers()):
             bk.copy_(bq)
 

@@ -16,7 +16,7 @@ import torch.distributed as dist
 import torch.distributed.nn.functional as dist_nn
 from torch import nn
 
-from .losses import VARIANTS, contrastive_loss
+from .losses import OTHER_CONTRASTIVE, VARIANTS, contrastive_loss
 from .memory import LabelQueue, MomentumEncoder, gather
 
 
@@ -108,6 +108,17 @@ class Prototypes(nn.Module):
         return self.weight
 
 
+def transformer_layers(backbone: nn.Module) -> nn.ModuleList:
+    """The stack of transformer layers of a BERT-family encoder (BERT, RoBERTa, MiniLM)."""
+    layers = getattr(getattr(backbone, "encoder", None), "layer", None)
+    if not isinstance(layers, nn.ModuleList):
+        raise ValueError(
+            f"train_layers needs a BERT-family backbone with `encoder.layer`; {type(backbone).__name__} has none. "
+            "Use train_layers=None (the whole encoder trains)."
+        )
+    return layers
+
+
 class TextEncoder(nn.Module):
     """Backbone + pooling + projection head.
 
@@ -115,9 +126,18 @@ class TextEncoder(nn.Module):
         backbone: a ``transformers`` encoder returning ``last_hidden_state`` (B, T, hidden).
         pooling: ``"cls"`` (first token, the paper's choice) or ``"mean"`` (masked mean).
         dim: projection dimension (256 in the paper).
+        train_layers: None trains the whole backbone. With ``k``, the embeddings and the
+            bottom ``n_layers - k`` transformer layers are frozen (no gradient, always in eval
+            mode) and only the top ``k`` layers, the pooling and the head train. The frozen
+            bottom's output (:meth:`frozen_states`) can then be computed once per document
+            and passed instead of token ids (:mod:`abalone_core.layer_cache`).
+
+    Inputs: every method that takes ``inputs`` accepts either token ids, a (B, T) integer
+    tensor, or the frozen bottom's hidden states, a (B, T, hidden) floating tensor (only
+    with ``train_layers``); ``attention_mask`` is (B, T), 1 on tokens.
     """
 
-    def __init__(self, backbone: nn.Module, pooling: str = "cls", dim: int = 256):
+    def __init__(self, backbone: nn.Module, pooling: str = "cls", dim: int = 256, train_layers: int | None = None):
         super().__init__()
         if pooling not in POOLINGS:
             raise ValueError(f"pooling must be one of {POOLINGS}, got {pooling!r}")
@@ -129,18 +149,81 @@ class TextEncoder(nn.Module):
         self.pooling = pooling
         self.hidden = backbone.config.hidden_size
         self.head = ProjectionHead(self.hidden, dim)
+        self.train_layers = train_layers
+        self.cut = None  # index of the first trainable layer
+        if train_layers is not None:
+            layers = transformer_layers(backbone)
+            if isinstance(train_layers, bool) or not 0 <= train_layers <= len(layers):
+                raise ValueError(f"train_layers must be between 0 and {len(layers)} (the backbone's layers), "
+                                 f"got {train_layers!r}")
+            self.cut = len(layers) - train_layers
+            for module in self._frozen_modules():
+                module.eval()
+                for p in module.parameters():
+                    p.requires_grad_(False)
 
-    def represent(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
-        """(B, T) token ids and mask -> (B, hidden) document representation (head discarded)."""
-        h = self.backbone(input_ids=input_ids, attention_mask=attention_mask).last_hidden_state
+    def _frozen_modules(self) -> list[nn.Module]:
+        if self.cut is None:
+            return []
+        return [self.backbone.embeddings, *transformer_layers(self.backbone)[:self.cut]]
+
+    def train(self, mode: bool = True) -> "TextEncoder":
+        """The frozen bottom stays in eval mode (no dropout), whatever the mode of the rest."""
+        super().train(mode)
+        for module in self._frozen_modules():
+            module.eval()
+        return self
+
+    def _mask(self, attention_mask: torch.Tensor, h: torch.Tensor):
+        """The backbone's own 4-D attention mask for (B, T) ``attention_mask`` and states ``h``."""
+        create = getattr(self.backbone, "_create_attention_masks", None)
+        if create is not None:
+            mask, _ = create(attention_mask=attention_mask, encoder_attention_mask=None, embedding_output=h,
+                             encoder_hidden_states=None, cache=None)
+            return mask
+        return self.backbone.get_extended_attention_mask(attention_mask, attention_mask.shape)
+
+    def _layers(self, h: torch.Tensor, attention_mask: torch.Tensor, layers) -> torch.Tensor:
+        mask = self._mask(attention_mask, h)
+        for layer in layers:
+            out = layer(h, attention_mask=mask)
+            h = out[0] if isinstance(out, tuple) else out
+        return h
+
+    def frozen_states(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+        """(B, T) token ids -> (B, T, hidden) output of the frozen bottom (embeddings and the
+        first ``n_layers - train_layers`` layers), computed without gradient."""
+        if self.cut is None:
+            raise ValueError("frozen_states needs train_layers (the whole encoder trains otherwise)")
+        with torch.no_grad():
+            h = self.backbone.embeddings(input_ids=input_ids)
+            return self._layers(h, attention_mask, transformer_layers(self.backbone)[:self.cut])
+
+    def hidden_states(self, inputs: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+        """(B, T) token ids or (B, T, hidden) frozen states -> (B, T, hidden) last hidden states."""
+        if inputs.is_floating_point():
+            if self.cut is None:
+                raise ValueError("hidden states were given as inputs, but this encoder has no frozen bottom "
+                                 "(train_layers is None); pass token ids")
+            h = inputs.to(next(self.backbone.parameters()).dtype)
+        elif self.cut is None:
+            return self.backbone(input_ids=inputs, attention_mask=attention_mask).last_hidden_state
+        else:
+            h = self.frozen_states(inputs, attention_mask)
+        return self._layers(h, attention_mask, transformer_layers(self.backbone)[self.cut:])
+
+    def represent(self, inputs: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+        """(B, T) token ids (or frozen states) and mask -> (B, hidden) document representation
+        (head discarded)."""
+        h = self.hidden_states(inputs, attention_mask)
         if self.pooling == "cls":
             return h[:, 0]
         m = attention_mask.unsqueeze(-1).to(h.dtype)
         return (h * m).sum(1) / m.sum(1).clamp_min(1)
 
-    def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+    def forward(self, inputs: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
         """(B, T) -> (B, dim) projections."""
-        return self.head(self.represent(input_ids, attention_mask))
+        return self.head(self.represent(inputs, attention_mask))
 
 
 class ContrastiveModel(nn.Module):
@@ -164,9 +247,10 @@ class ContrastiveModel(nn.Module):
         momentum: float = 0.999,
     ):
         super().__init__()
-        if variant not in VARIANTS:
-            raise ValueError(f"unknown variant {variant!r}; choose one of {sorted(VARIANTS)}")
-        use_queue, use_protos, _ = VARIANTS[variant]
+        if variant not in VARIANTS and variant not in OTHER_CONTRASTIVE:
+            raise ValueError(f"unknown variant {variant!r}; choose one of {sorted(VARIANTS) + sorted(OTHER_CONTRASTIVE)}")
+        # Losses outside the Table 2 ladder (mulsupcon) use the queue and no prototypes.
+        use_queue, use_protos, _ = VARIANTS.get(variant, (True, False, False))
         self.variant, self.temperature, self.beta = variant, temperature, beta
         self.encoder = encoder
         dim = encoder.head.net[-1].out_features
@@ -195,9 +279,10 @@ class ContrastiveModel(nn.Module):
             kwargs.update(queue_z=qz, queue_y=qy)
         if self.prototypes is not None:
             kwargs["prototypes"] = self.prototypes()
-        loss = contrastive_loss(
-            z, y, variant=self.variant, temperature=self.temperature, beta=self.beta, **kwargs
-        )
+        if self.variant in OTHER_CONTRASTIVE:
+            loss = OTHER_CONTRASTIVE[self.variant](z, y, temperature=self.temperature, **kwargs)
+        else:
+            loss = contrastive_loss(z, y, variant=self.variant, temperature=self.temperature, beta=self.beta, **kwargs)
         if self.queue is not None and self.training:
             self.queue.enqueue(gather(k.float()), gather(labels))
         return loss

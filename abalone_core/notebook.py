@@ -303,11 +303,12 @@ def run_embeddings(run_dir, split: str = "test", batch_size: int = 64) -> dict:
         (N,), ``label_names`` (L,) and ``train_counts`` (L,) of the run's data.
     """
     from .evaluate import embed
-    from .train import prepare_data, resolve_device
+    from .train import cache_frozen_layers, prepare_data, resolve_device
 
     encoder, tokenizer, cfg = run_encoder(run_dir)
     data = prepare_data(cfg, tokenizer)
     device = resolve_device(cfg.device)
+    cache_frozen_layers(cfg, encoder, tokenizer, data, device, progress=False)
     x = embed(encoder.to(device), data.ids[split], data.pad_token_id, batch_size=batch_size, device=device,
               progress=False)
     return {"x": x, "y": data.labels[split].astype(np.int64), "texts": list(data.dataset.split(split).texts),

@@ -16,6 +16,7 @@ A grid file (YAML)::
       init_from: {objective: {msc-ft: msc}}
     estimate_minutes_per_run: 12                      # optional, for --dry-run
     table: {rows: objective, columns: [dataset], over: seed}   # optional, for --aggregate
+    export: ../results/losses                         # optional: kept up to date as runs finish
 
 Each cell gets a readable run id, e.g. ``dataset=disaster,objective=msc,seed=0``, and
 the notebook is executed with the cell's values, the fixed parameters, and
@@ -33,6 +34,12 @@ to ``<output_dir>/results.sqlite`` (table ``runs``: parameters, status, metrics,
 timestamps, hardware, versions, git revision). A rerun skips finished runs; failed ones
 (an exception, or a ``running`` row whose process is gone) run again with
 ``retry_failed=True``.
+
+With ``export``, the folder written by :func:`export` (``runs.jsonl`` and the table) is
+rewritten each time a run finishes, so it can be committed as the grid goes; and a run of
+the grid on another machine (a fresh clone without ``results.sqlite``) takes the finished
+runs of that export as done and skips them. A finished run that another pending run
+needs as ``depends_on`` (its weights) is taken only if its run folder is still there.
 
 >>> sweep = Sweep.from_file("sweeps/paper_grid.yaml")
 >>> sweep.run(workers=2, devices="cuda:0,cuda:1")
@@ -75,7 +82,7 @@ PAPER_NAMES = paper.NAMES
 
 STATUSES = ("pending", "running", "done", "failed", "changed")
 _FILE_KEYS = ("notebook", "output_dir", "parameters", "grid", "exclude", "depends_on",
-              "estimate_minutes_per_run", "table")
+              "estimate_minutes_per_run", "table", "export")
 _INJECTED = ("result_path", "run_dir", "device")
 
 
@@ -221,6 +228,25 @@ class _Store:
                  info["git_revision"], info["git_dirty"]),
             )
         return True
+
+    def insert_done(self, rid: str, row: dict) -> None:
+        """Record a finished run read from an export (no process, no local notebook)."""
+        with self._write() as db:
+            db.execute(
+                """INSERT INTO runs (run_id, parameters, status, metrics, started, finished, duration_s, device,
+                                     hardware, versions, git_revision, git_dirty, attempts)
+                   VALUES (?, ?, 'done', ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+                   ON CONFLICT(run_id) DO UPDATE SET
+                     parameters = excluded.parameters, status = 'done', metrics = excluded.metrics,
+                     error = NULL, started = excluded.started, finished = excluded.finished,
+                     duration_s = excluded.duration_s, device = excluded.device, hardware = excluded.hardware,
+                     versions = excluded.versions, git_revision = excluded.git_revision,
+                     git_dirty = excluded.git_dirty, attempts = excluded.attempts, pid = NULL, host = NULL""",
+                (rid, json.dumps(row["parameters"], sort_keys=True), json.dumps(row.get("metrics")),
+                 row.get("started"), row.get("finished"), row.get("duration_s"), row.get("device"),
+                 json.dumps(row.get("hardware")), json.dumps(row.get("versions")), row.get("git_revision"),
+                 None if row.get("git_dirty") is None else int(row["git_dirty"]), row.get("attempts") or 1),
+            )
 
     def finish(self, rid: str, status: str, metrics: dict | None, error: str | None, duration: float) -> None:
         with self._write() as db:
@@ -455,6 +481,7 @@ class Sweep:
             ``run_dir`` of the ``msc`` cell with the same other values, and runs that one first.
         estimate_minutes_per_run: guess used by :meth:`estimate` until runs have finished.
         table: default arguments of :func:`aggregate` for this grid (rows, columns, metrics, over).
+        export: folder of the committed export (see the module docstring), or None.
     """
 
     notebook: str | Path
@@ -465,10 +492,12 @@ class Sweep:
     depends_on: dict = field(default_factory=dict)
     estimate_minutes_per_run: float | None = None
     table: dict = field(default_factory=dict)
+    export: str | Path | None = None
 
     def __post_init__(self) -> None:
         self.notebook = Path(self.notebook).resolve()
         self.output_dir = Path(self.output_dir).resolve()
+        self.export = None if self.export is None else Path(self.export).resolve()
         self.parameters = dict(self.parameters or {})
         self.grid = dict(self.grid or {})
         self.exclude = list(self.exclude or [])
@@ -496,6 +525,8 @@ class Sweep:
             if key not in spec:
                 raise ValueError(f"{path} needs a {key!r} entry")
             spec[key] = path.parent / spec[key]
+        if spec.get("export") is not None:
+            spec["export"] = path.parent / spec["export"]
         return cls(**spec)
 
     # ------------------------------------------------------------------ checks
@@ -678,6 +709,7 @@ class Sweep:
         devices = _devices(workers, devices)
         if any(d is not None for d in devices) and "device" not in self._declared:
             raise ValueError(f"devices given but {self.notebook.name} has no device parameter")
+        imported = self.import_export()
         st = self.status()
         changed = list(st.index[st["status"] == "changed"])
         if changed:
@@ -741,6 +773,11 @@ class Sweep:
                     bar.update(1)
                     if out["status"] == "failed":
                         note(f"failed  {rid}: {out['error'].splitlines()[0]}")
+                    elif self.export is not None:
+                        try:
+                            export(self, self.export)
+                        except Exception as err:  # never lose the grid for its export: it can be redone
+                            note(f"could not export to {self.export}: {err}")
         except BaseException:  # Ctrl-C or an error here: stop the notebooks, then record them
             with self._lock:
                 for proc in self._procs:
@@ -755,7 +792,39 @@ class Sweep:
                 signal.signal(signal.SIGTERM, previous)
         for rid in waiting:
             note(f"left pending {rid}: it needs {sorted(self._deps[rid].values())}, not finished yet")
+        if imported:
+            note(f"{len(imported)} runs were taken as done from {self.export}")
         return self.status()
+
+    def import_export(self) -> list[str]:
+        """Record the finished runs of ``export``'s ``runs.jsonl`` as done in this sweep's store
+        when the store lacks them (a fresh clone). Only runs whose parameters equal the grid's
+        are taken, and a run that a pending run depends on only if its run folder exists.
+        Returns the ids taken."""
+        if self.export is None or not (self.export / "runs.jsonl").is_file():
+            return []
+        store = _Store(self.db)
+        have = store.rows()
+        params = dict(self.runs())
+        exported = {}
+        for line in (self.export / "runs.jsonl").read_text().splitlines():
+            if line.strip():
+                row = json.loads(line)
+                exported[row["run_id"]] = row
+        done = {rid for rid, r in have.items() if r["status"] == "done"}
+        done |= {rid for rid, r in exported.items() if r.get("status") == "done"}
+        taken = []
+        for rid, row in exported.items():
+            if rid not in params or row.get("status") != "done" or (have.get(rid) or {}).get("status") == "done":
+                continue
+            if json.dumps(row["parameters"], sort_keys=True) != json.dumps(params[rid], sort_keys=True):
+                continue  # made with other parameters: run it again
+            needed_by = [r for r, deps in self._deps.items() if rid in deps.values() and r not in done]
+            if needed_by and not self.paths(rid)["run_dir"].is_dir():
+                continue  # its weights are needed and gone: run it again
+            store.insert_done(rid, row)
+            taken.append(rid)
+        return taken
 
     def _blocked(self, rid: str, store: _Store, coming: set[str]) -> str | None:
         """None when the runs ``rid`` needs are done, ``"wait"`` while they are still to run
@@ -913,11 +982,16 @@ def aggregate(source, rows="objective", columns=("dataset",), metrics=("micro_f1
     return pd.DataFrame(table, index=index)
 
 
-def records_table(source, metrics=("micro_f1", "macro_f1", "hamming", "f1_head", "f1_medium", "f1_tail",
-                                    "silhouette", "davies_bouldin")) -> "pd.DataFrame":
+RECORD_METRICS = ("micro_f1", "macro_f1", "hamming", "f1_head", "f1_medium", "f1_tail",
+                  "micro_f1_tuned", "macro_f1_tuned", "p_at_1", "p_at_3", "p_at_5", "ndcg_at_3", "ndcg_at_5",
+                  "psp_at_1", "psp_at_3", "psp_at_5", "map", "silhouette", "davies_bouldin")
+
+
+def records_table(source, metrics=RECORD_METRICS) -> "pd.DataFrame":
     """Finished runs as a flat table: one row per run (index ``run_id``), a column per grid
-    parameter of scalar value, one per metric (read by :func:`metric_value`), ``minutes``
-    (wall time of the run) and ``hardware`` (the GPU, else the CPU threads)."""
+    parameter of scalar value, one per metric (read by :func:`metric_value`; NaN where a run
+    lacks it), ``converged`` (True / False, None when the record cannot tell or nothing was
+    trained), ``minutes`` (wall time of the run) and ``hardware`` (the GPU, else the CPU threads)."""
     import pandas as pd
 
     recs = _finished(source)
@@ -925,7 +999,9 @@ def records_table(source, metrics=("micro_f1", "macro_f1", "hamming", "f1_head",
     for rid, r in recs.iterrows():
         params = {k: v for k, v in (r["parameters"] or {}).items() if isinstance(v, (str, int, float, bool))}
         hw = r["hardware"] or {}
-        rows.append({"run_id": rid, **params, **{m: metric_value(r["metrics"] or {}, m) for m in metrics},
+        result = r["metrics"] or {}
+        rows.append({"run_id": rid, **params, **{m: metric_value(result, m) for m in metrics},
+                     "converged": result.get("converged"),
                      "minutes": (r["duration_s"] or float("nan")) / 60,
                      "hardware": hw.get("gpu") or f"CPU ({hw.get('cpu_count', '?')} cores)"})
     return pd.DataFrame(rows).set_index("run_id") if rows else pd.DataFrame()
@@ -1051,5 +1127,5 @@ def cmd_sweep(args) -> int:
     return 1 if counts.get("failed", 0) or counts.get("pending", 0) else 0
 
 
-__all__ = ["Sweep", "aggregate", "records", "records_table", "export", "metric_value", "run_id", "write_table",
+__all__ = ["Sweep", "aggregate", "records", "records_table", "RECORD_METRICS", "export", "metric_value", "run_id", "write_table",
            "add_parser", "cmd_sweep", "PAPER", "PAPER_NAMES", "hardware", "versions", "git_state", "gpu_names"]

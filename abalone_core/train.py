@@ -38,10 +38,11 @@ from tqdm.auto import tqdm
 
 from . import __version__
 from .batching import LengthBucketSampler, TokenizedDataset, collate, tokenize
-from .config import Config
+from .config import TFIDF, Config
 from .data import MultiLabelDataset, load_dataset
-from .evaluate import embed, linear_evaluation, predict_proba, score
-from .losses import asymmetric_loss, bce_loss, focal_loss
+from .convergence import convergence
+from .evaluate import embed, linear_evaluation, predict_proba, score, split_scores
+from .losses import asymmetric_loss, bce_loss, db_loss, focal_loss
 from .model import ContrastiveModel, TextClassifier, TextEncoder, load_backbone
 from .probe import ProbeConfig
 
@@ -113,16 +114,20 @@ class Data:
         return self.labels["train"].sum(0)
 
 
-def prepare_data(config: Config, tokenizer) -> Data:
-    """Load, subsample and tokenise the dataset named by the configuration (cached)."""
+def load_run_dataset(config: Config) -> MultiLabelDataset:
+    """The dataset of a run: loaded, subsampled (``subset``, drawn with the run's seed), and
+    without labels that no training document carries."""
     ds = load_dataset(config.dataset, **config.dataset_kwargs)
     if config.subset:
-        ds = ds.head({s: config.subset.get(s, len(ds)) for s in SPLITS}, seed=config.seed)
-        missing = [n for n, c in zip(ds.label_names, ds.label_counts("train")) if c == 0]
-        if missing:
-            logger.warning("subset: %d labels have no training document and are dropped: %s",
-                           len(missing), missing[:10])
-            ds = ds.drop_rare_labels(1)
+        ds = ds.sample({s: config.subset.get(s, len(ds)) for s in SPLITS}, seed=config.seed)
+        if (ds.label_counts("train") == 0).any():
+            ds = ds.drop_rare_labels(1)  # logs the labels it drops
+    return ds
+
+
+def prepare_data(config: Config, tokenizer) -> Data:
+    """Load, subsample and tokenise the dataset named by the configuration (cached)."""
+    ds = load_run_dataset(config)
     for s in SPLITS:
         if not (ds.splits == s).any():
             raise ValueError(f"dataset {ds.name!r} has no {s!r} documents; check `subset` or the split column")
@@ -159,7 +164,23 @@ def _cached_tokens(texts, tokenizer, config: Config, split: str):
 
 def build_encoder(config: Config) -> tuple[TextEncoder, object]:
     backbone, tokenizer = load_backbone(config.backbone, dropout=config.dropout)
-    return TextEncoder(backbone, pooling=config.pooling, dim=config.proj_dim), tokenizer
+    encoder = TextEncoder(backbone, pooling=config.pooling, dim=config.proj_dim, train_layers=config.train_layers)
+    return encoder, tokenizer
+
+
+def cache_frozen_layers(config: Config, encoder: TextEncoder, tokenizer, data: "Data", device,
+                        progress: bool = True) -> None:
+    """Replace ``data.ids`` by the frozen bottom's cached states (``train_layers`` set and
+    ``layer_cache`` not ``off``); nothing to do otherwise."""
+    if config.train_layers is None or config.layer_cache == "off":
+        return
+    from .layer_cache import frozen_states
+
+    tag = f"{config.backbone}|{type(tokenizer).__name__}|{len(tokenizer)}|{config.max_length}"
+    encoder.to(device)
+    data.ids = {s: frozen_states(encoder, ids, tag, config.layer_cache, batch_size=2 * config.batch_size,
+                                 device=device, progress=progress)
+                for s, ids in data.ids.items()}
 
 
 def param_groups(model: torch.nn.Module, config: Config) -> list[dict]:
@@ -198,11 +219,16 @@ def make_scheduler(optimizer, config: Config, total_steps: int):
     return get_constant_schedule_with_warmup(optimizer, warmup)
 
 
-def supervised_loss_fn(config: Config):
+def supervised_loss_fn(config: Config, class_counts=None, n_train: int | None = None):
+    """``fn(logits, y)`` of a supervised objective; ``db`` needs the training label counts
+    (L,) and the number of training documents."""
     if config.objective == "bce":
         return bce_loss
     if config.objective == "focal":
         return lambda x, y: focal_loss(x, y, gamma=config.focal_gamma)
+    if config.objective == "db":
+        counts = torch.as_tensor(np.asarray(class_counts), dtype=torch.float32)
+        return lambda x, y: db_loss(x, y, counts.to(x.device), n_train)
     return lambda x, y: asymmetric_loss(x, y, config.asl_gamma_pos, config.asl_gamma_neg, config.asl_margin)
 
 
@@ -233,6 +259,9 @@ def load_run_encoder(run_dir):
     run_dir = Path(run_dir)
     if not (run_dir / "metrics.json").exists():
         raise FileNotFoundError(f"{run_dir} has no metrics.json: train (or resume) it first")
+    search = json.loads((run_dir / "metrics.json").read_text()).get("lr_head_search")
+    if search:  # a head learning-rate grid: the selected run
+        run_dir = run_dir / search["selected_run"]
     cfg = Config.from_file(run_dir / "config.yaml")
     encoder, tokenizer = build_encoder(cfg)
     if cfg.contrastive:
@@ -278,6 +307,9 @@ class Trainer:
         encoder, tokenizer = build_encoder(cfg)
         self.tokenizer = tokenizer
         self.data = prepare_data(cfg, tokenizer)
+        if cfg.init_from:  # before caching: the frozen layers' states come from these weights
+            encoder.load_state_dict(load_encoder_state(cfg.init_from))
+        cache_frozen_layers(cfg, encoder, tokenizer, self.data, self.device, self.progress)
         L = self.data.labels["train"].shape[1]
         if cfg.objective == "frozen":
             self.model = encoder.to(self.device)
@@ -302,12 +334,10 @@ class Trainer:
             self.model = ContrastiveModel(encoder, L, cfg.objective, cfg.temperature, cfg.beta,
                                           cfg.queue_size, cfg.momentum)
         else:
-            if cfg.init_from:
-                encoder.load_state_dict(load_encoder_state(cfg.init_from))
             self.train_set = TokenizedDataset(self.data.ids["train"], self.data.labels["train"])
             self.val_set = TokenizedDataset(self.data.ids["validation"], self.data.labels["validation"])
             self.model = TextClassifier(encoder, L, dropout=cfg.dropout)
-            self.loss_fn = supervised_loss_fn(cfg)
+            self.loss_fn = supervised_loss_fn(cfg, self.data.train_counts, len(self.data.labels["train"]))
         self.model.to(self.device)
         # Every rank draws the same global batches of world * batch_size documents and
         # trains on its own contiguous slice; full batches only, so slices match in size.
@@ -534,10 +564,10 @@ class Trainer:
                                      "test_micro_f1": r["test"]["micro_f1"]} for n, r in results.items()}
         else:
             self.model.load_state_dict(torch.load(self.out / "model_best.pt", map_location=self.device))
-            for s in ("validation", "test"):
-                probs = predict_proba(self.model, self.data.ids[s], self.data.pad_token_id,
+            probs = {s: predict_proba(self.model, self.data.ids[s], self.data.pad_token_id,
                                       batch_size=2 * cfg.batch_size, device=self.device, progress=self.progress)
-                out[s] = score(self.data.labels[s], (probs >= 0.5).astype(np.int8), counts)
+                     for s in ("validation", "test")}
+            out.update(split_scores(self.data.labels, probs, counts, n_train=len(self.data.labels["train"])))
             out["selected_step"] = self.state["best"].get("step")
         return out
 
@@ -546,9 +576,85 @@ def run(config: Config, resume: bool = True, progress: bool = True) -> dict:
     """Train (or resume) and evaluate one configuration; returns and writes ``metrics.json``.
 
     The returned dict holds ``test`` and ``validation`` scores (micro_f1, macro_f1, hamming,
-    f1_head/medium/tail, per_label_f1), plus ``label_names``, ``train_label_counts``,
-    timings and hardware.
+    f1_head/medium/tail, per_label_f1; the same at a threshold tuned on validation, ``*_tuned``;
+    P@k, nDCG@k, PSP@k, mAP), plus ``converged`` and its ``convergence`` details,
+    ``label_names``, ``train_label_counts``, timings and hardware. With ``lr_head_grid`` (rows
+    that train a classifier), one run per head learning rate and the best on validation.
     """
+    if config.objective == TFIDF:
+        return _run_tfidf(config)
+    if config.lr_head_grid and not config.contrastive and config.objective != "frozen":
+        return _run_lr_head_grid(config, resume, progress)
+    return _run_one(config, resume, progress)
+
+
+def _run_tfidf(config: Config) -> dict:
+    """The ``tfidf-linear`` row: no network, TF-IDF features and linear classifiers whose
+    settings and thresholds are chosen on validation (:mod:`abalone_core.tfidf`)."""
+    from scipy.special import expit
+
+    from .metrics import best_global_threshold, multilabel_scores, ranking_scores
+    from .tfidf import tfidf_linear
+
+    out = Path(config.output_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    t0 = time.perf_counter()
+    seed_everything(config.seed, deterministic=False)
+    ds = load_run_dataset(config)
+    parts = {s: ds.split(s) for s in SPLITS}
+    labels = {s: parts[s].labels.astype(np.int8) for s in SPLITS}
+    counts = labels["train"].sum(0)
+    r = tfidf_linear(list(parts["train"].texts), labels["train"], list(parts["validation"].texts),
+                     labels["validation"], list(parts["test"].texts), seed=config.seed)
+    scores = {"validation": r.validation_scores, "test": r.test_scores}
+    preds = {"validation": r.validation_pred, "test": r.test_pred}
+    # Decision values are not probabilities: the global tuned threshold works on their sigmoid.
+    probs = {s: expit(v) for s, v in scores.items()}
+    tuned = best_global_threshold(labels["validation"], probs["validation"])
+    metrics = {}
+    for s in ("validation", "test"):
+        d = score(labels[s], preds[s].astype(np.int8), counts)
+        d.update({f"{k}_tuned": v for k, v in multilabel_scores(labels[s], (probs[s] >= tuned).astype(np.int8)).items()})
+        d.update(ranking_scores(labels[s], scores[s], counts, n_train=len(labels["train"])))
+        metrics[s] = d
+    metrics.update({
+        "threshold": "per-label thresholds chosen on validation by the linear library", "tuned_threshold": tuned,
+        "tfidf": r.info, "objective": config.objective, "dataset": ds.name, "label_names": list(ds.label_names),
+        "train_label_counts": counts.astype(int).tolist(), "n_documents": {s: len(labels[s]) for s in SPLITS},
+        "steps": 0, "train_seconds": time.perf_counter() - t0, "wall_seconds_this_call": time.perf_counter() - t0,
+        "hardware": hardware(), "config": config.to_dict(), "converged": None,
+        "convergence": {"reason": "tfidf-linear: solved to the linear library's tolerance, no step budget"},
+    })
+    metrics = _finite(metrics)
+    config.save(out / "config.yaml")
+    (out / "metrics.json").write_text(json.dumps(metrics, indent=2, allow_nan=False))
+    return metrics
+
+
+def lr_head_run_dir(config: Config, lr: float) -> Path:
+    """Folder of the run of one head learning rate of ``config.lr_head_grid``."""
+    return Path(config.output_dir) / f"lr_head={lr:g}"
+
+
+def _run_lr_head_grid(config: Config, resume: bool, progress: bool) -> dict:
+    out = Path(config.output_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    results = {}
+    for lr in config.lr_head_grid:
+        sub = config.replace(lr_head=lr, lr_head_grid=None, output_dir=str(lr_head_run_dir(config, lr)))
+        results[lr] = _run_one(sub, resume, progress)
+    # The best validation micro-F1; ties go to the smaller learning rate.
+    best = max(results, key=lambda lr: (results[lr]["validation"]["micro_f1"], -lr))
+    metrics = {**results[best], "config": config.to_dict(), "lr_head_search": {
+        "grid": list(config.lr_head_grid), "selected": best, "selected_run": lr_head_run_dir(config, best).name,
+        "validation_micro_f1": {f"{lr:g}": r["validation"]["micro_f1"] for lr, r in results.items()},
+        "converged": {f"{lr:g}": r.get("converged") for lr, r in results.items()}}}
+    config.save(out / "config.yaml")
+    (out / "metrics.json").write_text(json.dumps(_finite(metrics), indent=2, allow_nan=False))
+    return metrics
+
+
+def _run_one(config: Config, resume: bool = True, progress: bool = True) -> dict:
     out = Path(config.output_dir)
     out.mkdir(parents=True, exist_ok=True)
     trainer = Trainer(config, progress)
@@ -582,8 +688,30 @@ def run(config: Config, resume: bool = True, progress: bool = True) -> dict:
         "hardware": hardware(),
         "config": config.to_dict(),
     })
-    (out / "metrics.json").write_text(json.dumps(metrics, indent=2))
+    metrics.update(run_convergence(config, out, getattr(trainer, "total_steps", 0)))
+    metrics = _finite(metrics)
+    (out / "metrics.json").write_text(json.dumps(metrics, indent=2, allow_nan=False))
     return metrics
+
+
+def run_convergence(config: Config, out: Path, total_steps: int) -> dict:
+    """``converged`` and its ``convergence`` details from the run's history (None for ``frozen``)."""
+    if config.objective == "frozen":
+        return {"converged": None, "convergence": {"reason": "frozen: nothing trained"}}
+    history = [json.loads(l) for l in (out / "history.jsonl").read_text().splitlines() if l.strip()]
+    c = convergence(history, total_steps, "val_loss" if config.contrastive else "val_micro_f1")
+    return {"converged": c["converged"], "convergence": c}
+
+
+def _finite(obj):
+    """NaN and infinities become None, so the JSON stays standard."""
+    if isinstance(obj, float) and not math.isfinite(obj):
+        return None
+    if isinstance(obj, dict):
+        return {k: _finite(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [_finite(v) for v in obj]
+    return obj
 
 
 def _atomic_save(obj, path: Path) -> None:

@@ -327,3 +327,50 @@ def test_run_notebook_trains_and_fine_tunes_a_tiny_model(tmp_path, tiny_backbone
     for m in recs["metrics"]:
         assert 0 <= m["test"]["micro_f1"] <= 100
         assert "silhouette" in m or "clustering_error" in m
+
+
+def test_export_follows_the_grid_and_a_fresh_clone_skips_exported_runs(tmp_path):
+    """With ``export`` the committed folder is rewritten after every run, and a run of the same
+    grid elsewhere (no results.sqlite) takes the exported runs as done instead of redoing them."""
+    spec = dict(grid={"objective": ["msc", "msc-ft"], "seed": [0, 1]}, export="committed",
+                depends_on={"run_dir_of": {"objective": {"msc-ft": "msc"}}})
+    toy = tmp_path / "toy.ipynb"
+    nb = nbformat.read(TOY, as_version=4)
+    nb.cells[1].source += "\nrun_dir_of = None"
+    nb.cells[-1].source += "\nPath(run_dir).mkdir(parents=True, exist_ok=True)"
+    nbformat.write(nb, toy)
+    first = tmp_path / "first"
+    first.mkdir()
+    path = write_grid(first, **{**spec, "notebook": str(toy)})
+    sw.Sweep.from_file(path).run(progress=False)
+    lines = (first / "committed" / "runs.jsonl").read_text().splitlines()
+    assert len(lines) == 4 and (first / "committed" / "table.md").is_file()
+
+    # A fresh clone: the export alone, and the msc run of seed 1 whose msc-ft is not finished yet.
+    clone = tmp_path / "clone"
+    (clone / "committed").mkdir(parents=True)
+    kept = [l for l in lines if json.loads(l)["run_id"] != "objective=msc-ft,seed=1"]
+    (clone / "committed" / "runs.jsonl").write_text("\n".join(kept) + "\n")
+    sweep = sw.Sweep.from_file(write_grid(clone, **{**spec, "notebook": str(toy)}))
+    st = sweep.run(progress=False)
+    assert (st["status"] == "done").all()
+    executed = {p.stem for p in (clone / "out" / "notebooks").glob("*.ipynb")}
+    # msc seed 0 and msc-ft seed 0 were taken from the export; msc seed 1 ran again because
+    # msc-ft seed 1 needs its folder, which the clone does not have.
+    assert executed == {"objective=msc,seed=1", "objective=msc-ft,seed=1"}
+    assert len((clone / "committed" / "runs.jsonl").read_text().splitlines()) == 4
+
+
+def test_exported_runs_with_other_parameters_are_run_again(tmp_path):
+    first = tmp_path / "a"
+    first.mkdir()
+    sw.Sweep.from_file(write_grid(first, grid={"seed": [0, 1]}, parameters={"pause": 0.0},
+                                  export="committed")).run(progress=False)
+    clone = tmp_path / "b"
+    (clone / "committed").mkdir(parents=True)
+    (clone / "committed" / "runs.jsonl").write_text((first / "committed" / "runs.jsonl").read_text())
+    sweep = sw.Sweep.from_file(write_grid(clone, grid={"seed": [0, 1]}, parameters={"pause": 0.01},
+                                          export="committed"))
+    assert sweep.import_export() == []
+    sweep.run(progress=False)
+    assert len(list((clone / "out" / "notebooks").glob("*.ipynb"))) == 2

@@ -1,0 +1,67 @@
+"""The convergence rule of the run records."""
+import json
+from pathlib import Path
+
+import pytest
+
+from abalone_core.convergence import convergence
+from abalone_core.train import load_run_encoder, run
+
+
+def hist(values, key="val_loss", total=100):
+    steps = [int(total * (i + 1) / len(values)) for i in range(len(values))]
+    return [{"step": s, key: v} for s, v in zip(steps, values)]
+
+
+def test_loss_that_still_falls_in_the_last_quarter_has_not_converged():
+    c = convergence(hist([3.0, 2.5, 2.2, 2.0, 1.9, 1.8, 1.7, 1.6]), 100, "val_loss")
+    # best before the last quarter: 1.8 (step 75); best after: 1.6; 11 % better
+    assert c["converged"] is False and c["improvement"] == pytest.approx((1.8 - 1.6) / 1.8)
+
+
+def test_loss_flat_within_one_percent_has_converged():
+    c = convergence(hist([3.0, 2.5, 2.2, 2.0, 1.9, 1.8, 1.795, 1.79]), 100, "val_loss")
+    assert c["converged"] is True and c["improvement"] == pytest.approx((1.8 - 1.79) / 1.8)
+
+
+def test_loss_that_rises_at_the_end_has_converged():
+    assert convergence(hist([3.0, 2.0, 1.5, 1.4, 1.3, 1.2, 1.25, 1.3]), 100, "val_loss")["converged"] is True
+
+
+def test_f1_gain_of_half_a_point_or_more_is_not_converged():
+    base = [10.0, 20.0, 30.0, 35.0, 38.0, 40.0]
+    assert convergence(hist(base + [40.2, 40.4], "val_micro_f1"), 100, "val_micro_f1")["converged"] is True
+    c = convergence(hist(base + [40.2, 40.5], "val_micro_f1"), 100, "val_micro_f1")
+    assert c["converged"] is False and c["improvement"] == pytest.approx(0.5)
+
+
+def test_too_few_evaluations_cannot_tell():
+    assert convergence(hist([2.0]), 100, "val_loss")["converged"] is None
+    assert convergence([{"step": 10, "val_loss": 2.0}, {"step": 20, "val_loss": 1.0}], 100, "val_loss")["converged"] is None
+    with pytest.raises(ValueError, match="metric"):
+        convergence([], 100, "train_loss")
+
+
+def test_every_trained_run_records_convergence_and_new_metrics(tiny_config):
+    m = run(tiny_config(objective="msc", max_steps=8, eval_every=2), progress=False)
+    assert m["converged"] in (True, False) and m["convergence"]["metric"] == "val_loss"
+    for key in ("micro_f1_tuned", "macro_f1_tuned", "p_at_1", "p_at_3", "p_at_5", "ndcg_at_3", "ndcg_at_5",
+                "map", "psp_at_1", "psp_at_3", "psp_at_5"):
+        assert key in m["test"], key
+    assert 0 < m["tuned_threshold"] < 1 and m["threshold"] == 0.5
+    saved = (Path(m["config"]["output_dir"]) / "metrics.json").read_text()
+    assert "NaN" not in saved and json.loads(saved)["converged"] == m["converged"]
+
+
+def test_head_learning_rate_grid_keeps_the_best_validation_run(tiny_config):
+    cfg = tiny_config(objective="bce", max_steps=6, eval_every=2, lr_head_grid=[1e-4, 1e-1])
+    m = run(cfg, progress=False)
+    search = m["lr_head_search"]
+    scores = search["validation_micro_f1"]
+    assert set(scores) == {"0.0001", "0.1"}
+    best = max(scores, key=lambda k: (scores[k], -float(k)))
+    assert search["selected"] == float(best) and m["validation"]["micro_f1"] == scores[best]
+    sub = json.loads((Path(cfg.output_dir) / f"lr_head={best}" / "metrics.json").read_text())
+    assert sub["test"] == m["test"] and sub["config"]["lr_head"] == float(best)
+    encoder, _, loaded = load_run_encoder(cfg.output_dir)  # the selected run's encoder
+    assert loaded.lr_head == float(best)
