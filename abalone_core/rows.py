@@ -1,0 +1,57 @@
+"""What a row of the comparison tables is: its name, and the configuration that trains it.
+
+A row is a Config objective (``msc``, ``bce``, ``frozen``, ``tfidf-linear``, ...) or a
+fine-tuning row ``<contrastive>-ft`` (``msc-ft``: a supervised loss, BCE by default, trained
+from the encoder of a finished contrastive run, ``init_from``). Rows that train a classifier
+(the supervised losses and the ``-ft`` rows) take their own settings on top of the shared
+ones (``supervised_overrides``; e.g. their head learning-rate grid), since the contrastive
+rows' classifier is the linear probe with its own grid.
+
+Used by ``notebooks/run.ipynb`` (every sweep), ``scripts/gpu_grid.py`` and the chapters.
+"""
+from __future__ import annotations
+
+from .config import CONTRASTIVE, OBJECTIVES, SUPERVISED, Config
+
+
+def is_finetune(row: str) -> bool:
+    """``msc-ft``, ``base-ft``...: fine-tuning a contrastive encoder with a supervised loss."""
+    return row.endswith("-ft") and row[:-3] in CONTRASTIVE
+
+
+def row_loss(row: str, finetune_loss: str = "bce") -> str:
+    """The Config objective that trains ``row``."""
+    if is_finetune(row):
+        return finetune_loss
+    if row not in OBJECTIVES:
+        raise ValueError(f"unknown row {row!r}: use an objective ({', '.join(OBJECTIVES)}) "
+                         "or '<contrastive>-ft' (e.g. msc-ft)")
+    return row
+
+
+def row_config(row: str, *, init_from: str | None = None, finetune_loss: str = "bce", overrides: dict | None = None,
+               supervised_overrides: dict | None = None, **values) -> Config:
+    """The validated configuration of one row.
+
+    Args:
+        row: an objective or ``<contrastive>-ft``.
+        init_from: for ``-ft`` rows (required), the contrastive run folder they start from.
+        finetune_loss: the supervised loss of ``-ft`` rows.
+        overrides: Config values for every row, applied after ``values``.
+        supervised_overrides: Config values for the rows that train a classifier, applied last.
+        values: Config values (dataset, seed, max_steps, output_dir, ...).
+    """
+    if is_finetune(row) and finetune_loss not in SUPERVISED:
+        raise ValueError(f"finetune_loss must be one of {SUPERVISED}, got {finetune_loss!r}")
+    loss = row_loss(row, finetune_loss)
+    if is_finetune(row) and not init_from:
+        raise ValueError(f"row {row!r} fine-tunes a contrastive run: set init_from to its run folder")
+    if init_from and not is_finetune(row):
+        raise ValueError(f"init_from is for '<contrastive>-ft' rows, not {row!r}")
+    d = {**values, "objective": loss, "init_from": init_from, **(overrides or {})}
+    if loss in SUPERVISED:
+        d.update(supervised_overrides or {})
+    return Config.from_dict(d)
+
+
+__all__ = ["is_finetune", "row_loss", "row_config"]
