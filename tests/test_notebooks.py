@@ -100,6 +100,56 @@ def test_every_code_cell_is_valid_python(notebooks, name):
             pytest.fail(f"{name}, cell {cell.get('id')}: {err}")
 
 
+# --------------------------------------------------------------------------- paired scripts
+PAIRED = sorted((ROOT / "notebooks").glob("*.ipynb"))
+
+
+def test_every_notebook_is_paired_with_a_percent_script():
+    """``notebooks/X.ipynb`` and ``notebooks/X.py`` come in pairs, and jupytext knows the pairing
+    (``jupytext --sync notebooks/*.ipynb`` needs it)."""
+    from jupytext.config import find_jupytext_configuration_file, load_jupytext_configuration_file
+
+    assert len(PAIRED) >= len(EXPECTED)
+    scripts = {p.stem for p in (ROOT / "notebooks").glob("*.py")}
+    assert scripts == {p.stem for p in PAIRED}, "every .ipynb needs its .py and every .py its .ipynb"
+    found = find_jupytext_configuration_file(str(ROOT / "notebooks"))
+    assert found is not None and Path(found) == ROOT / "notebooks" / "jupytext.toml"
+    assert load_jupytext_configuration_file(found).formats in ("ipynb,py:percent", ["ipynb,py:percent"])
+
+
+def _cells(notebook) -> list[tuple]:
+    return [(c.cell_type, c.source, tuple(c.metadata.get("tags", [])), dict(c.metadata)) for c in notebook.cells]
+
+
+@pytest.mark.parametrize("path", PAIRED, ids=lambda p: p.stem)
+def test_paired_script_holds_the_notebook_cells(path):
+    """The .py and the .ipynb of a pair hold the same cells (type, source, tags, metadata):
+    fails when one was edited without ``jupytext --sync notebooks/*.ipynb``."""
+    import difflib
+
+    import jupytext
+
+    notebook = jupytext.read(path)
+    script = jupytext.read(path.with_suffix(".py"))
+    assert script.metadata["jupytext"]["text_representation"]["format_name"] == "percent"
+    assert script.metadata.get("kernelspec") == notebook.metadata.get("kernelspec")
+    # What the .py must hold: the notebook written as a percent script and read back. Cell
+    # metadata that jupytext leaves out of scripts (UI state such as "scrolled") is not compared.
+    expected = _cells(jupytext.reads(jupytext.writes(notebook, fmt="py:percent"), fmt="py:percent"))
+    got = _cells(script)
+    # the round trip itself keeps every cell, its tags (parameters, remove-cell, hide-input...)
+    assert [(t, s, tags) for t, s, tags, _ in expected] == [(t, s, tags) for t, s, tags, _ in _cells(notebook)]
+    for i, (want, have) in enumerate(zip(expected, got)):
+        if want != have:
+            diff = "\n".join(difflib.unified_diff(want[1].splitlines(), have[1].splitlines(), f"{path.name}",
+                                                   f"{path.stem}.py", lineterm=""))
+            pytest.fail(f"{path.stem}: cell {i} differs between the .ipynb and the .py (run `jupytext --sync "
+                        f"notebooks/*.ipynb`): type {want[0]} / {have[0]}, tags {want[2]} / {have[2]}, "
+                        f"metadata {want[3]} / {have[3]}\n{diff}")
+    assert len(got) == len(expected), (f"{path.stem}: {len(expected)} cells in the .ipynb, {len(got)} in the .py "
+                                       "(run `jupytext --sync notebooks/*.ipynb`)")
+
+
 def test_colab_install_names_the_configured_repository(notebooks):
     repo = yaml.safe_load((ROOT / "_config.yml").read_text())["repository"]
     for name, nb in notebooks.items():
