@@ -4,12 +4,19 @@
 >>> cfg = Config.from_file("run.yaml").replace(seed=1)
 
 Every value is checked when the object is made, so a typo or an impossible value
-fails at once instead of after hours of training.
+fails at once instead of after hours of training: types strictly (with :mod:`pydantic`:
+no string where a number belongs, no fractional step count, no ``"false"`` string for a
+boolean, no infinite learning rate), then ranges. Local paths in ``dataset_kwargs``
+(``path``, ``data_dir``, ``csv_path``, ``dict_dir``), ``init_from`` and a backbone folder
+are stored absolute, so a run's ``config.yaml`` names the same files from any folder.
 """
 from __future__ import annotations
 
+import difflib
 import json
 import math
+import os
+import re
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
@@ -21,6 +28,8 @@ CONTRASTIVE = tuple(VARIANTS) + tuple(OTHER_CONTRASTIVE)  # base, bqueue, bqprot
 FROZEN = "frozen"  # no training: linear evaluation of the pre-trained backbone (L_MLM row)
 TFIDF = "tfidf-linear"  # TF-IDF features and one-vs-rest linear classifiers (abalone_core.tfidf)
 OBJECTIVES = CONTRASTIVE + SUPERVISED + (FROZEN, TFIDF)
+# Settings a checkpoint may be resumed with when they changed, if asked for explicitly.
+RESUMABLE_CHANGES = ("lr_backbone", "lr_head", "weight_decay", "grad_clip", "mixed_precision")
 
 
 @dataclass
@@ -67,6 +76,11 @@ class Config:
         output_dir, eval_every (optimiser steps between validation passes; 0 = each epoch),
         save_every (steps between resumable checkpoints; 0 = each epoch),
         probe: overrides of :class:`abalone_core.probe.ProbeConfig` for linear evaluation.
+
+    A run folder belongs to one configuration: resuming it with other settings is refused,
+    except for the optimisation settings in ``RESUMABLE_CHANGES`` (learning rates, weight
+    decay, clipping, precision) when asked for explicitly (``abalone train
+    --resume-with-changes``, ``run(config, allow_changes=...)``), e.g. after a non-finite loss.
     """
 
     dataset: str = "disaster"
@@ -118,76 +132,110 @@ class Config:
 
     # ------------------------------------------------------------------ checks
     def validate(self) -> None:
-        errors = []
-        # YAML 1.1 reads "5e-5" (no dot) as a string: accept numbers written that way.
-        for f in fields(self):
-            value = getattr(self, f.name)
-            if "float" in str(f.type) and isinstance(value, str):
-                try:
-                    setattr(self, f.name, float(value))
-                except ValueError:
-                    errors.append(f"{f.name} must be a number, got {value!r}")
-            elif "int" in str(f.type) and isinstance(value, float) and value.is_integer():
-                setattr(self, f.name, int(value))
-        if errors:
-            raise ValueError("invalid configuration:\n  - " + "\n  - ".join(errors))
+        """Check every value: first its type (:mod:`pydantic`, strict: no string where a
+        number belongs, no fractional step counts, no ``"yes"`` for a boolean, no infinite
+        or NaN number), then its range. All problems are reported at once as a
+        :class:`ConfigError`, one ``key: what is wrong`` line each."""
+        errors: list[str] = []
+        bad: set[str] = set()
+        for name, value in _typed_values(self, errors, bad).items():
+            setattr(self, name, value)
 
-        def need(ok: bool, msg: str) -> None:
-            if not ok:
+        def need(keys: str, ok, msg: str) -> None:
+            """Record ``msg`` unless ``ok()`` holds; skipped when one of ``keys`` already has a type error."""
+            if bad & set(keys.split()):
+                return
+            if not ok():
                 errors.append(msg)
 
-        need(self.objective in OBJECTIVES, f"objective must be one of {list(OBJECTIVES)}, got {self.objective!r}")
-        need(self.temperature > 0, f"temperature must be > 0, got {self.temperature}")
-        need(0 < self.beta <= 1, f"beta must be in (0, 1], got {self.beta}")
-        need(self.queue_size >= 1, f"queue_size must be >= 1, got {self.queue_size}")
-        need(0 <= self.momentum <= 1, f"momentum must be in [0, 1], got {self.momentum}")
-        need(self.focal_gamma >= 0, f"focal_gamma must be >= 0, got {self.focal_gamma}")
-        need(self.asl_gamma_pos >= 0 and self.asl_gamma_neg >= 0, "asl_gamma_pos and asl_gamma_neg must be >= 0")
-        need(0 <= self.asl_margin < 1, f"asl_margin must be in [0, 1), got {self.asl_margin}")
-        need(self.max_length >= 8, f"max_length must be >= 8 tokens, got {self.max_length}")
-        need(self.proj_dim >= 1, f"proj_dim must be >= 1, got {self.proj_dim}")
-        need(0 <= self.dropout < 1, f"dropout must be in [0, 1), got {self.dropout}")
-        need(self.train_layers is None or (isinstance(self.train_layers, int) and self.train_layers >= 0),
-             f"train_layers must be None (whole encoder) or an integer >= 0, got {self.train_layers!r}")
-        need(self.layer_cache in ("float16", "float32", "off"),
+        need("objective", lambda: self.objective in OBJECTIVES,
+             f"objective must be one of {list(OBJECTIVES)}, got {self.objective!r}")
+        need("temperature", lambda: self.temperature > 0, f"temperature must be > 0, got {self.temperature}")
+        need("beta", lambda: 0 < self.beta <= 1, f"beta must be in (0, 1], got {self.beta}")
+        need("queue_size", lambda: self.queue_size >= 1, f"queue_size must be >= 1, got {self.queue_size}")
+        need("momentum", lambda: 0 <= self.momentum <= 1, f"momentum must be in [0, 1], got {self.momentum}")
+        need("focal_gamma", lambda: self.focal_gamma >= 0, f"focal_gamma must be >= 0, got {self.focal_gamma}")
+        need("asl_gamma_pos asl_gamma_neg", lambda: self.asl_gamma_pos >= 0 and self.asl_gamma_neg >= 0,
+             "asl_gamma_pos and asl_gamma_neg must be >= 0")
+        need("asl_margin", lambda: 0 <= self.asl_margin < 1, f"asl_margin must be in [0, 1), got {self.asl_margin}")
+        need("max_length", lambda: self.max_length >= 8, f"max_length must be >= 8 tokens, got {self.max_length}")
+        need("proj_dim", lambda: self.proj_dim >= 1, f"proj_dim must be >= 1, got {self.proj_dim}")
+        need("dropout", lambda: 0 <= self.dropout < 1, f"dropout must be in [0, 1), got {self.dropout}")
+        need("train_layers", lambda: self.train_layers is None or self.train_layers >= 0,
+             f"train_layers must be null (whole encoder) or an integer >= 0, got {self.train_layers!r}")
+        need("layer_cache", lambda: self.layer_cache in ("float16", "float32", "off"),
              f"layer_cache must be float16, float32 or off, got {self.layer_cache!r}")
-        need(self.pooling in ("cls", "mean"), f"pooling must be 'cls' or 'mean', got {self.pooling!r}")
-        need(self.epochs >= 1, f"epochs must be >= 1, got {self.epochs}")
-        need(self.max_steps is None or self.max_steps >= 1, f"max_steps must be None or >= 1, got {self.max_steps}")
-        need(self.batch_size >= 2, f"batch_size must be >= 2 (contrastive losses need pairs), got {self.batch_size}")
-        need(self.lr_backbone > 0 and self.lr_head > 0, "learning rates must be > 0")
-        if self.lr_head_grid is not None:
+        need("pooling", lambda: self.pooling in ("cls", "mean"), f"pooling must be 'cls' or 'mean', got {self.pooling!r}")
+        need("epochs", lambda: self.epochs >= 1, f"epochs must be >= 1, got {self.epochs}")
+        need("max_steps", lambda: self.max_steps is None or self.max_steps >= 1,
+             f"max_steps must be null or >= 1, got {self.max_steps}")
+        need("batch_size", lambda: self.batch_size >= 2,
+             f"batch_size must be >= 2 (contrastive losses need pairs), got {self.batch_size}")
+        need("lr_backbone", lambda: self.lr_backbone > 0, f"lr_backbone must be > 0, got {self.lr_backbone}")
+        need("lr_head", lambda: self.lr_head > 0, f"lr_head must be > 0, got {self.lr_head}")
+        if self.lr_head_grid is not None and "lr_head_grid" not in bad:
             grid = self.lr_head_grid
-            ok = isinstance(grid, (list, tuple)) and len(grid) > 0 and all(
+            ok = len(grid) > 0 and all(
                 isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v) and v > 0 for v in grid)
-            need(ok, f"lr_head_grid must be None or a non-empty list of positive numbers, got {grid!r}")
+            need("lr_head_grid", lambda: ok,
+                 f"lr_head_grid must be null or a non-empty list of positive numbers, got {grid!r}")
             if ok:
                 self.lr_head_grid = [float(v) for v in grid]
-        need(self.weight_decay >= 0, f"weight_decay must be >= 0, got {self.weight_decay}")
-        need(0 <= self.warmup_ratio < 1, f"warmup_ratio must be in [0, 1), got {self.warmup_ratio}")
-        need(self.schedule in ("auto", "cosine", "linear", "constant"),
+        need("weight_decay", lambda: self.weight_decay >= 0, f"weight_decay must be >= 0, got {self.weight_decay}")
+        need("warmup_ratio", lambda: 0 <= self.warmup_ratio < 1, f"warmup_ratio must be in [0, 1), got {self.warmup_ratio}")
+        need("schedule", lambda: self.schedule in ("auto", "cosine", "linear", "constant"),
              f"schedule must be auto, cosine, linear or constant, got {self.schedule!r}")
-        need(self.grad_clip is None or self.grad_clip > 0, "grad_clip must be None or > 0")
-        need(self.mixed_precision in ("auto", "bf16", "fp16", "no"),
+        need("grad_clip", lambda: self.grad_clip is None or self.grad_clip > 0,
+             f"grad_clip must be null or > 0, got {self.grad_clip}")
+        need("mixed_precision", lambda: self.mixed_precision in ("auto", "bf16", "fp16", "no"),
              f"mixed_precision must be auto, bf16, fp16 or no, got {self.mixed_precision!r}")
-        need(self.eval_every >= 0 and self.save_every >= 0, "eval_every and save_every must be >= 0")
-        need(self.device == "auto" or self.device == "cpu" or self.device.startswith(("cuda", "mps")),
-             f"device must be auto, cpu, cuda[:i] or mps, got {self.device!r}")
-        if self.subset is not None:
-            bad = set(self.subset) - {"train", "validation", "test"}
-            need(not bad, f"subset keys must be train/validation/test, got {sorted(bad)}")
-            need(all(isinstance(v, int) and v > 0 for v in self.subset.values()),
-                 "subset values must be positive integers (documents per split)")
-        need(self.init_from is None or self.objective in SUPERVISED,
+        need("eval_every", lambda: self.eval_every >= 0, f"eval_every must be >= 0, got {self.eval_every}")
+        need("save_every", lambda: self.save_every >= 0, f"save_every must be >= 0, got {self.save_every}")
+        need("device", lambda: DEVICE.fullmatch(self.device) is not None,
+             f"device must be auto, cpu, cuda, cuda:<index> or mps, got {self.device!r}")
+        need("output_dir", lambda: self.output_dir.strip() != "",
+             "output_dir must name a folder, got an empty string")
+        need("dataset", lambda: self.dataset.strip() != "", "dataset must name a dataset, got an empty string")
+        need("backbone", lambda: self.backbone.strip() != "", "backbone must name a model, got an empty string")
+        need("dataset_kwargs", lambda: all(isinstance(k, str) for k in self.dataset_kwargs),
+             f"dataset_kwargs keys must be argument names (strings), got {list(self.dataset_kwargs)}")
+        if self.subset is not None and "subset" not in bad:
+            unknown = set(self.subset) - {"train", "validation", "test"}
+            need("subset", lambda: not unknown, f"subset keys must be train/validation/test, got {sorted(map(str, unknown))}")
+            need("subset", lambda: all(isinstance(v, int) and not isinstance(v, bool) and v > 0
+                                       for v in self.subset.values()),
+                 f"subset values must be positive integers (documents per split), got {self.subset}")
+        need("init_from objective", lambda: self.init_from is None or self.objective in SUPERVISED,
              f"init_from (fine-tuning a contrastive encoder) needs a supervised objective: {', '.join(SUPERVISED)}")
-        if self.probe:
+        if self.probe and "probe" not in bad:
             from .probe import ProbeConfig
 
             known = {f.name for f in fields(ProbeConfig)}
             unknown = set(self.probe) - known
-            need(not unknown, f"unknown probe settings {sorted(unknown)}; known: {sorted(known)}")
+            need("probe", lambda: not unknown, f"unknown probe settings {sorted(map(str, unknown))}; known: {sorted(known)}")
+            if not unknown:
+                try:
+                    ProbeConfig(**self.probe)
+                except (ValueError, TypeError) as err:
+                    errors.append(f"probe: {err}")
         if errors:
-            raise ValueError("invalid configuration:\n  - " + "\n  - ".join(errors))
+            raise ConfigError(errors)
+        self._resolve_paths()
+
+    def _resolve_paths(self) -> None:
+        """Local paths become absolute, so a run's config.yaml means the same files from any folder."""
+        kwargs = dict(self.dataset_kwargs)
+        for key in PATH_KEYS:
+            value = kwargs.get(key)
+            if isinstance(value, dict):
+                kwargs[key] = {k: _absolute(v) for k, v in value.items()}
+            elif value is not None:
+                kwargs[key] = _absolute(value)
+        self.dataset_kwargs = kwargs
+        if self.init_from is not None:
+            self.init_from = _absolute(self.init_from)
+        if self.backbone != "minilm" and os.path.isdir(os.path.expanduser(self.backbone)):
+            self.backbone = _absolute(self.backbone)
 
     @property
     def contrastive(self) -> bool:
@@ -201,45 +249,201 @@ class Config:
 
     # ------------------------------------------------------------------ I/O
     @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> "Config":
-        known = {f.name for f in fields(cls)}
-        unknown = sorted(set(d) - known)
+    def from_dict(cls, d: dict[str, Any], source: str | None = None) -> "Config":
+        """A validated configuration from a mapping; ``source`` (a file name, ``--set``) is
+        named in the error."""
+        if not isinstance(d, dict):
+            raise ConfigError([f"the settings must be a mapping of key: value, got {type(d).__name__}"], source)
+        known = [f.name for f in fields(cls)]
+        unknown = sorted(map(str, set(d) - set(known)))
         if unknown:
-            raise ValueError(f"unknown configuration keys {unknown}; known keys: {sorted(known)}")
-        return cls(**d)
+            close = {k: difflib.get_close_matches(k, known, n=1) for k in unknown}
+            hints = [f"{c[0]!r} for {k!r}" for k, c in close.items() if c]
+            message = f"unknown configuration keys {unknown}; " + (
+                f"did you mean {', '.join(hints)}?" if hints else f"known keys: {', '.join(known)}")
+            raise ConfigError([message], source)
+        try:
+            return cls(**d)
+        except ConfigError as err:
+            raise ConfigError(err.problems, source) from None
 
     @classmethod
     def from_file(cls, path: str | Path) -> "Config":
-        path = Path(path)
-        text = path.read_text()
-        if path.suffix in (".yaml", ".yml"):
-            import yaml
-
-            d = yaml.safe_load(text) or {}
-        elif path.suffix == ".json":
-            d = json.loads(text)
-        else:
-            raise ValueError(f"configuration files are .yaml, .yml or .json, got {path.name}")
-        if not isinstance(d, dict):
-            raise ValueError(f"{path} must hold a mapping of settings, got {type(d).__name__}")
-        return cls.from_dict(d)
+        """Read a ``.yaml``/``.yml``/``.json`` file. Every problem names the file (and the line
+        of a syntax error); an empty or comment-only file is an error, not the defaults."""
+        return cls.from_dict(read_settings(path), source=str(path))
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
 
     def save(self, path: str | Path) -> None:
+        """Write the configuration atomically (YAML for .yaml/.yml, else JSON)."""
+        from .atomic import write_text
+
         path = Path(path)
         path.parent.mkdir(parents=True, exist_ok=True)
         if path.suffix in (".yaml", ".yml"):
             import yaml
 
-            path.write_text(yaml.safe_dump(self.to_dict(), sort_keys=False))
+            write_text(path, yaml.safe_dump(self.to_dict(), sort_keys=False))
         else:
-            path.write_text(json.dumps(self.to_dict(), indent=2))
+            write_text(path, json.dumps(self.to_dict(), indent=2))
 
     def replace(self, **changes) -> "Config":
         """A validated copy with some values changed (unknown keys rejected)."""
         return self.from_dict({**self.to_dict(), **changes})
+
+    def differences(self, other: "Config | dict", ignore=("output_dir", "device")) -> dict[str, tuple]:
+        """``{key: (mine, other's)}`` for the settings that differ, ``ignore`` left out."""
+        theirs = other.to_dict() if isinstance(other, Config) else dict(other)
+        mine = _plain(self.to_dict())
+        theirs = _plain(theirs)
+        return {k: (mine[k], theirs.get(k)) for k in mine if k not in ignore and mine[k] != theirs.get(k)}
+
+
+class ConfigError(ValueError):
+    """Invalid configuration: ``problems`` holds one line per wrong setting; ``source``
+    names where the settings came from (a file, ``--set``)."""
+
+    def __init__(self, problems: list[str], source: str | None = None):
+        self.problems = list(problems)
+        self.source = source
+        where = f" in {source}" if source else ""
+        super().__init__(f"invalid configuration{where}:\n  - " + "\n  - ".join(self.problems))
+
+
+DEVICE = re.compile(r"auto|cpu|mps|cuda(:\d+)?")
+# dataset_kwargs that name local files or folders (csv/jsonl ``path``, possibly one per split;
+# the ``data_dir``, ``csv_path``, ``dict_dir`` of the disaster and FOLDOC loaders).
+PATH_KEYS = ("path", "data_dir", "csv_path", "dict_dir")
+
+# What each kind of setting must be, in words, for the error messages.
+_KINDS = {"float": "a number", "int": "an integer", "bool": "true or false", "str": "a string",
+          "dict": "a mapping {key: value}", "list": "a list [...]"}
+_SCHEMA = None
+
+
+def _absolute(value):
+    if isinstance(value, (str, os.PathLike)) and str(value).strip():
+        return os.path.abspath(os.path.expanduser(str(value)))
+    return value
+
+
+def _plain(d: dict) -> dict:
+    return json.loads(json.dumps(d, default=str))  # tuples -> lists, as in a saved file
+
+
+def _number(value):
+    # YAML 1.1 reads "5e-5" (no dot) as a string: accept numbers written that way.
+    if isinstance(value, str):
+        try:
+            return float(value)
+        except ValueError:
+            return value
+    return value
+
+
+def _integer(value):
+    if isinstance(value, float) and value.is_integer():
+        return int(value)
+    return value
+
+
+def _schema():
+    """A strict pydantic model of the fields of :class:`Config` (built once)."""
+    global _SCHEMA
+    if _SCHEMA is None:
+        from typing import Annotated, Optional
+
+        from pydantic import BeforeValidator, ConfigDict, Field, StrictBool, StrictInt, StrictStr, create_model
+
+        types = {
+            "float": Annotated[float, BeforeValidator(_number), Field(strict=True, allow_inf_nan=False)],
+            "int": Annotated[StrictInt, BeforeValidator(_integer)],
+            "bool": StrictBool, "str": StrictStr, "dict": dict, "list": list,
+        }
+        spec = {}
+        for f in fields(Config):
+            kind, optional = _kind(f)
+            spec[f.name] = (Optional[types[kind]] if optional else types[kind], None)
+        _SCHEMA = create_model("ConfigSchema", __config__=ConfigDict(strict=False), **spec)
+    return _SCHEMA
+
+
+def _kind(f) -> tuple[str, bool]:
+    """('float' | 'int' | 'bool' | 'str' | 'dict' | 'list', whether None is allowed) of a field."""
+    text = str(f.type)
+    parts = [p.strip() for p in text.split("|")]
+    optional = "None" in parts
+    kind = next(p for p in parts if p != "None")
+    return kind, optional
+
+
+def _typed_values(cfg: Config, errors: list, bad: set) -> dict:
+    """Check each field's type with the pydantic schema; returns the coerced values of the
+    fields that passed (integral floats -> int, numeric strings -> float, tuples -> lists)."""
+    from pydantic import ValidationError
+
+    values = {f.name: getattr(cfg, f.name) for f in fields(cfg)}
+    try:
+        model = _schema()(**values)
+    except ValidationError as err:
+        model = None
+        for e in err.errors():
+            name = str(e["loc"][0])
+            if name in bad:
+                continue
+            bad.add(name)
+            f = next(f for f in fields(cfg) if f.name == name)
+            kind, optional = _kind(f)
+            expected = _KINDS[kind] + (" or null" if optional else "")
+            value = values[name]
+            if kind == "int" and isinstance(value, float) and math.isfinite(value):
+                expected = "a whole number " + ("or null " if optional else "") + "(no fraction)"
+            if e["type"] == "finite_number":
+                expected = "a finite number"
+            shown = "null" if value is None else repr(value)
+            errors.append(f"{name} must be {expected}, got {shown}")
+    if model is None:
+        return {}
+    return {name: getattr(model, name) for name in values}
+
+
+def read_settings(path: str | Path) -> dict:
+    """The mapping of settings in a YAML or JSON file; every problem names the file."""
+    path = Path(path)
+    if path.is_dir():
+        raise ValueError(f"{path} is a folder; give a .yaml, .yml or .json configuration file")
+    if path.suffix not in (".yaml", ".yml", ".json"):
+        raise ValueError(f"configuration files are .yaml, .yml or .json, got {path.name}")
+    if not path.exists():
+        raise FileNotFoundError(f"configuration file not found: {path}")
+    try:
+        text = path.read_text(encoding="utf-8")
+    except UnicodeDecodeError as err:
+        raise ValueError(f"{path} is not UTF-8 text (byte {err.start}); save it as UTF-8") from None
+    if path.suffix == ".json":
+        try:
+            d = json.loads(text)
+        except json.JSONDecodeError as err:
+            raise ValueError(f"{path}, line {err.lineno}, column {err.colno}: JSON syntax error ({err.msg}); "
+                             "fix that line") from None
+    else:
+        import yaml
+
+        try:
+            d = yaml.safe_load(text)
+        except yaml.YAMLError as err:
+            mark = getattr(err, "problem_mark", None)
+            where = f", line {mark.line + 1}, column {mark.column + 1}" if mark is not None else ""
+            problem = getattr(err, "problem", None) or str(err).splitlines()[0]
+            raise ValueError(f"{path}{where}: YAML syntax error ({problem}); fix that line") from None
+    if d is None:
+        raise ValueError(f"{path} holds no settings (it is empty or only comments); write the settings to change, "
+                         "e.g. `objective: msc`, or leave out --config to use the defaults")
+    if not isinstance(d, dict):
+        raise ValueError(f"{path} must hold a mapping of settings (key: value lines), got {type(d).__name__}")
+    return d
 
 
 def parse_overrides(pairs: list[str]) -> dict[str, Any]:
@@ -249,10 +453,18 @@ def parse_overrides(pairs: list[str]) -> dict[str, Any]:
     out = {}
     for pair in pairs:
         if "=" not in pair:
-            raise ValueError(f"override {pair!r} must look like key=value")
+            raise ValueError(f"override {pair!r} must look like key=value (--set objective=msc)")
         key, value = pair.split("=", 1)
-        out[key.strip()] = yaml.safe_load(value)
+        if not key.strip():
+            raise ValueError(f"override {pair!r} has no key before '='; write key=value")
+        try:
+            out[key.strip()] = yaml.safe_load(value)
+        except yaml.YAMLError as err:
+            problem = getattr(err, "problem", None) or str(err).splitlines()[0]
+            raise ValueError(f"--set {pair}: the value is not valid YAML ({problem}); quote it or fix the "
+                             "brackets") from None
     return out
 
 
-__all__ = ["Config", "OBJECTIVES", "CONTRASTIVE", "SUPERVISED", "FROZEN", "TFIDF", "parse_overrides"]
+__all__ = ["Config", "ConfigError", "RESUMABLE_CHANGES", "OBJECTIVES", "CONTRASTIVE", "SUPERVISED", "FROZEN", "TFIDF", "PATH_KEYS",
+           "parse_overrides", "read_settings"]

@@ -22,7 +22,10 @@ flags drive the model's queue and prototypes) but in ``OTHER_CONTRASTIVE``, a
 name -> function mapping with the call ``fn(z, y, temperature=, queue_z=, queue_y=)``.
 All contrastive losses
 
-* L2-normalise ``z``, ``queue_z`` and ``prototypes`` themselves,
+* L2-normalise ``z``, ``queue_z`` and ``prototypes`` themselves (exactly, at any finite
+  norm: rows are scaled by their largest entry first),
+* refuse NaN or inf in any of them with a :class:`NonFiniteError` (a ``ValueError``)
+  naming the tensor,
 * use matrix products only: memory O(B * (B + K + L)), never B x |H| x L,
 * run in float32 (float64 if given float64) even under autocast,
 * leave out anchors that cannot contribute, and return a zero that still
@@ -51,6 +54,7 @@ def _check_logits(logits: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, 
     if logits.shape != y.shape or logits.ndim != 2:
         raise ValueError(f"logits {tuple(logits.shape)} and y {tuple(y.shape)} must both be (N, L)")
     _check_binary(y, "y")
+    _check_finite(logits, "logits")
     dtype = torch.promote_types(logits.dtype, torch.float32)
     return logits.to(dtype), y.to(dtype)
 
@@ -180,6 +184,7 @@ def contrastive_loss(
     if use_protos and prototypes is None:
         raise ValueError(f"variant {variant!r} needs prototypes of shape (L, D)")
     _check_contrastive(z, y, temperature, beta if balanced else 1.0, prototypes, queue_z, queue_y)
+    _check_finite(z, "z", prototypes, "prototypes", queue_z, "queue_z")
 
     with _no_autocast(z):
         z, A, Z_H, Y_H, off_self = _instance_keys(z, y, queue_z, queue_y)
@@ -188,7 +193,7 @@ def contrastive_loss(
         # Log-weights of the denominator: beta for instance keys, 1 for prototypes.
         log_g = torch.log(torch.tensor(beta if balanced else 1.0, dtype=dtype, device=z.device))
         if use_protos:
-            C = F.normalize(prototypes.to(dtype), dim=1)
+            C = _unit(prototypes.to(dtype))
             proto_logits = z @ C.T / temperature            # (B, L)
             log_p, denom = _log_softmax_off_self(logits, off_self, log_g, proto_logits)
             log_p_proto = proto_logits - denom
@@ -276,9 +281,7 @@ def mulsupcon_loss(
         O the off-self mask), never a (B, L, B + K) tensor.
     """
     _check_contrastive(z, y, temperature, 1.0, None, queue_z, queue_y)
-    _check_finite(z, "z")
-    if queue_z is not None:
-        _check_finite(queue_z, "queue_z")
+    _check_finite(z, "z", queue_z, "queue_z")
     with _no_autocast(z):
         z, A, Z_H, Y_H, off_self = _instance_keys(z, y, queue_z, queue_y)
         log_p, _ = _log_softmax_off_self(z @ Z_H.T / temperature, off_self)  # (B, M), 0 on self
@@ -364,7 +367,6 @@ def db_loss(
     if n_train < 2:
         raise ValueError(f"n_train must be >= 2 (training documents), got {n_train}")
     logits, y = _check_logits(logits, y)
-    _check_finite(logits, "logits")
     counts = torch.as_tensor(class_counts, device=logits.device)
     if tuple(counts.shape) != (y.shape[1],):
         raise ValueError(f"class_counts must be (L,) = ({y.shape[1]},), got {tuple(counts.shape)}")
@@ -413,12 +415,12 @@ def _instance_keys(z, y, queue_z, queue_y):
     or float64 if given float64) and off_self (B, M), False where key a is anchor i.
     """
     dtype = torch.promote_types(z.dtype, torch.float32)
-    z = F.normalize(z.to(dtype), dim=1)
+    z = _unit(z.to(dtype))
     A = y.to(dtype)
     B = z.shape[0]
     keys, key_y = [z], [A]
     if queue_z is not None and queue_z.shape[0] > 0:
-        keys.append(F.normalize(queue_z.to(dtype), dim=1))
+        keys.append(_unit(queue_z.to(dtype)))
         key_y.append(queue_y.to(dtype))
     Z_H, Y_H = torch.cat(keys), torch.cat(key_y)
     off_self = torch.ones(B, Z_H.shape[0], dtype=torch.bool, device=z.device)
@@ -452,9 +454,36 @@ def _no_autocast(t: torch.Tensor):
     return torch.autocast(device_type=t.device.type, enabled=False)
 
 
-def _check_finite(t: torch.Tensor, name: str) -> None:
-    if t.is_floating_point() and not torch.isfinite(t).all():
-        raise ValueError(f"{name} contains NaN or inf values")
+class NonFiniteError(ValueError):
+    """An input of a loss holds NaN or inf values; ``name`` says which tensor."""
+
+    def __init__(self, name: str):
+        super().__init__(f"{name} contains NaN or inf values")
+        self.name = name
+
+
+def _check_finite(*named) -> None:
+    """``_check_finite(z, "z", queue_z, "queue_z", ...)``: raise :class:`NonFiniteError` naming the
+    first tensor with a NaN or inf (None tensors are skipped). One device sync for all of them."""
+    pairs = [(t, n) for t, n in zip(named[::2], named[1::2]) if t is not None and t.is_floating_point()]
+    if not pairs:
+        return
+    flags = [torch.isfinite(t).all() for t, _ in pairs]
+    if bool(torch.stack(flags).all()):
+        return
+    for (t, name), ok in zip(pairs, flags):
+        if not bool(ok):
+            raise NonFiniteError(name)
+
+
+def _unit(x: torch.Tensor) -> torch.Tensor:
+    """Rows scaled to unit L2 norm, exact for any finite magnitude: each row is first divided
+    by its largest absolute entry (a constant for autograd; the result does not depend on
+    it), so squaring cannot overflow (norms of 1e20 and more in float32) or underflow; an
+    all-zero row stays zero."""
+    scale = x.detach().abs().amax(dim=1, keepdim=True)
+    scale = torch.where(scale > 0, scale, torch.ones_like(scale))
+    return F.normalize(x / scale, dim=1)
 
 
 def _check_binary(y: torch.Tensor, name: str) -> None:
