@@ -1068,7 +1068,7 @@ def _run_one(config: Config, resume: bool = True, progress: bool = True, allow=(
         try:
             metrics = trainer.final_metrics()
         except KeyboardInterrupt:
-            raise Interrupted(f"interrupted during the final evaluation of {out}; the training is finished and saved "
+            raise Interrupted(f"stopped during the final evaluation of {out}; the training is finished and saved "
                               "(checkpoint.pt): run the same command again to evaluate it") from None
         ds = trainer.data.dataset
         state = getattr(trainer, "state", {})

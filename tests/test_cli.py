@@ -28,4 +28,5 @@ def test_train_evaluate_embed(tiny_config, tmp_path, capsys):
 def test_bad_configuration_is_a_clear_error(capsys):
     assert main(["train", "--set", "objective=supcon"]) == 2
     assert "objective must be one of" in capsys.readouterr().err
-    assert main(["evaluate", "/nonexistent/run"]) == 1
+    assert main(["evaluate", "/nonexistent/run"]) == 2
+    assert "/nonexistent/run" in capsys.readouterr().err
