@@ -1,7 +1,8 @@
 """Cost of one ABALONE (L_MSC) pre-training step against one BCE fine-tuning step.
 
 The two steps run side by side, interleaved, on the same backbone, batch and token
-lengths, so machine load affects both alike:
+lengths, so machine load affects both alike (with several ``--train-layers`` settings, every
+setting's two steps in turn, round after round):
 
 * L_MSC step: query forward + backward, key-encoder forward (no grad), loss on the
   queue, gradient clipping, AdamW step, momentum update, enqueue;
@@ -94,30 +95,55 @@ def timed(fn, device):
     return time.perf_counter() - t0
 
 
-def overhead(args, device, ctx, train_layers=None):
-    cm, clf, opt_c, opt_b = build(args.backbone, args.random_init, args.labels, args.queue, device, ctx,
-                                  train_layers)
-    cm.train(), clf.train()
-    vocab = cm.encoder.backbone.config.vocab_size
-    batch = make_batch(args.batch, args.tokens, args.labels, vocab, device)
-    if train_layers is not None:  # the trainer feeds the cached float16 states, padded as float32
-        ids, mask, y = batch
-        batch = (cm.encoder.frozen_states(ids, mask).half().float(), mask, y)
+class Setting:
+    """The two models of one train_layers setting, their optimisers and their batch."""
+
+    def __init__(self, args, device, ctx, train_layers=None):
+        self.train_layers = train_layers
+        self.cm, self.clf, self.opt_c, self.opt_b = build(args.backbone, args.random_init, args.labels, args.queue,
+                                                          device, ctx, train_layers)
+        self.cm.train(), self.clf.train()
+        vocab = self.cm.encoder.backbone.config.vocab_size
+        self.batch = make_batch(args.batch, args.tokens, args.labels, vocab, device)
+        if train_layers is not None:  # the trainer feeds the cached float16 states, padded as float32
+            ids, mask, y = self.batch
+            self.batch = (self.cm.encoder.frozen_states(ids, mask).half().float(), mask, y)
+        self.t_msc, self.t_bce = [], []
+
+    def steps(self, ctx, device, record=True):
+        m = timed(lambda: msc_step(self.cm, self.opt_c, self.batch, ctx), device)
+        b = timed(lambda: bce_step(self.clf, self.opt_b, self.batch, ctx), device)
+        if record:
+            self.t_msc.append(m)
+            self.t_bce.append(b)
+
+    def summary(self, args, device) -> dict:
+        ids, mask, y = self.batch
+        with torch.no_grad():
+            t_key = statistics.median(timed(lambda: self.cm.key_encoder(ids, mask), device)
+                                      for _ in range(args.repeats))
+        t_mom = statistics.median(timed(self.cm.momentum_update, device) for _ in range(args.repeats))
+        m, b = statistics.median(self.t_msc), statistics.median(self.t_bce)
+        return {"msc_step_s": m, "bce_step_s": b, "ratio": m / b, "key_forward_s": t_key, "momentum_update_s": t_mom,
+                "msc_all_s": self.t_msc, "bce_all_s": self.t_bce}
+
+
+def overheads(args, device, ctx, settings) -> dict:
+    """Median step times of every setting, measured round-robin (an L_MSC and a BCE step of
+    each setting in turn, ``repeats`` rounds), so that changes of machine load hit all alike."""
+    built = {}
+    for k in settings:
+        try:
+            built[k] = Setting(args, device, ctx, None if k == "full" else int(k))
+        except Exception as err:  # report and go on with the other settings
+            print(f"train_layers={k}: {type(err).__name__}: {err}")
     for _ in range(args.warmup):
-        msc_step(cm, opt_c, batch, ctx)
-        bce_step(clf, opt_b, batch, ctx)
-    t_msc, t_bce = [], []
-    for _ in range(args.repeats):  # interleaved: load changes hit both
-        t_msc.append(timed(lambda: msc_step(cm, opt_c, batch, ctx), device))
-        t_bce.append(timed(lambda: bce_step(clf, opt_b, batch, ctx), device))
-    # Parts of the L_MSC step, for the record.
-    ids, mask, y = batch
-    with torch.no_grad():
-        t_key = statistics.median(timed(lambda: cm.key_encoder(ids, mask), device) for _ in range(args.repeats))
-    t_mom = statistics.median(timed(cm.momentum_update, device) for _ in range(args.repeats))
-    m, b = statistics.median(t_msc), statistics.median(t_bce)
-    return {"msc_step_s": m, "bce_step_s": b, "ratio": m / b, "key_forward_s": t_key, "momentum_update_s": t_mom,
-            "msc_all_s": t_msc, "bce_all_s": t_bce}
+        for s in built.values():
+            s.steps(ctx, device, record=False)
+    for _ in range(args.repeats):
+        for s in built.values():
+            s.steps(ctx, device)
+    return {k: s.summary(args, device) for k, s in built.items()}
 
 
 def loss_scaling(args, device):
@@ -204,12 +230,7 @@ def main():
     print(f"device {result['machine']['device']}, {args.backbone}, batch {args.batch}, {args.tokens} tokens, "
           f"L={args.labels}, K={args.queue}")
     rows = []
-    for k in args.train_layers:
-        try:
-            o = overhead(args, device, ctx, None if k == "full" else int(k))
-        except Exception as err:  # report and go on with the other settings
-            print(f"train_layers={k}: {type(err).__name__}: {err}")
-            continue
+    for k, o in overheads(args, device, ctx, args.train_layers).items():
         o["train_layers"] = k
         rows.append(o)
         if k == "full":
