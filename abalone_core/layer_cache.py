@@ -17,14 +17,13 @@ from __future__ import annotations
 
 import hashlib
 import logging
-import os
-import uuid
 from pathlib import Path
 
 import numpy as np
 import torch
 from tqdm.auto import tqdm
 
+from .atomic import save_torch
 from .batching import collate
 
 logger = logging.getLogger(__name__)
@@ -115,10 +114,8 @@ def _compute_and_save(encoder, ids, path: Path, dtype, batch_size, device, progr
     states = compute_states(encoder, ids, dtype, batch_size, device, progress)
     flat = torch.cat(states) if states else torch.zeros(0, encoder.hidden, dtype=DTYPES[dtype])
     lengths = torch.tensor([len(s) for s in states], dtype=torch.long)
-    # A private temporary name: runs of a sweep may compute the same states at once.
-    tmp = path.with_name(f"{path.name}.{os.getpid()}.{uuid.uuid4().hex[:8]}.tmp")
-    torch.save({"states": flat, "lengths": lengths}, tmp)
-    tmp.replace(path)
+    # Atomic, under a private temporary name: runs of a sweep may compute the same states at once.
+    save_torch({"states": flat, "lengths": lengths}, path)
     return list(torch.split(flat, lengths.tolist()))
 
 
