@@ -373,3 +373,61 @@ def seed_scores(frame: pd.DataFrame, metrics=("micro_f1", "macro_f1"), by: str =
     fig.update_xaxes(showticklabels=True, tickangle=-45)
     fig.update_layout(title=title, template=_TEMPLATE, height=320 * len(metrics) + 120, bargap=0.35)
     return fig
+
+
+def balance_slider(frame: pd.DataFrame, columns=("attraction_share", "repulsion_share", "gradient_share"),
+                   initial: tuple[float, float] | None = (0.1, 0.1),
+                   title: str = "Who gets the attraction, the repulsion and the gradient") -> go.Figure:
+    """Grouped bars per label group for each (beta, temperature), with one slider over the pairs.
+
+    Every (beta, temperature) pair is a precomputed plotly frame and a step of a single
+    slider (beta-major order), so the figure works on a static page without a kernel.
+
+    Args:
+        frame: tidy frame with columns ``beta``, ``temperature``, ``loss``, ``group`` and
+            ``columns`` (shares in [0, 1]), e.g.
+            :func:`abalone_core.worked_example.balance_grid`.
+        columns: one subplot per column.
+        initial: the (beta, temperature) shown first; the first pair if absent or None.
+    Returns:
+        Figure with ``n_losses * len(columns)`` bar traces, one frame and one slider
+        step per (beta, temperature); frame names read ``beta=<b>, tau=<t>``.
+    """
+    columns = list(columns)
+    _need(frame, ["beta", "temperature", "loss", "group", *columns], "balance_slider")
+    if frame.empty:
+        raise ValueError("balance_slider needs a non-empty frame")
+    pairs = sorted({(float(b), float(t)) for b, t in zip(frame["beta"], frame["temperature"])})
+    loss_names = list(dict.fromkeys(frame["loss"]))
+    groups = _ordered(frame["group"])
+    start = pairs.index(tuple(map(float, initial))) if initial is not None and tuple(map(float, initial)) in pairs else 0
+
+    def name(pair):
+        return f"beta={pair[0]:g}, tau={pair[1]:g}"
+
+    def bars(pair, with_style: bool):
+        part = frame[(frame["beta"] == pair[0]) & (frame["temperature"] == pair[1])]
+        out = []
+        for j, col in enumerate(columns):
+            for i, loss in enumerate(loss_names):
+                values = part[part["loss"] == loss].set_index("group")[col].reindex(groups)
+                bar = dict(x=groups, y=values.to_numpy(dtype=float))
+                if with_style:
+                    bar.update(name=str(loss), legendgroup=str(loss), showlegend=j == 0,
+                               marker_color=_PALETTE[i % len(_PALETTE)],
+                               hovertemplate="%{x}: %{y:.1%}<extra>" + str(loss) + "</extra>")
+                out.append(go.Bar(**bar))
+        return out
+
+    fig = make_subplots(rows=1, cols=len(columns), subplot_titles=[c.replace("_", " ") for c in columns])
+    for k, bar in enumerate(bars(pairs[start], True)):
+        fig.add_trace(bar, row=1, col=k // len(loss_names) + 1)
+    fig.frames = [go.Frame(name=name(p), data=bars(p, False), traces=list(range(len(fig.data)))) for p in pairs]
+    steps = [dict(method="animate", label=name(p),
+                  args=[[name(p)], {"mode": "immediate", "frame": {"duration": 0, "redraw": True},
+                                    "transition": {"duration": 0}}]) for p in pairs]
+    fig.update_layout(title=title, template=_TEMPLATE, barmode="group", height=480,
+                      sliders=[dict(active=start, steps=steps, currentvalue={"prefix": ""}, pad={"t": 50})])
+    fig.update_yaxes(range=[0, 1], tickformat=".0%")
+    fig.update_xaxes(type="category")
+    return fig

@@ -136,3 +136,38 @@ def test_seed_scores():
     assert len(fig.data[1].y) == 6
     with pytest.raises(ValueError, match="needs columns"):
         plots.seed_scores(frame, metrics=("hamming",))
+
+
+def test_balance_slider_frames_steps_and_values(y, groups):
+    from abalone_core import worked_example as we
+    from abalone_core.losses import base_loss
+
+    rng = np.random.default_rng(2)
+    z = rng.normal(size=(len(y), 6))
+    protos = rng.normal(size=(y.shape[1], 6))
+    betas, taus = (0.01, 0.1, 1.0), (0.1, 0.5)
+    grid = we.balance_grid(z[:16], y[:16], groups, protos, z[16:48], y[16:48], betas=betas, temperatures=taus)
+    fig = plots.balance_slider(grid)
+    assert len(fig.data) == 2 * 3                            # (L_Base, L_MSC) x three panels
+    assert len(fig.frames) == len(betas) * len(taus)
+    steps = fig.layout.sliders[0].steps
+    assert [s.label for s in steps] == [f.name for f in fig.frames] == \
+        [f"beta={b:g}, tau={t:g}" for b in betas for t in taus]
+    assert all(s.method == "animate" and list(s.args[0]) == [s.label] for s in steps)
+    assert fig.layout.sliders[0].active == [f.name for f in fig.frames].index("beta=0.1, tau=0.1")
+    assert list(fig.data[0].x) == ["head", "medium", "tail"]
+    # frame "beta=1, tau=0.5": the L_Base gradient panel against a direct computation
+    frame = next(f for f in fig.frames if f.name == "beta=1, tau=0.5")
+    names = [t.name for t in fig.data]
+    k = 4 + names[4:6].index("L_Base")                      # third panel (gradient_share), L_Base trace
+    direct = analysis.gradient_mass(z[:16], y[:16], base_loss, groups=groups, temperature=0.5)
+    expected = [direct["grad_share"][groups == g].sum() for g in ("head", "medium", "tail")]
+    np.testing.assert_allclose(frame.data[k].y, expected, rtol=1e-9)
+    # and the initial bars are the frame of the active step
+    start = fig.frames[fig.layout.sliders[0].active]
+    for trace, framed in zip(fig.data, start.data):
+        np.testing.assert_allclose(trace.y, framed.y)
+    fig = plots.balance_slider(grid, initial=None)
+    assert fig.layout.sliders[0].active == 0
+    with pytest.raises(ValueError, match="needs columns"):
+        plots.balance_slider(grid.drop(columns="gradient_share"))
