@@ -1,14 +1,18 @@
 """Helpers the book's notebooks call: figure display, Colab detection, profiles and run folders.
 
-Every chapter starts with::
+A chapter that trains starts with::
 
     from abalone_core import notebook as nb
-    env = nb.setup()                      # plotly renderer, quiet logs, Colab detection
-    cfg = nb.config_for("cpu", "msc", runs_dir=nb.runs_dir(None, "cpu"))
-    metrics = nb.run_or_load(cfg)         # trains once; later chapters reuse metrics.json
+    chapter = nb.chapter(profile, runs_dir, dataset=dataset, seed=seed, ...)  # calls setup()
+    metrics = chapter.run("msc")          # trains once; later chapters reuse metrics.json
+
+and one that only reads data or results with ``env = nb.setup()``. Importing this module
+changes nothing in the process: :func:`setup` registers the plotly renderer, sets the
+display options and quietens warnings and logs, for the kernel that calls it.
 
 Profiles (:data:`PROFILES`) are the budgets shared by all chapters: ``cpu`` runs the
-whole book in minutes on a laptop, ``gpu`` is the paper-like setting.
+whole book in minutes on a laptop, ``gpu`` is the paper-like setting. The paper's figures
+and row names come from :mod:`abalone_core.paper` (:func:`paper_table`, :func:`row_name`).
 """
 from __future__ import annotations
 
@@ -17,16 +21,14 @@ import logging
 import os
 import sys
 import warnings
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
 from . import paper
-from .config import SUPERVISED, Config
-
-# tqdm.auto warns when ipywidgets is missing; the chapters pass progress=False anyway.
-warnings.filterwarnings("ignore", message="IProgress not found")
+from .config import CONTRASTIVE, SUPERVISED, Config
 
 logger = logging.getLogger(__name__)
 
@@ -68,30 +70,57 @@ PROFILES: dict[str, dict] = {
     },
 }
 
-# The paper's test scores as tables (abalone_core.paper): Table 2 (linear evaluation),
-# Table 3 (supervised baselines and fine-tuning, AAPD) and Table 4 (representation quality, RCV1).
-LOSS_NAMES = {**paper.NAMES, "frozen": "L_MLM (frozen)"}
+
+# --------------------------------------------------------------------------- the paper's rows
+def row_name(row: str) -> str:
+    """The paper's name of a row (:data:`abalone_core.paper.NAMES`): ``msc`` -> ``L_MSC``,
+    ``frozen`` -> ``L_MLM``; a fine-tuning row ``<contrastive>-ft`` the paper does not name
+    gets ``<name of the contrastive row>-FT``; other rows keep their objective."""
+    if row in paper.NAMES:
+        return paper.NAMES[row]
+    if row.endswith("-ft"):
+        return f"{row_name(row[:-3])}-FT"
+    return row
 
 
-def _paper_frame(rows: dict, columns: dict, objectives) -> pd.DataFrame:
-    """rows: dataset label -> {objective: values}; columns: dataset label -> metric names."""
+def row_order(rows) -> list:
+    """``rows`` sorted in the paper's order (that of :data:`abalone_core.paper.NAMES`), others last."""
+    rank = {r: i for i, r in enumerate(paper.NAMES)}
+    return sorted(rows, key=lambda r: (rank.get(r, len(rank)), str(r)))
+
+
+# The paper's tables as frames: which rows, which datasets and metrics (abalone_core.paper holds the values).
+_PAPER_TABLES = {
+    "linear": (lambda: {"AAPD": paper.TABLE2["aapd"], "RCV1": paper.TABLE2["rcv1"]},
+               {"AAPD": paper.METRICS, "RCV1": paper.METRICS}, ("frozen", "base", "bqueue", "bqproto", "msc")),
+    "supervised": (lambda: {"AAPD": paper.TABLE3["aapd"]}, {"AAPD": paper.METRICS[:2]},
+                   ("bce", "focal", "asymmetric", "msc-ft")),
+    "clustering": (lambda: {"RCV1": paper.TABLE4}, {"RCV1": ("silhouette", "davies_bouldin")},
+                   ("frozen", "bce", "base", "msc", "msc-ft")),
+}
+
+
+def paper_table(name: str) -> pd.DataFrame:
+    """One of the paper's tables as a frame, from :mod:`abalone_core.paper`.
+
+    Args:
+        name: ``linear`` (Table 2, linear evaluation on AAPD and RCV1), ``supervised`` (Table 3,
+            supervised losses and fine-tuning on AAPD) or ``clustering`` (Table 4, RCV1).
+    Returns:
+        One row per objective: ``objective``, ``loss`` (:func:`row_name`) and ``<DATASET> <metric>``
+        columns (F1 in percent, Hamming loss x 10^3).
+    """
+    if name not in _PAPER_TABLES:
+        raise ValueError(f"unknown paper table {name!r}; choose one of {sorted(_PAPER_TABLES)}")
+    tables, columns, objectives = _PAPER_TABLES[name]
+    tables = tables()
     out = []
     for objective in objectives:
-        row = {"objective": objective, "loss": LOSS_NAMES[objective]}
-        for label, table in rows.items():
+        row = {"objective": objective, "loss": row_name(objective)}
+        for label, table in tables.items():
             row.update({f"{label} {m}": v for m, v in zip(columns[label], table[objective])})
         out.append(row)
     return pd.DataFrame(out)
-
-
-PAPER_LINEAR = _paper_frame({"AAPD": paper.TABLE2["aapd"], "RCV1": paper.TABLE2["rcv1"]},
-                            {"AAPD": paper.METRICS, "RCV1": paper.METRICS},
-                            ("frozen", "base", "bqueue", "bqproto", "msc"))
-PAPER_SUPERVISED = _paper_frame({"AAPD": paper.TABLE3["aapd"]}, {"AAPD": paper.METRICS[:2]},
-                                ("bce", "focal", "asymmetric", "msc-ft"))
-PAPER_CLUSTERING = _paper_frame({"RCV1": paper.TABLE4}, {"RCV1": ("silhouette", "davies_bouldin")},
-                                ("frozen", "bce", "base", "msc", "msc-ft"))
-PAPER_COST = paper.COST
 
 
 # --------------------------------------------------------------------------- environment
@@ -150,6 +179,8 @@ def setup(quiet: bool = True) -> dict:
             logging.getLogger(name).setLevel(logging.ERROR)
         warnings.filterwarnings("ignore", category=FutureWarning)
         warnings.filterwarnings("ignore", message=".*n_jobs value.*")
+        # tqdm.auto warns when ipywidgets is missing; the chapters pass progress=False anyway.
+        warnings.filterwarnings("ignore", message="IProgress not found")
         try:
             import transformers
 
@@ -168,6 +199,13 @@ def profile_overrides(profile: str) -> dict:
     return json.loads(json.dumps(PROFILES[profile]))
 
 
+def _runs_folder(path, profile: str) -> Path:
+    if path:
+        return Path(path)
+    profile_overrides(profile)  # validates the name
+    return (repo_root() or Path(".")) / "runs" / f"book-{profile}"
+
+
 def repo_root(start=None) -> Path | None:
     """The checkout holding the book (a folder with ``_toc.yml`` and ``notebooks/``), searched
     from ``start`` (default: the working directory) upwards; None outside a checkout (Colab)."""
@@ -184,10 +222,7 @@ def runs_dir(path=None, profile: str = "cpu") -> Path:
     ``path`` if given, else ``runs/book-<profile>`` under the checkout (so a chapter
     opened from ``notebooks/`` finds the runs of the build), else under the working directory.
     """
-    if path:
-        return Path(path)
-    profile_overrides(profile)  # validates the name
-    return (repo_root() or Path(".")) / "runs" / f"book-{profile}"
+    return _runs_folder(path, profile)
 
 
 def results_dir(path=None) -> Path:
@@ -221,10 +256,61 @@ def config_for(profile: str, objective: str, runs_dir=None, name: str | None = N
     return Config.from_dict(values)
 
 
-def _comparable(d: dict) -> dict:
-    d = json.loads(json.dumps(d))  # tuples -> lists, as in metrics.json
-    d.pop("output_dir", None)
-    return d
+@dataclass
+class Chapter:
+    """What a chapter that trains shares with the others: its profile, the run folder and the
+    settings of its parameters cell (:func:`chapter` builds it)."""
+
+    profile: str
+    root: Path
+    settings: dict = field(default_factory=dict)
+    env: dict = field(default_factory=dict)
+
+    def config(self, objective: str, name: str | None = None, **extra) -> Config:
+        """The configuration of one run of this chapter (:func:`config_for` with its settings;
+        ``extra`` adds or replaces settings, e.g. ``init_from``)."""
+        return config_for(self.profile, objective, runs_dir=self.root, name=name, **{**self.settings, **extra})
+
+    def run(self, objective: str, name: str | None = None, **extra) -> dict:
+        """Metrics of one run, trained once (:func:`run_or_load`)."""
+        return run_or_load(self.config(objective, name=name, **extra))
+
+    def run_dir(self, name: str) -> Path:
+        """Folder of the run ``name`` (an objective, or e.g. ``msc-ft``)."""
+        return self.root / name
+
+
+def chapter(profile: str = "cpu", runs_dir=None, **settings) -> Chapter:
+    """The preamble of a chapter that trains: :func:`setup`, the profile's run folder
+    (:func:`runs_dir`) and the parameters every run of the chapter shares.
+
+    Args:
+        profile: ``cpu`` or ``gpu`` (see :data:`PROFILES`).
+        runs_dir: the notebook's ``runs_dir`` parameter (None: ``runs/book-<profile>``).
+        **settings: Config values of the parameters cell (``dataset``, ``backbone``, ``max_steps``,
+            ``seed``, ``device``...); None keeps the profile's value.
+    """
+    env = setup()
+    return Chapter(profile=profile, root=_runs_folder(runs_dir, profile), settings=dict(settings), env=env)
+
+
+#: Config fields that do not change what a run computes: where it is written and which device
+#: computes it. The rule of abalone_core.train.Trainer.restore, which resumes a checkpoint only
+#: when every other field is the same.
+RUN_INDEPENDENT = ("output_dir", "device")
+
+
+def _plain(d: dict) -> dict:
+    return json.loads(json.dumps(d, default=str))  # tuples -> lists, as in a saved file
+
+
+def config_differences(config: Config | dict, saved: Config | dict, ignore=RUN_INDEPENDENT) -> dict:
+    """``{field: (config's value, saved value)}`` for the fields of ``config`` that ``saved``
+    (a configuration read from config.yaml, metrics.json or a checkpoint) holds differently,
+    ``ignore`` left out; tuples and lists with the same items are equal. Empty: the same run."""
+    mine = _plain(config.to_dict() if isinstance(config, Config) else dict(config))
+    theirs = _plain(saved.to_dict() if isinstance(saved, Config) else dict(saved))
+    return {k: (mine[k], theirs.get(k)) for k in mine if k not in ignore and mine[k] != theirs.get(k)}
 
 
 def saved_config(run_dir) -> dict | None:
@@ -240,6 +326,9 @@ def run_or_load(config: Config, progress: bool = False) -> dict:
     same configuration, else trained (resumed if a checkpoint of the same configuration
     exists, restarted if the folder holds another configuration).
 
+    "The same configuration" follows :func:`config_differences`: the run folder and the device
+    do not count (:data:`RUN_INDEPENDENT`, the rule of the trainer's resume), every other field does.
+
     Returns:
         the metrics dict of :func:`abalone_core.train.run`.
     """
@@ -247,14 +336,14 @@ def run_or_load(config: Config, progress: bool = False) -> dict:
 
     out = Path(config.output_dir)
     saved = saved_config(out)
-    if saved is not None and _comparable(saved) == _comparable(config.to_dict()):
+    if saved is not None and not config_differences(config, saved):
         return json.loads((out / "metrics.json").read_text())
     restart = False
     if (out / "config.yaml").exists():
-        previous = Config.from_file(out / "config.yaml")
-        restart = _comparable(previous.to_dict()) != _comparable(config.to_dict())
+        differ = config_differences(config, Config.from_file(out / "config.yaml"))
+        restart = bool(differ)
         if restart:
-            logger.warning("%s holds a run with another configuration; starting over", out)
+            logger.warning("%s holds a run with another configuration (%s); starting over", out, sorted(differ))
     return run(config, resume=not restart, progress=progress)
 
 
@@ -316,16 +405,53 @@ def run_embeddings(run_dir, split: str = "test", batch_size: int = 64) -> dict:
 
 
 # --------------------------------------------------------------------------- results
+def _source_objective(init_from) -> str | None:
+    """The objective of the contrastive run a fine-tuning started from: read from that run's
+    ``config.yaml`` or ``metrics.json``; None when the folder is not there any more."""
+    folder = Path(str(init_from))
+    for name in ("metrics.json", "config.yaml"):
+        path = folder / name
+        try:
+            if name.endswith(".json"):
+                record = json.loads(path.read_text())
+                saved = {"objective": record.get("objective"), **(record.get("config") or {})}
+            else:
+                import yaml
+
+                saved = yaml.safe_load(path.read_text()) or {}
+        except (OSError, ValueError, AttributeError):
+            continue
+        objective = saved.get("objective") if isinstance(saved, dict) else None
+        if objective:
+            return objective
+    return None
+
+
+def result_row(m: dict) -> str:
+    """The row of the comparison tables a result belongs to (the names of :mod:`abalone_core.rows`).
+
+    A record that names its row (the sweep notebook writes ``objective: msc-ft`` with
+    ``loss: bce``) keeps it. A run's own ``metrics.json`` names its loss: a supervised loss
+    trained from a contrastive encoder (``config.init_from``) is the row ``<contrastive>-ft``,
+    the contrastive objective read from that run's files (``?-ft`` when they are gone).
+    """
+    objective = m["objective"]
+    cfg = m.get("config") or {}
+    if objective in SUPERVISED and cfg.get("init_from") and "loss" not in m:
+        source = _source_objective(cfg["init_from"])
+        if source is None and Path(str(cfg["init_from"])).name in CONTRASTIVE:  # the book's runs/<objective>
+            source = Path(str(cfg["init_from"])).name
+        return f"{source if source in CONTRASTIVE else '?'}-ft"
+    return objective
+
+
 def _record(m: dict, source: str) -> dict:
     cfg = m.get("config") or {}
     test = m["test"]
     hw = m.get("hardware") or {}
     budget = cfg.get("max_steps") or (f"{cfg['epochs']} epochs" if "epochs" in cfg else None)
-    objective = m["objective"]
-    if objective in ("bce", "focal", "asymmetric") and cfg.get("init_from"):
-        objective = f"{Path(str(cfg['init_from'])).name}-ft"
     return {
-        "objective": objective,
+        "objective": result_row(m),
         "dataset": m.get("dataset", cfg.get("dataset")),
         "backbone": cfg.get("backbone"),
         "micro_f1": test.get("micro_f1"),
@@ -343,18 +469,29 @@ def _record(m: dict, source: str) -> dict:
     }
 
 
+def _run_folder(f: Path, m: dict) -> Path:
+    """The run directory a result belongs to: a metrics.json's folder; for another record its
+    ``config.output_dir`` (the sweep writes ``results/<run id>.json`` for the run in
+    ``runs/<run id>``), else the file's folder."""
+    out = (m.get("config") or {}).get("output_dir")
+    return Path(out).resolve() if out and f.name != "metrics.json" else f.parent.resolve()
+
+
 def collect_results(*roots) -> pd.DataFrame:
     """Every finished run found under ``roots``: run directories' metrics.json and JSON records.
 
     A JSON file counts when it holds ``objective`` and ``test`` keys (the format of
-    metrics.json). Missing roots are skipped.
+    metrics.json). A run counts once: when a record written for it (a sweep's ``result.json``,
+    which names its row and adds clustering scores) is found, the run's own ``metrics.json``
+    is left out, and so are the sub-runs of a run's ``lr_head_grid`` (``<run>/lr_head=<lr>/``).
+    Missing roots are skipped.
 
     Returns:
-        One row per run: objective (``<run>-ft`` for fine-tuning), dataset, backbone, test
-        micro_f1 / macro_f1 / hamming / f1_head / f1_tail, train_docs, steps, budget, seed,
-        train_minutes, hardware, source (file path).
+        One row per run: objective (the row, :func:`result_row`: ``msc-ft`` for fine-tuning), dataset,
+        backbone, test micro_f1 / macro_f1 / hamming / f1_head / f1_tail, train_docs, steps, budget,
+        seed, train_minutes, hardware, source (file path).
     """
-    rows = []
+    found = []
     for root in roots:
         root = Path(root)
         files = [root] if root.is_file() else sorted(root.rglob("*.json")) if root.is_dir() else []
@@ -364,7 +501,22 @@ def collect_results(*roots) -> pd.DataFrame:
             except (json.JSONDecodeError, UnicodeDecodeError):
                 continue
             if isinstance(m, dict) and "objective" in m and isinstance(m.get("test"), dict):
-                rows.append(_record(m, str(f)))
+                found.append((f, m))
+    written = [(f, m) for f, m in found if f.name != "metrics.json"]
+
+    def recorded(f: Path, m: dict) -> bool:
+        """A metrics.json whose run has a record of its own: the record names the run's folder,
+        or sits beside it with the same configuration."""
+        folder = f.parent.resolve()
+        return any(_run_folder(g, r) == folder
+                   or (g.parent.resolve() == folder and bool(m.get("config"))
+                       and not config_differences(m["config"], r.get("config") or {}))
+                   for g, r in written)
+
+    # a run with a grid of head learning rates keeps one sub-run per rate in its folder: the run counts once
+    searched = {_run_folder(f, m) for f, m in found if "lr_head_search" in m}
+    rows = [_record(m, str(f)) for f, m in found
+            if not (f.name == "metrics.json" and recorded(f, m)) and _run_folder(f, m).parent not in searched]
     columns = list(_record({"objective": "", "test": {}}, "").keys())
     return pd.DataFrame(rows, columns=columns)
 
@@ -383,8 +535,7 @@ def label_group_of_docs(labels, train_counts) -> np.ndarray:
     return out.astype(str)
 
 
-__all__ = ["PROFILES", "RENDERER", "PAPER_LINEAR", "PAPER_SUPERVISED", "PAPER_CLUSTERING", "PAPER_COST",
-           "LOSS_NAMES", "in_colab", "register_renderer", "setup", "profile_overrides", "repo_root", "runs_dir",
-           "results_dir",
-           "config_for", "saved_config", "run_or_load", "history", "checkpoints", "scores_table",
-           "run_encoder", "run_embeddings", "collect_results", "label_group_of_docs"]
+__all__ = ["PROFILES", "RENDERER", "RUN_INDEPENDENT", "row_name", "row_order", "paper_table", "in_colab",
+           "register_renderer", "setup", "profile_overrides", "repo_root", "runs_dir", "results_dir", "config_for",
+           "Chapter", "chapter", "config_differences", "saved_config", "run_or_load", "history", "checkpoints",
+           "scores_table", "run_encoder", "run_embeddings", "result_row", "collect_results", "label_group_of_docs"]

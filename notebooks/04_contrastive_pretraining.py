@@ -53,23 +53,16 @@ device = "auto"        # "auto", "cpu", "cuda", "cuda:1", ...
 runs_dir = None        # None: runs/book-<profile> in the checkout (shared by chapters 4 to 8)
 
 # %%
-from abalone_core import notebook as nb
-
-env = nb.setup()
-root = nb.runs_dir(runs_dir, profile)
-settings = dict(dataset=dataset, backbone=backbone, max_steps=max_steps, seed=seed, device=device)
-
-
-def config(objective, **extra):
-    """The book's configuration of one run under the chosen profile."""
-    return nb.config_for(profile, objective, runs_dir=root, **settings, **extra)
-
 import time
 
 import pandas as pd
 
+from abalone_core import notebook as nb
 from abalone_core import plots
 
+chapter = nb.chapter(profile, runs_dir, dataset=dataset, backbone=backbone, max_steps=max_steps, seed=seed,
+                     device=device)  # setup(), the run folder, the settings every run of the chapter shares
+root, config = chapter.root, chapter.config
 objectives = ["base", "bqueue", "bqproto", "msc"]
 configs = {o: config(o) for o in objectives}
 shown = ["dataset", "backbone", "subset", "max_length", "batch_size", "max_steps", "epochs", "temperature", "beta",
@@ -102,7 +95,7 @@ pd.DataFrame({o: {"steps": m["steps"], "training seconds": m["train_seconds"],
 # shapes, not their levels.
 
 # %%
-curves = pd.concat([nb.history(cfg.output_dir).assign(run=nb.LOSS_NAMES[o]) for o, cfg in configs.items()])
+curves = pd.concat([nb.history(cfg.output_dir).assign(run=nb.row_name(o)) for o, cfg in configs.items()])
 plots.training_curves(curves, x="step", y="train_loss", title="Training loss").show()
 if "val_loss" in curves:
     plots.training_curves(curves, x="step", y="val_loss", title="Validation loss").show()
@@ -119,7 +112,7 @@ listing = pd.concat([nb.checkpoints(cfg.output_dir).assign(run=o) for o, cfg in 
 listing.pivot(index="file", columns="run", values="MB").round(1)
 
 # %%
-nb.scores_table({nb.LOSS_NAMES[o]: m for o, m in metrics.items()})
+nb.scores_table({nb.row_name(o): m for o, m in metrics.items()})
 
 # %% [markdown]
 # The table gives test scores of the linear evaluation (micro- and macro-F1 in percent,

@@ -44,28 +44,21 @@ ft_from = "msc"       # contrastive run fine-tuned with BCE (the L_*-FT rows)
 runs_dir = None        # None: runs/book-<profile> in the checkout (shared by chapters 4 to 8)
 
 # %%
-from abalone_core import notebook as nb
-
-env = nb.setup()
-root = nb.runs_dir(runs_dir, profile)
-settings = dict(dataset=dataset, backbone=backbone, max_steps=max_steps, seed=seed, device=device)
-
-
-def config(objective, **extra):
-    """The book's configuration of one run under the chosen profile."""
-    return nb.config_for(profile, objective, runs_dir=root, **settings, **extra)
-
 import pandas as pd
 import plotly.express as px
 from IPython.display import Markdown, display
 
+from abalone_core import notebook as nb
 from abalone_core import plots
 
+chapter = nb.chapter(profile, runs_dir, dataset=dataset, backbone=backbone, max_steps=max_steps, seed=seed,
+                     device=device)  # setup(), the run folder, the settings every run of the chapter shares
+root, config = chapter.root, chapter.config
 contrastive = ["base", "bqueue", "bqproto", "msc"]
 metrics = {o: nb.run_or_load(config(o)) for o in contrastive}  # read from chapter 4 when it ran
 ft_name = f"{ft_from}-ft"
 metrics[ft_name] = nb.run_or_load(config("bce", name=ft_name, init_from=str(root / ft_from)))
-names = {**nb.LOSS_NAMES, ft_name: f"{nb.LOSS_NAMES[ft_from]}-FT"}
+names = {k: nb.row_name(k) for k in metrics}  # the paper's names (abalone_core.paper)
 
 # %% [markdown]
 # ## Scores
@@ -86,7 +79,7 @@ ours
 # is undertrained here. The `gpu` profile gives every run 20 epochs.
 
 # %%
-nb.PAPER_LINEAR.set_index("loss").drop(columns="objective")
+nb.paper_table("linear").set_index("loss").drop(columns="objective")
 
 # %%
 best = ours["macro_f1"].idxmax()

@@ -47,39 +47,32 @@ device = "auto"        # "auto", "cpu", "cuda", "cuda:1", ...
 runs_dir = None        # None: runs/book-<profile> in the checkout (shared by chapters 4 to 8)
 
 # %%
-from abalone_core import notebook as nb
-
-env = nb.setup()
-root = nb.runs_dir(runs_dir, profile)
-settings = dict(dataset=dataset, backbone=backbone, max_steps=max_steps, seed=seed, device=device)
-
-
-def config(objective, **extra):
-    """The book's configuration of one run under the chosen profile."""
-    return nb.config_for(profile, objective, runs_dir=root, **settings, **extra)
-
 import pandas as pd
 from IPython.display import Markdown, display
 
+from abalone_core import notebook as nb
 from abalone_core import plots
 
+chapter = nb.chapter(profile, runs_dir, dataset=dataset, backbone=backbone, max_steps=max_steps, seed=seed,
+                     device=device)  # setup(), the run folder, the settings every run of the chapter shares
+root, config = chapter.root, chapter.config
 objectives = ["bce", "focal", "asymmetric"]
 metrics = {o: nb.run_or_load(config(o)) for o in objectives}
 # the contrastive L_MSC run, only if an earlier chapter trained it with the same settings
 msc = config("msc")
 if nb.saved_config(msc.output_dir) is not None:
     metrics["msc"] = nb.run_or_load(msc)
-scores = nb.scores_table({nb.LOSS_NAMES[o]: m for o, m in metrics.items()})
+scores = nb.scores_table({nb.row_name(o): m for o, m in metrics.items()})
 scores
 
 # %%
-nb.PAPER_SUPERVISED.set_index("loss").drop(columns="objective")
+nb.paper_table("supervised").set_index("loss").drop(columns="objective")
 
 # %% [markdown]
 # ## Validation F1 during training
 
 # %%
-curves = pd.concat([nb.history(config(o).output_dir).assign(run=nb.LOSS_NAMES[o]) for o in objectives])
+curves = pd.concat([nb.history(config(o).output_dir).assign(run=nb.row_name(o)) for o in objectives])
 plots.training_curves(curves, x="step", y="val_macro_f1", title="Validation macro-F1").show()
 plots.training_curves(curves, x="step", y="train_loss", title="Training loss (each loss on its own scale)").show()
 
@@ -88,7 +81,7 @@ plots.training_curves(curves, x="step", y="train_loss", title="Training loss (ea
 
 # %%
 first = metrics["bce"]
-plots.f1_vs_frequency({nb.LOSS_NAMES[o]: m["test"]["per_label_f1"] for o, m in metrics.items()},
+plots.f1_vs_frequency({nb.row_name(o): m["test"]["per_label_f1"] for o, m in metrics.items()},
                       first["train_label_counts"], names=first["label_names"]).show()
 
 # %%

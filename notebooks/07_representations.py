@@ -49,24 +49,17 @@ umap_neighbors = 15
 runs_dir = None        # None: runs/book-<profile> in the checkout (shared by chapters 4 to 8)
 
 # %%
-from abalone_core import notebook as nb
-
-env = nb.setup()
-root = nb.runs_dir(runs_dir, profile)
-settings = dict(dataset=dataset, backbone=backbone, max_steps=max_steps, seed=seed, device=device)
-
-
-def config(objective, **extra):
-    """The book's configuration of one run under the chosen profile."""
-    return nb.config_for(profile, objective, runs_dir=root, **settings, **extra)
-
 import numpy as np
 import pandas as pd
 from IPython.display import Markdown, display
 
 from abalone_core import analysis, plots
+from abalone_core import notebook as nb
 
-runs = {"frozen": "L_MLM (frozen)", "bce": "BCE", "msc": "L_MSC"}
+chapter = nb.chapter(profile, runs_dir, dataset=dataset, backbone=backbone, max_steps=max_steps, seed=seed,
+                     device=device)  # setup(), the run folder, the settings every run of the chapter shares
+root, config = chapter.root, chapter.config
+runs = {o: nb.row_name(o) for o in ("frozen", "bce", "msc")}  # objective -> the paper's name
 for o in runs:
     nb.run_or_load(config(o))  # reuses chapters 4 and 6 when they ran
 emb = {o: nb.run_embeddings(root / o, split="test") for o in runs}
@@ -82,7 +75,7 @@ table4 = pd.concat([analysis.clustering_scores(e["x"], e["y"], shares=[0.5], met
 table4[["n_docs", "n_classes", "silhouette", "davies_bouldin"]]
 
 # %%
-nb.PAPER_CLUSTERING.set_index("loss").drop(columns="objective")
+nb.paper_table("clustering").set_index("loss").drop(columns="objective")
 
 # %% [markdown]
 # ## Against the share of combinations kept (Figure 2)

@@ -44,6 +44,7 @@ import pandas as pd
 from IPython.display import Markdown, display
 
 from abalone_core import notebook as nb
+from abalone_core import paper
 
 env = nb.setup()
 root = nb.runs_dir(runs_dir, profile)
@@ -67,29 +68,28 @@ found[shown].sort_values(["dataset", "backbone", "objective"]).reset_index(drop=
 # ## Against the paper
 
 # %%
-order = ["frozen", "base", "bqueue", "bqproto", "msc", "bce", "focal", "asymmetric", "msc-ft"]
-paper = pd.concat([nb.PAPER_LINEAR.set_index("objective"),
-                   nb.PAPER_SUPERVISED.set_index("objective")[["AAPD micro_f1", "AAPD macro_f1"]]])
-paper = paper[~paper.index.duplicated()]
+reported = pd.concat([nb.paper_table("linear").set_index("objective"),
+                      nb.paper_table("supervised").set_index("objective")[["AAPD micro_f1", "AAPD macro_f1"]]])
+reported = reported[~reported.index.duplicated()]
 mine = found.groupby(["dataset", "objective"])[["micro_f1", "macro_f1", "hamming"]].mean().unstack("dataset")
 mine.columns = [f"{dataset} {metric} (found)" for metric, dataset in mine.columns]
-side = paper.drop(columns="loss").join(mine, how="outer")
-side.index = [nb.LOSS_NAMES.get(o, o) for o in side.index]
-side.reindex([nb.LOSS_NAMES.get(o, o) for o in order if nb.LOSS_NAMES.get(o, o) in side.index]
-             + [i for i in side.index if i not in [nb.LOSS_NAMES.get(o, o) for o in order]])
+side = reported.drop(columns="loss").join(mine, how="outer")
+side = side.loc[nb.row_order(side.index)]  # the paper's row order, other rows last
+side.index = [nb.row_name(o) for o in side.index]
+side
 
 # %%
-nb.PAPER_CLUSTERING.set_index("loss").drop(columns="objective")
+nb.paper_table("clustering").set_index("loss").drop(columns="objective")
 
 # %%
-paper_rank = nb.PAPER_LINEAR.set_index("objective")["AAPD macro_f1"].sort_values(ascending=False)
-lines = [f"- Cost: the paper reports {nb.PAPER_COST}; the runs found here took "
+paper_rank = nb.paper_table("linear").set_index("objective")["AAPD macro_f1"].sort_values(ascending=False)
+lines = [f"- Cost: the paper reports {paper.COST}; the runs found here took "
          f"{found['train_minutes'].sum():.1f} training minutes in total.",
          f"- Contrastive rows by macro-F1 in the paper (AAPD): "
-         f"{', '.join(nb.LOSS_NAMES[o] for o in paper_rank.index)}."]
+         f"{', '.join(nb.row_name(o) for o in paper_rank.index)}."]
 for dataset, part in found.groupby("dataset"):
     ranked = part.groupby("objective")["macro_f1"].mean().sort_values(ascending=False)
-    ranked = [nb.LOSS_NAMES[o] for o in ranked.index if o in paper_rank.index]
+    ranked = [nb.row_name(o) for o in ranked.index if o in paper_rank.index]
     if ranked:
         lines.append(f"- The same rows found for {dataset}: {', '.join(ranked)}.")
 if found.empty:
@@ -122,7 +122,7 @@ from abalone_core.claims import check_claims
 from abalone_core.plots import seed_scores
 
 grids = sorted(committed.rglob("runs.jsonl")) if committed.is_dir() else []
-rank = {objective: i for i, objective in enumerate(sw.PAPER_NAMES)}  # the paper's row order
+rank = {objective: i for i, objective in enumerate(paper.NAMES)}  # the paper's row order
 runs = {path.parent.name: sw.records_table(path).sort_values(["dataset", "objective", "seed"],
                                                              key=lambda s: s.map(rank).fillna(99) if s.name == "objective" else s)
         for path in grids}
@@ -133,8 +133,8 @@ for name, path in zip(runs, grids):
     for dataset in part["dataset"].unique():  # one table per dataset: rows = objectives, columns = metrics
         table = sw.aggregate(path, columns=(), where={"dataset": dataset},
                              metrics=("micro_f1", "macro_f1", "hamming", "silhouette", "davies_bouldin"))
-        table = table.loc[sorted(table.index, key=lambda o: rank.get(o, 99))]
-        table.index = [sw.PAPER_NAMES.get(o, o) for o in table.index]
+        table = table.loc[nb.row_order(table.index)]
+        table.index = [nb.row_name(o) for o in table.index]
         display(Markdown(f"*{dataset}*"))
         display(table)
 if not grids:
@@ -145,7 +145,8 @@ if not grids:
 
 # %%
 for name, part in runs.items():
-    seed_scores(part, metrics=("micro_f1", "macro_f1", "silhouette"), names=sw.PAPER_NAMES,
+    seed_scores(part, metrics=("micro_f1", "macro_f1", "silhouette"),
+                names={o: nb.row_name(o) for o in part["objective"].unique()},
                 title=f"{name}: test scores over seeds").show()
 
 # %% [markdown]

@@ -1,16 +1,11 @@
-"""The book's chapters: structure of the committed notebooks, the helpers they call
-(abalone_core.notebook) and a papermill execution of every chapter with its defaults.
-
-All chapters execute once per test session (shared by parallel workers and by
-tests/test_book_browser.py): chapters 4 to 7 share one run folder, so each training
-run happens once.
+"""The book's chapters: structure of the committed notebooks and of their paired scripts, and the
+helpers they call (abalone_core.notebook). Their execution is tested in tests/test_book_execution.py.
 """
 from __future__ import annotations
 
 import ast
-import importlib.util
 import json
-import os
+import subprocess
 import sys
 from pathlib import Path
 
@@ -19,36 +14,11 @@ import numpy as np
 import pytest
 import yaml
 
-ROOT = Path(__file__).resolve().parents[1]
-EXPECTED = ["01_long_tails", "02_lack_of_positives", "03_attraction_repulsion", "04_contrastive_pretraining",
-            "05_evaluation", "06_supervised_baselines", "07_representations", "08_results"]
+from helpers import CHAPTERS, ROOT, code_cells, load_build_script
+
+EXPECTED = CHAPTERS
 NOTEBOOKS = [ROOT / "notebooks" / f"{name}.ipynb" for name in EXPECTED]
 TRAINING = {"04_contrastive_pretraining", "05_evaluation", "06_supervised_baselines", "07_representations"}
-WITH_FIGURES = set(EXPECTED)  # chapter 8: the committed sweep results in results/sweep_cpu
-
-
-def load_build_script():
-    spec = importlib.util.spec_from_file_location("build_book", ROOT / "scripts" / "build_book.py")
-    module = importlib.util.module_from_spec(spec)
-    sys.modules.setdefault("build_book", module)
-    spec.loader.exec_module(module)
-    return module
-
-
-def shared_base(tmp_path_factory) -> Path:
-    """A folder common to every xdist worker of this session (the workers' basetemp parent).
-
-    ``ABALONE_BOOK_BUILD=<folder>`` names a folder instead, so that a later session reuses the
-    execution recorded there (its ``report.json``) rather than running every chapter again.
-    """
-    if os.environ.get("ABALONE_BOOK_BUILD"):
-        return Path(os.environ["ABALONE_BOOK_BUILD"])
-    base = tmp_path_factory.getbasetemp()
-    return (base.parent if os.environ.get("PYTEST_XDIST_WORKER") else base) / "book"
-
-
-def code_cells(nb):
-    return [c for c in nb.cells if c.cell_type == "code"]
 
 
 @pytest.fixture(scope="module")
@@ -178,6 +148,31 @@ def test_references_cover_the_cited_works():
 
 
 # --------------------------------------------------------------------------- helpers
+def test_importing_the_helpers_changes_nothing_in_the_process():
+    """Warnings filters, logging levels, plotly's renderers and pandas' options are set by
+    setup(), for the kernel that calls it, not by ``import abalone_core.notebook``."""
+    code = """
+import logging, sys, warnings
+import numpy, pandas, abalone_core.config, abalone_core.paper  # what the module imports anyway
+import plotly.io as pio
+pio.renderers.default  # plotly loads its renderers (and their warnings filters) on first use
+before = (list(warnings.filters), pio.renderers.default, list(pio.renderers),
+          {n: logging.getLogger(n).level for n in ("transformers", "abalone_core", "umap", "numba")},
+          pandas.get_option("display.precision"), logging.root.level, len(logging.root.handlers))
+import abalone_core.notebook as nb
+after = (list(warnings.filters), pio.renderers.default, list(pio.renderers),
+         {n: logging.getLogger(n).level for n in ("transformers", "abalone_core", "umap", "numba")},
+         pandas.get_option("display.precision"), logging.root.level, len(logging.root.handlers))
+assert after == before, [(b, a) for b, a in zip(before, after) if a != b]
+nb.setup()
+assert pio.renderers.default == nb.RENDERER and any("IProgress" in str(f[1]) for f in warnings.filters)
+assert logging.getLogger("transformers").level == logging.ERROR
+print("ok")
+"""
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT, timeout=300)
+    assert done.returncode == 0 and done.stdout.strip() == "ok", done.stderr[-3000:]
+
+
 def test_renderer_emits_html_without_plotly_js():
     import plotly.graph_objects as go
     import plotly.io as pio
@@ -205,6 +200,62 @@ def test_setup_picks_renderer_and_detects_colab(monkeypatch):
     assert nb.setup()["renderer"] == "colab"
 
 
+def test_paper_rows_and_tables_come_from_paper_py():
+    from abalone_core import notebook as nb
+    from abalone_core import paper
+
+    assert not [n for n in dir(nb) if n.startswith("PAPER_") or n == "LOSS_NAMES"], "no copies of paper.py"
+    assert all(nb.row_name(o) == name for o, name in paper.NAMES.items())
+    assert nb.row_name("frozen") == paper.NAMES["frozen"]  # one name for the frozen row, everywhere
+    assert nb.row_name("bqueue-ft") == f"{paper.NAMES['bqueue']}-FT" and nb.row_name("tfidf-linear") == "tfidf-linear"
+    assert nb.row_order(["tfidf-linear", "msc-ft", "bce", "frozen", "msc"]) == ["frozen", "msc", "bce", "msc-ft",
+                                                                               "tfidf-linear"]
+    linear = nb.paper_table("linear").set_index("objective")
+    assert list(linear.index) == ["frozen", "base", "bqueue", "bqproto", "msc"]
+    assert linear.at["msc", "AAPD macro_f1"] == paper.TABLE2["aapd"]["msc"][1]
+    assert linear.at["frozen", "RCV1 hamming"] == paper.TABLE2["rcv1"]["frozen"][2]
+    assert linear.at["frozen", "loss"] == paper.NAMES["frozen"]
+    supervised = nb.paper_table("supervised").set_index("objective")
+    assert supervised.at["msc-ft", "AAPD micro_f1"] == paper.TABLE3["aapd"]["msc-ft"][0]
+    assert "AAPD hamming" not in supervised
+    clustering = nb.paper_table("clustering").set_index("objective")
+    assert clustering.at["base", "RCV1 davies_bouldin"] == paper.TABLE4["base"][1]
+    with pytest.raises(ValueError, match="unknown paper table"):
+        nb.paper_table("table9")
+
+
+def test_chapters_use_the_shared_helpers(notebooks):
+    """The chapters that train share one preamble (nb.chapter), and name rows through paper.py."""
+    for name, nb in notebooks.items():
+        source = "\n".join(c.source for c in code_cells(nb))
+        assert "LOSS_NAMES" not in source and "PAPER_" not in source and '"L_MLM' not in source, name
+        if name in TRAINING:
+            assert "nb.chapter(profile, runs_dir," in source and "def config(" not in source, name
+
+
+def test_chapter_prepares_the_kernel_and_configures_its_runs(tmp_path, monkeypatch):
+    import plotly.io as pio
+
+    from abalone_core import notebook as nb
+
+    monkeypatch.setattr(pio.renderers, "default", pio.renderers.default)
+    chapter = nb.chapter("cpu", tmp_path, dataset=None, backbone=None, max_steps=None, seed=3, device="cpu")
+    assert pio.renderers.default == nb.RENDERER and chapter.env["renderer"] == nb.RENDERER
+    assert chapter.root == tmp_path and chapter.run_dir("msc-ft") == tmp_path / "msc-ft"
+    cfg = chapter.config("msc")
+    assert (cfg.seed, cfg.device, cfg.max_steps) == (3, "cpu", nb.PROFILES["cpu"]["max_steps"])
+    assert cfg == nb.config_for("cpu", "msc", runs_dir=tmp_path, seed=3, device="cpu")
+    ft = chapter.config("bce", name="msc-ft", init_from=str(tmp_path / "msc"), seed=4)
+    assert Path(ft.output_dir) == tmp_path / "msc-ft" and ft.seed == 4 and ft.lr_head != cfg.lr_head
+    calls = []
+    monkeypatch.setattr(nb, "run_or_load", lambda config: calls.append(config) or {"objective": config.objective})
+    assert chapter.run("focal") == {"objective": "focal"} and calls[0] == chapter.config("focal")
+    default = nb.chapter("gpu")
+    assert default.root == nb.runs_dir(None, "gpu") and default.root.name == "book-gpu"
+    with pytest.raises(ValueError, match="unknown profile"):
+        nb.chapter("tpu")
+
+
 def test_config_for_merges_profile_and_ignores_none(tmp_path):
     from abalone_core import notebook as nb
 
@@ -218,11 +269,11 @@ def test_config_for_merges_profile_and_ignores_none(tmp_path):
         nb.config_for("tpu", "msc")
 
 
-def test_run_or_load_reuses_a_finished_run(tmp_path, monkeypatch):
-    from abalone_core import notebook as nb
+def _fake_training(monkeypatch, checkpoint_only=()):
+    """train.run replaced by a recorder that writes config.yaml and (unless the run's folder is
+    in ``checkpoint_only``) metrics.json."""
     from abalone_core import train
 
-    cfg = nb.config_for("cpu", "base", runs_dir=tmp_path)
     calls = []
 
     def fake_run(config, resume=True, progress=True):
@@ -230,10 +281,19 @@ def test_run_or_load_reuses_a_finished_run(tmp_path, monkeypatch):
         out = {"objective": config.objective, "test": {"micro_f1": 1.0}, "config": config.to_dict()}
         Path(config.output_dir).mkdir(parents=True, exist_ok=True)
         config.save(Path(config.output_dir) / "config.yaml")
-        (Path(config.output_dir) / "metrics.json").write_text(json.dumps(out))
+        if Path(config.output_dir).name not in checkpoint_only:
+            (Path(config.output_dir) / "metrics.json").write_text(json.dumps(out))
         return out
 
     monkeypatch.setattr(train, "run", fake_run)
+    return calls
+
+
+def test_run_or_load_reuses_a_finished_run(tmp_path, monkeypatch):
+    from abalone_core import notebook as nb
+
+    cfg = nb.config_for("cpu", "base", runs_dir=tmp_path)
+    calls = _fake_training(monkeypatch)
     first = nb.run_or_load(cfg)
     again = nb.run_or_load(cfg)
     assert calls == [(cfg.max_steps, True)] and again == first
@@ -241,16 +301,78 @@ def test_run_or_load_reuses_a_finished_run(tmp_path, monkeypatch):
     assert calls[-1] == (7, False)
 
 
+def test_run_or_load_ignores_the_device_and_how_lists_are_written(tmp_path, monkeypatch):
+    """A finished run is read again on another device, and with its probe grid given as tuples;
+    a run stopped half-way on another device resumes instead of starting over."""
+    from abalone_core import notebook as nb
+
+    calls = _fake_training(monkeypatch, checkpoint_only={"msc"})
+    cfg = nb.config_for("cpu", "base", runs_dir=tmp_path, device="cpu")
+    nb.run_or_load(cfg)
+    probe = {k: tuple(v) if isinstance(v, list) else v for k, v in cfg.probe.items()}
+    assert any(isinstance(v, tuple) for v in probe.values())
+    for same in (cfg.replace(device="auto"), cfg.replace(device="cuda:1"), cfg.replace(probe=probe)):
+        assert nb.run_or_load(same)["objective"] == "base"
+    assert calls == [(cfg.max_steps, True)], "a finished run was trained again"
+    nb.run_or_load(cfg.replace(probe={**cfg.probe, "epochs": 3}))  # the probe is part of the run
+    assert calls[-1] == (cfg.max_steps, False)
+
+    stopped = nb.config_for("cpu", "msc", runs_dir=tmp_path, device="cpu")
+    nb.run_or_load(stopped)  # leaves config.yaml without metrics.json, as a stopped run does
+    nb.run_or_load(stopped.replace(device="auto"))
+    assert calls[-1] == (stopped.max_steps, True), "a checkpoint of the same run must be resumed"
+    nb.run_or_load(stopped.replace(seed=9))
+    assert calls[-1] == (stopped.max_steps, False)
+
+
+@pytest.mark.parametrize("change", [{"device": "cuda:1"}, {"output_dir": "elsewhere"}, {"seed": 5},
+                                    {"probe": {"epochs": 3}}, {"temperature": 0.2}])
+def test_run_or_load_compares_configurations_as_the_trainer_resumes(tmp_path, change):
+    """One rule: notebook.config_differences says "another run" exactly when
+    train.Trainer.restore refuses the checkpoint."""
+    from types import SimpleNamespace
+
+    from abalone_core import notebook as nb
+    from abalone_core.train import Trainer
+
+    class Accepted(Exception):
+        pass
+
+    def accepted(*args, **kwargs):
+        raise Accepted
+
+    cfg = nb.config_for("cpu", "msc", runs_dir=tmp_path, device="cpu")
+    other = cfg.replace(**change)
+    trainer = SimpleNamespace(config=other, out=tmp_path, model=SimpleNamespace(load_state_dict=accepted))
+    try:
+        Trainer.restore(trainer, {"config": cfg.to_dict(), "model": {}})
+    except Accepted:  # the configuration was accepted: restore went on to load the model
+        refused = False
+    except ValueError:
+        refused = True
+    else:
+        pytest.fail("Trainer.restore neither refused the checkpoint nor loaded it")
+    assert bool(nb.config_differences(other, cfg)) == refused
+    assert set(nb.config_differences(other, cfg)) == ({*change} - set(nb.RUN_INDEPENDENT))
+
+
+def _record(objective="bce", **config):
+    return {"objective": objective, "test": {"micro_f1": 50.0, "macro_f1": 20.0, "hamming": 9.0},
+            "config": {"objective": objective, "dataset": "disaster", "backbone": "minilm", "max_steps": 30, "seed": 0,
+                       **config},
+            "n_documents": {"train": 600}, "steps": 30, "train_seconds": 120.0, "hardware": {"cpu_threads": 2}}
+
+
+def _write(path: Path, record: dict) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(record))
+    return path
+
+
 def test_collect_results_reads_records_and_skips_others(tmp_path):
     from abalone_core import notebook as nb
 
-    record = {"objective": "bce", "test": {"micro_f1": 50.0, "macro_f1": 20.0, "hamming": 9.0},
-              "config": {"dataset": "disaster", "backbone": "minilm", "max_steps": 30, "seed": 0,
-                         "init_from": "runs/msc"},
-              "n_documents": {"train": 600}, "steps": 30, "train_seconds": 120.0,
-              "hardware": {"cpu_threads": 2}}
-    (tmp_path / "a").mkdir()
-    (tmp_path / "a" / "metrics.json").write_text(json.dumps(record))
+    _write(tmp_path / "a" / "metrics.json", _record(init_from="runs/msc"))
     (tmp_path / "other.json").write_text(json.dumps({"name": "not a run"}))
     (tmp_path / "broken.json").write_text("{")
     table = nb.collect_results(tmp_path, tmp_path / "missing")
@@ -260,52 +382,51 @@ def test_collect_results_reads_records_and_skips_others(tmp_path):
     assert row["hardware"] == "CPU (2 threads)"
 
 
+def test_collect_results_counts_a_sweep_run_once_and_names_its_row(tmp_path):
+    """A sweep run's folder holds the run's metrics.json (loss bce, started from the msc run)
+    and the record the sweep notebook writes (row msc-ft): one row, msc-ft."""
+    from abalone_core import notebook as nb
+
+    source = tmp_path / "runs" / "dataset=disaster,objective=msc,seed=0"
+    _write(source / "metrics.json", _record("msc", output_dir=str(source)))
+    run_dir = tmp_path / "runs" / "dataset=disaster,objective=msc-ft,seed=0"
+    metrics = _record("bce", init_from=str(source), output_dir=str(run_dir))
+    _write(run_dir / "metrics.json", metrics)
+    _write(run_dir / "result.json", {**metrics, "objective": "msc-ft", "loss": "bce", "silhouette": 0.1})
+    table = nb.collect_results(tmp_path)
+    assert sorted(table["objective"]) == ["msc", "msc-ft"]
+    assert table.set_index("objective").at["msc-ft", "source"] == str(run_dir / "result.json")
+
+    # the sweep's own layout: results/<run id>.json for the run in runs/<run id>
+    sweep = tmp_path / "sweep"
+    rid = "dataset=disaster,objective=bce,seed=1"
+    bce = _record("bce", seed=1, output_dir=str(sweep / "runs" / rid))
+    _write(sweep / "runs" / rid / "metrics.json", bce)
+    _write(sweep / "results" / f"{rid}.json", {**bce, "loss": "bce"})
+    assert list(nb.collect_results(sweep)["source"]) == [str(sweep / "results" / f"{rid}.json")]
+
+    # a metrics.json alone names the fine-tuning row from the run it started from, not from a folder name
+    alone = tmp_path / "alone"
+    _write(alone / "ft" / "metrics.json", _record("bce", init_from=str(source)))
+    _write(alone / "ft-of-gone" / "metrics.json", _record("bce", init_from=str(tmp_path / "gone,seed=0")))
+    assert sorted(nb.collect_results(alone)["objective"]) == ["?-ft", "msc-ft"]
+
+
+def test_collect_results_counts_a_head_learning_rate_grid_once(tmp_path):
+    from abalone_core import notebook as nb
+
+    run = tmp_path / "bce"
+    for lr in (0.01, 0.1):
+        _write(run / f"lr_head={lr:g}" / "metrics.json", _record(lr_head=lr, output_dir=str(run / f"lr_head={lr:g}")))
+    _write(run / "metrics.json", {**_record(lr_head_grid=[0.01, 0.1], output_dir=str(run)),
+                                  "lr_head_search": {"grid": [0.01, 0.1], "selected": 0.1}})
+    table = nb.collect_results(tmp_path)
+    assert list(table["source"]) == [str(run / "metrics.json")]
+
+
 def test_label_group_of_docs_uses_the_rarest_label():
     from abalone_core import notebook as nb
 
     counts = np.array([100, 50, 10, 5, 2, 1])          # head: 0, 1; medium: 2, 3; tail: 4, 5
     y = np.array([[1, 0, 0, 0, 0, 0], [1, 0, 1, 0, 0, 0], [0, 1, 0, 0, 0, 1], [0, 0, 0, 0, 0, 0]])
     assert nb.label_group_of_docs(y, counts).tolist() == ["head", "medium", "tail", "none"]
-
-
-# --------------------------------------------------------------------------- execution
-@pytest.fixture(scope="session")
-def executed(tmp_path_factory):
-    """Every chapter executed once with its defaults (cpu profile), in a shared folder."""
-    build = load_build_script()
-    base = shared_base(tmp_path_factory)
-    report = build.build_once(base, profile="cpu", html=False, log=lambda *a: None)
-    return base, report
-
-
-@pytest.mark.parametrize("name", EXPECTED)
-def test_chapter_executes_with_its_defaults(executed, name):
-    base, report = executed
-    result = report["chapters"][name]
-    assert result["error"] is None, f"{name} failed under papermill:\n{result['error']}"
-    nb = nbformat.read(base / "source" / "notebooks" / f"{name}.ipynb", as_version=4)
-    outputs = [o for c in code_cells(nb) for o in c.outputs]
-    assert not [o for o in outputs if o.output_type == "error"]
-    injected = [c for c in nb.cells if "injected-parameters" in c.metadata.get("tags", [])]
-    assert injected and all("remove-cell" in c.metadata["tags"] for c in injected)  # no local paths on the page
-    figures = [o for o in outputs if "text/html" in o.get("data", {}) and "plotly-graph-div" in o["data"]["text/html"]]
-    if name in WITH_FIGURES:
-        assert figures, f"{name} shows no plotly figure"
-        assert all("application/vnd.plotly.v1+json" in o["data"] for o in figures)
-    text = "".join(o.get("text", "") for o in outputs if o.output_type == "stream")
-    assert "Traceback" not in text
-
-
-def test_training_chapters_share_their_runs(executed):
-    """Later chapters read the runs of earlier ones instead of training them again."""
-    base, report = executed
-    runs, done = base / "runs", base / "source" / "notebooks"
-    trained_in = {"base": "04_contrastive_pretraining", "bqueue": "04_contrastive_pretraining",
-                  "bqproto": "04_contrastive_pretraining", "msc": "04_contrastive_pretraining",
-                  "msc-ft": "05_evaluation", "bce": "06_supervised_baselines", "focal": "06_supervised_baselines",
-                  "asymmetric": "06_supervised_baselines", "frozen": "07_representations"}
-    for run, chapter in trained_in.items():
-        metrics = runs / run / "metrics.json"
-        assert metrics.exists(), f"{run} was not trained"
-        # metrics.json is written last by a training: it must predate the end of the chapter that trained it
-        assert metrics.stat().st_mtime <= (done / f"{chapter}.ipynb").stat().st_mtime, f"{run} was trained again later"

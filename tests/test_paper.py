@@ -12,8 +12,8 @@ def test_scores_prefer_table3_and_carry_table4():
 
 def test_one_source_for_the_sweep_and_the_notebooks():
     assert sweep.PAPER == paper.scores()
-    linear = notebook.PAPER_LINEAR.set_index("objective")
+    linear = notebook.paper_table("linear").set_index("objective")
     assert linear.at["msc", "AAPD macro_f1"] == paper.TABLE2["aapd"]["msc"][1]
     assert linear.at["frozen", "RCV1 hamming"] == paper.TABLE2["rcv1"]["frozen"][2]
-    clustering = notebook.PAPER_CLUSTERING.set_index("objective")
+    clustering = notebook.paper_table("clustering").set_index("objective")
     assert clustering.at["base", "RCV1 davies_bouldin"] == paper.TABLE4["base"][1]
