@@ -1,53 +1,15 @@
-import sys
+"""Fixtures shared by the test modules; plain helpers live in tests/helpers.py."""
 from pathlib import Path
 
-import numpy as np
 import pytest
 
-sys.path.insert(0, str(Path(__file__).parent))  # test helpers such as reference.py
-
-WORDS = ["flood", "water", "food", "fire", "smoke", "help", "need", "medical", "doctor", "road",
-         "blocked", "shelter", "tent", "rain", "storm", "wind", "earthquake", "child", "missing", "aid"]
-TOPICS = {  # label -> words that make a document about it
-    "water": ["flood", "water", "rain"], "food": ["food", "aid", "need"], "fire": ["fire", "smoke"],
-    "medical": ["medical", "doctor", "help"], "shelter": ["shelter", "tent"], "storm": ["storm", "wind"],
-}
+from helpers import BOOK_GROUP, book_folder, is_book_test, load_build_script, make_documents, save_tiny_backbone
 
 
 @pytest.fixture(scope="session")
 def tiny_backbone(tmp_path_factory) -> str:
-    """A randomly initialised 2-layer BERT with a 30-word vocabulary, saved to a folder."""
-    from transformers import BertConfig, BertModel, BertTokenizerFast
-
-    folder = tmp_path_factory.mktemp("tiny_bert")
-    vocab = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"] + WORDS
-    (folder / "vocab.txt").write_text("\n".join(vocab) + "\n")
-    BertTokenizerFast(vocab_file=str(folder / "vocab.txt")).save_pretrained(folder)
-    cfg = BertConfig(vocab_size=len(vocab), hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
-                     intermediate_size=64, max_position_embeddings=64)
-    import torch
-
-    torch.manual_seed(0)
-    BertModel(cfg).save_pretrained(folder)
-    return str(folder)
-
-
-def make_documents(n: int, seed: int = 0):
-    """Synthetic long-tailed multi-label documents: texts from topic words plus noise."""
-    rng = np.random.default_rng(seed)
-    names = list(TOPICS)
-    freq = 1.0 / np.arange(1, len(names) + 1)
-    freq /= freq.sum()
-    texts, labels = [], []
-    for _ in range(n):
-        k = rng.integers(0, 3)
-        chosen = sorted(set(rng.choice(len(names), size=k, p=freq))) if k else []
-        words = [w for c in chosen for w in rng.choice(TOPICS[names[c]], size=2)]
-        words += list(rng.choice(WORDS, size=rng.integers(1, 4)))
-        rng.shuffle(words)
-        texts.append(" ".join(words))
-        labels.append([names[c] for c in chosen])
-    return texts, labels
+    """A randomly initialised 2-layer BERT with a 25-word vocabulary, saved to a folder."""
+    return save_tiny_backbone(tmp_path_factory.mktemp("tiny_bert"))
 
 
 @pytest.fixture(scope="session")
@@ -80,3 +42,68 @@ def tiny_config(tiny_backbone, tiny_csv, tmp_path, monkeypatch):
         return Config(**base)
 
     return make
+
+
+# --------------------------------------------------------------------------- the book
+@pytest.fixture(scope="session")
+def book_execution(tmp_path_factory):
+    """Every chapter executed once with its defaults (cpu profile), papermill's copies in
+    ``<folder>/source/notebooks`` and the training runs in ``<folder>/runs``.
+
+    One execution serves the execution tests and the browser test of the built book
+    (:func:`book_html`). Only the modules ``test_book_*.py`` may use it: under ``pytest -n N``
+    they form one unit of work, run by one worker while the others run the rest of the suite
+    (:func:`pytest_xdist_make_scheduler`). Should two processes ask for it all the same, a file
+    lock in ``build_once`` makes them share the one execution.
+
+    Returns:
+        (folder, report): report as written by ``scripts/build_book.py``'s ``build_once``.
+    """
+    base = book_folder(tmp_path_factory)
+    report = load_build_script().build_once(base, profile="cpu", html=False, log=lambda *a: None)
+    return base, report
+
+
+@pytest.fixture(scope="session")
+def book_html(book_execution):
+    """The HTML book built from :func:`book_execution`'s executed chapters (no second execution)."""
+    base, report = book_execution
+    assert not report["failed"], f"chapters failed: {report['failed']}"
+    report = load_build_script().build_once(base, profile="cpu", html=True, log=lambda *a: None)
+    assert report["html"], f"the book did not build:\n{report.get('html_error')}"
+    return Path(report["html"])
+
+
+BOOK_FIXTURES = {"book_execution", "book_html"}
+
+
+def pytest_collection_modifyitems(config, items):
+    """The scheduler below finds the tests of the executed book by their module's name: a test
+    elsewhere that asks for the book would make a second worker wait for the execution."""
+    misplaced = [item.nodeid for item in items
+                 if BOOK_FIXTURES & set(getattr(item, "fixturenames", ())) and not is_book_test(item.nodeid)]
+    if misplaced:
+        raise pytest.UsageError(f"tests using {sorted(BOOK_FIXTURES)} belong in a module tests/test_book_*.py: "
+                                f"{misplaced}")
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_xdist_make_scheduler(config, log):
+    """Under ``pytest -n N`` (xdist's default ``--dist load``): every test runs as its own unit
+    of work, as with ``load``, except the tests of the modules ``test_book_*.py``, which form one
+    unit that one worker runs from the start of the session (the book's chapters execute once,
+    in that worker) while the others run the rest of the suite. xdist's ``loadgroup`` would do
+    this from ``xdist_group`` marks, but it stopped grouping with pytest 9.2 (pytest-xdist
+    issue 1386), so the rule is the module name, which the controller sees in every test id."""
+    if config.getvalue("dist") != "load":
+        return None
+    try:
+        from xdist.scheduler import LoadScopeScheduling
+    except ImportError:  # pragma: no cover - another xdist layout: its default scheduler
+        return None
+
+    class BookInOneWorker(LoadScopeScheduling):
+        def _split_scope(self, nodeid: str) -> str:
+            return BOOK_GROUP if is_book_test(nodeid) else nodeid
+
+    return BookInOneWorker(config, log)

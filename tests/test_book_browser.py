@@ -1,9 +1,11 @@
 """The built book in a real browser: figures render offline and no page raises a JavaScript error.
 
-Builds the book once per session (sharing the chapter execution of tests/test_notebooks.py),
-opens each page in headless Debian chromium and reads the DOM after 5 s of virtual time.
+Builds the book once per session from the chapters that tests/test_notebooks.py executes (the
+``book_html`` fixture of conftest.py: one execution for both), opens each page in headless
+Debian chromium and reads the DOM after 5 s of virtual time.
 Screenshots of every page go to book/screenshots/ (ignored by git) for a look by eye.
-Skipped when chromium is not installed (`apt-get install -y chromium`).
+Skipped when chromium is not installed (`apt-get install -y chromium`; `bash dev.sh test` installs
+it when it runs as root, unless ABALONE_NO_APT=1).
 """
 from __future__ import annotations
 
@@ -16,14 +18,16 @@ from pathlib import Path
 import pytest
 import yaml
 
-from test_notebooks import EXPECTED, ROOT, WITH_FIGURES, load_build_script, shared_base
+from helpers import CHAPTERS, ROOT, WITH_FIGURES
 
+EXPECTED = CHAPTERS
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 PROSE = ["book/intro", "book/method", "book/reproduce", "book/references"]
 SCREENSHOTS = ROOT / "book" / "screenshots"
 
 pytestmark = [
     pytest.mark.browser,
+    pytest.mark.slow,
     pytest.mark.skipif(CHROMIUM is None, reason="Debian chromium is not installed (apt-get install -y chromium)"),
 ]
 
@@ -43,12 +47,8 @@ def js_errors(log: str) -> list[str]:
 
 
 @pytest.fixture(scope="session")
-def html(tmp_path_factory) -> Path:
-    report = load_build_script().build_once(shared_base(tmp_path_factory), profile="cpu", html=True,
-                                            log=lambda *a: None)
-    assert not report["failed"], f"chapters failed: {report['failed']}"
-    assert report["html"], f"the book did not build:\n{report.get('html_error')}"
-    return Path(report["html"])
+def html(book_html) -> Path:
+    return book_html
 
 
 def test_plotly_is_served_locally(html):

@@ -7,17 +7,12 @@ import torch
 import torch.distributed as dist
 import torch.multiprocessing as mp
 
-from abalone_core.model import ContrastiveModel, TextEncoder
+from abalone_core.model import ContrastiveModel
+from helpers import tiny_encoder
 
 
 def _tiny_model(variant="msc"):
-    from transformers import BertConfig, BertModel
-
-    torch.manual_seed(0)
-    cfg = BertConfig(vocab_size=40, hidden_size=16, num_hidden_layers=1, num_attention_heads=2,
-                     intermediate_size=32, max_position_embeddings=32, hidden_dropout_prob=0.0,
-                     attention_probs_dropout_prob=0.0)
-    enc = TextEncoder(BertModel(cfg), dim=8)
+    enc = tiny_encoder(vocab_size=40, layers=1, max_positions=32)  # no dropout, seed 0
     return ContrastiveModel(enc, num_labels=5, variant=variant, queue_size=16, momentum=0.5)
 
 
