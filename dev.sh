@@ -1,5 +1,7 @@
 #!/usr/bin/env bash
 # Set-up and entry points. Usage:  bash dev.sh book | test | bench | env
+# `test` installs Debian's chromium with apt-get when it runs as root and chromium is missing
+# (the browser test of the book needs it); ABALONE_NO_APT=1 skips that.
 # Creates (or reuses) the virtual environment .venv with Python 3.11 and installs
 # the project with every extra. torch is pinned to the CPU build 2.13.0 first so
 # that a machine without GPU never pulls a multi-GB CUDA build.
@@ -24,19 +26,32 @@ setup() {
   fi
 }
 
-# The browser check of the built book needs Debian's chromium; install it when we can.
+# The browser test of the built book (tests/test_book_browser.py) needs Debian's chromium; it is
+# skipped without it. When chromium is missing and this script runs as root with apt-get (CI),
+# `dev.sh test` installs it with apt-get, saying so first; ABALONE_NO_APT=1 turns that off.
 ensure_chromium() {
-  command -v chromium >/dev/null && return 0
-  if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
-    (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null) \
-      || echo "note: could not install chromium; the browser test will be skipped" >&2
+  if command -v chromium >/dev/null || command -v chromium-browser >/dev/null; then
+    return 0
+  fi
+  if [ -n "${ABALONE_NO_APT:-}" ] && [ "${ABALONE_NO_APT}" != 0 ]; then
+    echo "dev.sh: chromium not found; ABALONE_NO_APT is set, so not installing it: the browser test will be skipped" >&2
+  elif [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
+    echo "dev.sh: chromium not found; installing it for the browser test of the book:" \
+         "apt-get update && apt-get install -y chromium (set ABALONE_NO_APT=1 to skip)" >&2
+    if (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null); then
+      echo "dev.sh: installed $(command -v chromium)" >&2
+    else
+      echo "dev.sh: could not install chromium; the browser test will be skipped" >&2
+    fi
   else
-    echo "note: chromium not found (apt-get install chromium); the browser test will be skipped" >&2
+    echo "dev.sh: chromium not found (apt-get install chromium); the browser test will be skipped" >&2
   fi
 }
 
 case "${1:-}" in
   env)   setup ;;
+  # -n 2: two workers; tests/conftest.py gives the tests of the executed book (test_book_*.py) to one
+  # of them, where the chapters execute once, while the other runs the rest of the suite.
   test)  setup; ensure_chromium; shift; python -m pytest -q -n 2 "$@" ;;
   bench) setup; python benchmarks/bench_losses.py ;;
   book)  setup; shift; python scripts/build_book.py "$@" ;;
