@@ -28,7 +28,7 @@ import numpy as np
 import pandas as pd
 
 from . import paper
-from .config import CONTRASTIVE, SUPERVISED, Config
+from .config import CONTRASTIVE, SUPERVISED, Config, read_settings
 
 logger = logging.getLogger(__name__)
 
@@ -290,27 +290,25 @@ def chapter(profile: str = "cpu", runs_dir=None, **settings) -> Chapter:
         **settings: Config values of the parameters cell (``dataset``, ``backbone``, ``max_steps``,
             ``seed``, ``device``...); None keeps the profile's value.
     """
-    env = setup()
-    return Chapter(profile=profile, root=_runs_folder(runs_dir, profile), settings=dict(settings), env=env)
+    profile_overrides(profile)  # validates the name before anything else
+    root = _runs_folder(runs_dir, profile)
+    return Chapter(profile=profile, root=root, settings=dict(settings), env=setup())
 
 
-#: Config fields that do not change what a run computes: where it is written and which device
-#: computes it. The rule of abalone_core.train.Trainer.restore, which resumes a checkpoint only
-#: when every other field is the same.
-RUN_INDEPENDENT = ("output_dir", "device")
+def config_differences(config: Config, saved) -> dict:
+    """``{field: (config's value, saved value)}`` where the configuration ``saved`` (a dict read
+    from a run's config.yaml, metrics.json or checkpoint, or a Config) is another run than
+    ``config``; empty: the same run.
 
+    The trainer's rule, by the trainer's code: the saved settings are read with today's
+    defaults filled in and paths resolved, and compared by :meth:`Config.differences`, which
+    leaves out the run folder and the device (``output_dir``, ``device``) and takes tuples and
+    lists with the same items as equal.
+    """
+    from .train import _comparable_config
 
-def _plain(d: dict) -> dict:
-    return json.loads(json.dumps(d, default=str))  # tuples -> lists, as in a saved file
-
-
-def config_differences(config: Config | dict, saved: Config | dict, ignore=RUN_INDEPENDENT) -> dict:
-    """``{field: (config's value, saved value)}`` for the fields of ``config`` that ``saved``
-    (a configuration read from config.yaml, metrics.json or a checkpoint) holds differently,
-    ``ignore`` left out; tuples and lists with the same items are equal. Empty: the same run."""
-    mine = _plain(config.to_dict() if isinstance(config, Config) else dict(config))
-    theirs = _plain(saved.to_dict() if isinstance(saved, Config) else dict(saved))
-    return {k: (mine[k], theirs.get(k)) for k in mine if k not in ignore and mine[k] != theirs.get(k)}
+    saved = saved.to_dict() if isinstance(saved, Config) else dict(saved)
+    return config.differences(_comparable_config(saved))
 
 
 def saved_config(run_dir) -> dict | None:
@@ -326,8 +324,8 @@ def run_or_load(config: Config, progress: bool = False) -> dict:
     same configuration, else trained (resumed if a checkpoint of the same configuration
     exists, restarted if the folder holds another configuration).
 
-    "The same configuration" follows :func:`config_differences`: the run folder and the device
-    do not count (:data:`RUN_INDEPENDENT`, the rule of the trainer's resume), every other field does.
+    "The same configuration" follows :func:`config_differences`, the rule by which the trainer
+    resumes a checkpoint: the run folder and the device do not count, every other field does.
 
     Returns:
         the metrics dict of :func:`abalone_core.train.run`.
@@ -340,7 +338,10 @@ def run_or_load(config: Config, progress: bool = False) -> dict:
         return json.loads((out / "metrics.json").read_text())
     restart = False
     if (out / "config.yaml").exists():
-        differ = config_differences(config, Config.from_file(out / "config.yaml"))
+        try:
+            differ = config_differences(config, read_settings(out / "config.yaml"))
+        except (ValueError, OSError):  # a damaged config.yaml: train.run names it and the way out
+            differ = {}
         restart = bool(differ)
         if restart:
             logger.warning("%s holds a run with another configuration (%s); starting over", out, sorted(differ))
@@ -509,8 +510,7 @@ def collect_results(*roots) -> pd.DataFrame:
         or sits beside it with the same configuration."""
         folder = f.parent.resolve()
         return any(_run_folder(g, r) == folder
-                   or (g.parent.resolve() == folder and bool(m.get("config"))
-                       and not config_differences(m["config"], r.get("config") or {}))
+                   or (g.parent.resolve() == folder and bool(m.get("config")) and m["config"] == r.get("config"))
                    for g, r in written)
 
     # a run with a grid of head learning rates keeps one sub-run per rate in its folder: the run counts once
@@ -535,7 +535,7 @@ def label_group_of_docs(labels, train_counts) -> np.ndarray:
     return out.astype(str)
 
 
-__all__ = ["PROFILES", "RENDERER", "RUN_INDEPENDENT", "row_name", "row_order", "paper_table", "in_colab",
+__all__ = ["PROFILES", "RENDERER", "row_name", "row_order", "paper_table", "in_colab",
            "register_renderer", "setup", "profile_overrides", "repo_root", "runs_dir", "results_dir", "config_for",
            "Chapter", "chapter", "config_differences", "saved_config", "run_or_load", "history", "checkpoints",
            "scores_table", "run_encoder", "run_embeddings", "result_row", "collect_results", "label_group_of_docs"]

@@ -169,9 +169,11 @@ def build(profile: str = "cpu", only=None, runs_dir: str | None = None, do_execu
 def build_once(base: Path, profile: str = "cpu", html: bool = True, log=print) -> dict:
     """Execute every chapter and build the HTML once per ``base`` folder, safely across processes.
 
-    Used by the tests: parallel test workers share one execution (``base/source/notebooks``,
-    runs in ``base/runs``) and one HTML build (``base/_build/html``). A file lock serialises
-    them; later callers read ``base/report.json``.
+    Used by the tests (the ``book_execution`` and ``book_html`` fixtures of tests/conftest.py):
+    the execution tests read the executed copies (``base/source/notebooks``, runs in
+    ``base/runs``) and the HTML build (``base/_build/html``) uses the same copies, so the
+    chapters execute once. A file lock makes concurrent callers (other processes) wait for
+    that one execution; later callers read ``base/report.json``.
 
     Returns:
         the report of the execution (chapters, failed) with ``html`` set once built.
