@@ -1,0 +1,801 @@
+"""A catalogue of mistakes and faults, each answered by the command line in one line.
+
+Every case runs ``abalone ...`` in-process (``abalone_core.cli.main``) and checks
+
+* the exit code (2 for a mistake, 130 for an interruption, 1 for an unexpected bug),
+* that stderr holds exactly one ``error:`` / ``interrupted:`` line and no traceback,
+* that this line names the file, key or row at fault (and the way out where there is one),
+* that nothing on disk changed that should not have (a snapshot of every file of the
+  test's folder, the token cache and the run folder's lock file aside).
+
+Then the four ways a run used to lose or mix data, each a test that failed before the fix:
+``test_data_loss_1_...`` to ``test_data_loss_4_...``.
+"""
+from __future__ import annotations
+
+import errno
+import hashlib
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from types import SimpleNamespace
+from typing import Callable
+
+import numpy as np
+import pytest
+import torch
+
+from abalone_core import atomic
+from abalone_core.cli import embed_paths, main
+from abalone_core.config import Config
+from abalone_core.train import Trainer, run
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+# --------------------------------------------------------------------------- #
+# Harness
+# --------------------------------------------------------------------------- #
+def snapshot(root: Path) -> dict:
+    """{relative path: sha256} of every file under ``root`` (caches and lock files aside)."""
+    out = {}
+    for p in sorted(root.rglob("*")):
+        rel = p.relative_to(root)
+        if p.is_file() and rel.parts[0] != "cache" and p.name != ".lock":
+            out[str(rel)] = hashlib.sha256(p.read_bytes()).hexdigest()
+    return out
+
+
+def temporaries(root: Path) -> list[str]:
+    return [str(p) for p in root.rglob("*.tmp")]
+
+
+def cli(argv, capsys) -> tuple[int, str]:
+    """Run ``abalone argv``; returns (exit code, the one error/interrupted line)."""
+    code = main([str(a) for a in argv])
+    err = capsys.readouterr().err
+    assert "Traceback" not in err, err
+    flagged = [line for line in err.splitlines() if line.startswith(("error:", "interrupted:"))]
+    assert len(flagged) == 1, f"expected one error line, got:\n{err}"
+    return code, flagged[0]
+
+
+@pytest.fixture(scope="session")
+def finished_msc(tiny_backbone, tiny_csv, tmp_path_factory) -> Path:
+    """A finished tiny L_MSC run (4 steps, checkpoints and history at steps 2 and 4)."""
+    root = tmp_path_factory.mktemp("finished")
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("ABALONE_DATA_DIR", str(root / "cache"))
+        cfg = Config(dataset="csv", dataset_kwargs={"path": tiny_csv, "label_sep": "|", "split_column": "split"},
+                     backbone=tiny_backbone, max_length=16, proj_dim=16, batch_size=8, max_steps=4, queue_size=20,
+                     momentum=0.9, lr_backbone=1e-3, lr_head=1e-3, eval_every=2, save_every=2, objective="msc",
+                     output_dir=str(root / "msc"),
+                     probe={"epochs": 3, "lrs": [0.1], "weight_decays": [0.01], "heads": 2})
+        run(cfg, progress=False)
+    return root / "msc"
+
+
+@pytest.fixture
+def ctx(tiny_config, tmp_path, finished_msc, tiny_csv):
+    """A test's folder: run.yaml (the tiny msc configuration, output ``run``), ``done`` (a copy
+    of a finished run of that configuration), and paths to build bad inputs from."""
+    tiny_config()  # sets ABALONE_DATA_DIR to the test's own cache
+    done = tmp_path / "done"
+    shutil.copytree(finished_msc, done)
+    cfg = Config.from_file(done / "config.yaml").replace(output_dir=str(tmp_path / "run"))
+    cfg.save(tmp_path / "run.yaml")
+    return SimpleNamespace(tmp=tmp_path, out=tmp_path / "run", yaml=tmp_path / "run.yaml", done=done, cfg=cfg,
+                           csv=Path(tiny_csv))
+
+
+def train(c, *extra, output=None):
+    return ["train", "--config", c.yaml, "--output", output or c.out, "--quiet", *extra]
+
+
+def write(path: Path, text: str) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(text)
+    return path
+
+
+def write_csv(c, name, labels, splits=None) -> Path:
+    import pandas as pd
+
+    n = len(labels)
+    splits = splits or (["train"] * (n - 10) + ["validation"] * 5 + ["test"] * 5)
+    path = c.tmp / name
+    pd.DataFrame({"text": ["flood water rain help"] * n, "labels": labels, "split": splits}).to_csv(path, index=False)
+    return path
+
+
+def csv_kwargs(path, **more) -> str:
+    return "dataset_kwargs=" + json.dumps({"path": str(path), "label_sep": "|", "split_column": "split", **more})
+
+
+@dataclass
+class Case:
+    """One mistake: how to make it, the command, what the one line must say, what may change."""
+
+    argv: Callable
+    says: Callable
+    setup: Callable | None = None
+    code: int = 2
+    # What must hold afterwards besides "nothing changed": a callable(ctx) -> None.
+    after: Callable | None = None
+    changes_allowed: bool = False
+    marks: list = field(default_factory=list)
+
+
+def no_run_folder(c):
+    assert not c.out.exists(), f"{c.out} was created"
+
+
+def no_run_files(c):
+    from abalone_core.train import run_files
+
+    assert run_files(c.out) == [] and not (c.out / "config.yaml").exists()
+
+
+# --------------------------------------------------------------------------- #
+# The catalogue
+# --------------------------------------------------------------------------- #
+def _config_cases() -> dict:
+    """Wrong settings on the command line: refused before anything is created."""
+    settings = {
+        "string-for-number": ("lr_head=fast", ["lr_head must be a number", "'fast'"]),
+        "string-for-temperature": ("temperature=abc", ["temperature must be a number"]),
+        "null-epochs": ("epochs=null", ["epochs must be an integer, got null"]),
+        "inf-learning-rate": ("lr_backbone=.inf", ["lr_backbone must be a finite number"]),
+        "nan-temperature": ("temperature=.nan", ["temperature must be a finite number"]),
+        "fractional-steps": ("max_steps=2.5", ["max_steps must be a whole number"]),
+        "fractional-batch": ("batch_size=8.5", ["batch_size must be a whole number"]),
+        "fractional-eval-every": ("eval_every=0.5", ["eval_every must be a whole number"]),
+        "unknown-device": ("device=gpu", ["device must be auto, cpu, cuda"]),
+        "malformed-cuda-device": ("device=cuda:x", ["device must be", "'cuda:x'"]),
+        "dataset-kwargs-list": ("dataset_kwargs=[1, 2]", ["dataset_kwargs must be a mapping"]),
+        "dataset-kwargs-string": ("dataset_kwargs=data.csv", ["dataset_kwargs must be a mapping", "data.csv"]),
+        "boolean-as-string": ('deterministic="false"', ["deterministic must be true or false", "'false'"]),
+        "boolean-as-number": ("keep_unlabelled=1", ["keep_unlabelled must be true or false"]),
+        "unknown-key": ("lr=0.1", ["unknown configuration keys ['lr']", "--set"]),
+        "misspelt-key": ("objectiv=msc", ["unknown configuration keys ['objectiv']", "'objective'"]),
+        "unknown-objective": ("objective=supcon", ["objective must be one of"]),
+        "objective-number": ("objective=3", ["objective must be a string"]),
+        "negative-temperature": ("temperature=-1", ["temperature must be > 0"]),
+        "beta-above-one": ("beta=3", ["beta must be in (0, 1]"]),
+        "subset-bad-split": ("subset={training: 10}", ["subset keys must be train/validation/test"]),
+        "subset-zero": ("subset={train: 0}", ["subset values must be positive integers"]),
+        "probe-unknown-key": ("probe={epoch: 3}", ["unknown probe settings ['epoch']"]),
+        "probe-not-mapping": ("probe=3", ["probe must be a mapping"]),
+        "probe-bad-value": ("probe={lrs: [fast]}", ["probe:", "fast"]),
+        "lr-grid-negative": ("lr_head_grid=[0.1, -1]", ["lr_head_grid must be"]),
+        "max-length-tiny": ("max_length=4", ["max_length must be >= 8"]),
+        "precision-unknown": ("mixed_precision=fp8", ["mixed_precision must be"]),
+        "queue-size-string": ("queue_size=big", ["queue_size must be an integer", "'big'"]),
+        "init-from-contrastive": ("init_from=runs/x", ["init_from", "supervised objective"]),
+        "train-layers-fraction": ("train_layers=1.5", ["train_layers must be a whole number"]),
+        "schedule-unknown": ("schedule=exp", ["schedule must be"]),
+        "null-seed": ("seed=null", ["seed must be an integer, got null"]),
+        "empty-dataset-name": ('dataset=""', ["dataset must name a dataset"]),
+        "grad-clip-zero": ("grad_clip=0", ["grad_clip must be null or > 0"]),
+    }
+    cases = {f"config/{k}": Case(argv=lambda c, s=s: train(c, "--set", s), says=lambda c, w=w: w, after=no_run_folder)
+             for k, (s, w) in settings.items()}
+    cases["config/empty-output"] = Case(
+        argv=lambda c: ["train", "--config", c.yaml, "--output", "", "--quiet"],
+        says=lambda c: ["output_dir must name a folder"], after=no_run_folder)
+    cases["config/override-without-equals"] = Case(
+        argv=lambda c: train(c, "--set", "objective"), says=lambda c: ["'objective'", "key=value"], after=no_run_folder)
+    cases["config/override-without-key"] = Case(
+        argv=lambda c: train(c, "--set", "=3"), says=lambda c: ["no key"], after=no_run_folder)
+    cases["config/override-bad-yaml"] = Case(
+        argv=lambda c: train(c, "--set", "subset={train: "), says=lambda c: ["--set subset={train: ", "not valid YAML"],
+        after=no_run_folder)
+    cases["config/restart-and-resume-with-changes"] = Case(
+        argv=lambda c: train(c, "--restart", "--resume-with-changes"), says=lambda c: ["give one of them"],
+        after=no_run_folder)
+    cases["cli/unknown-option"] = Case(
+        argv=lambda c: train(c, "--sett", "x=1"), says=lambda c: ["unrecognized arguments: --sett", "--help"],
+        after=no_run_folder)
+    cases["cli/no-command"] = Case(argv=lambda c: [], says=lambda c: ["abalone", "required"])
+    cases["cli/bad-split-choice"] = Case(
+        argv=lambda c: ["embed", c.done, "--split", "dev", "--out", c.tmp / "x.npy"], says=lambda c: ["--split", "dev"])
+    return cases
+
+
+def _file_cases() -> dict:
+    """Bad configuration files: every message names the file."""
+    def bad_file(name, text):
+        return lambda c: write(c.tmp / name, text)
+
+    def cfg_file(c, name):
+        return ["train", "--config", c.tmp / name, "--output", c.out, "--quiet"]
+
+    specs = {
+        "empty-yaml": ("empty.yaml", "", ["empty.yaml", "holds no settings"]),
+        "comment-only-yaml": ("comments.yaml", "# objective: msc\n# nothing else\n", ["comments.yaml", "holds no settings"]),
+        "yaml-syntax": ("syntax.yaml", "objective: msc\nsubset:\n  train: [1, 2\nseed: 0\n",
+                        ["syntax.yaml, line", "YAML syntax error"]),
+        "yaml-tab": ("tab.yaml", "objective: msc\n\tseed: 0\n", ["tab.yaml, line 2", "YAML syntax error"]),
+        "json-syntax": ("bad.json", '{"objective": "msc",\n "seed": }\n', ["bad.json, line 2", "JSON syntax error"]),
+        "empty-json": ("empty.json", "", ["empty.json, line 1", "JSON syntax error"]),
+        "yaml-list": ("list.yaml", "- objective: msc\n", ["list.yaml must hold a mapping"]),
+        "wrong-suffix": ("run.txt", "objective: msc\n", ["run.txt", ".yaml, .yml or .json"]),
+        "unknown-key-in-file": ("typo.yaml", "objective: msc\nlearning_rate: 0.1\n",
+                                ["typo.yaml", "unknown configuration keys ['learning_rate']"]),
+        "bad-value-in-file": ("value.yaml", "lr_head: fast\n", ["value.yaml", "lr_head must be a number"]),
+        "boolean-string-in-file": ("bool.yaml", 'keep_unlabelled: "no"\n', ["bool.yaml", "keep_unlabelled must be true or false"]),
+        "null-epochs-in-file": ("null.yaml", "epochs:\n", ["null.yaml", "epochs must be an integer, got null"]),
+    }
+    cases = {f"file/{k}": Case(setup=bad_file(n, t), argv=lambda c, n=n: cfg_file(c, n), says=lambda c, w=w: w,
+                               after=no_run_folder)
+             for k, (n, t, w) in specs.items()}
+    cases["file/not-utf8"] = Case(setup=lambda c: (c.tmp / "latin.yaml").write_bytes(b"objective: caf\xe9\n"),
+                                  argv=lambda c: cfg_file(c, "latin.yaml"), says=lambda c: ["latin.yaml", "UTF-8"],
+                                  after=no_run_folder)
+    cases["file/missing"] = Case(argv=lambda c: cfg_file(c, "nowhere.yaml"),
+                                 says=lambda c: ["configuration file not found", "nowhere.yaml"], after=no_run_folder)
+    cases["file/folder"] = Case(setup=lambda c: (c.tmp / "conf.yaml").mkdir(), argv=lambda c: cfg_file(c, "conf.yaml"),
+                                says=lambda c: ["conf.yaml is a folder"], after=no_run_folder)
+    return cases
+
+
+def _setup_cases() -> dict:
+    """Mistakes found at set-up: before any training file is written."""
+    def deny_writes(c, monkeypatch):
+        import tempfile
+
+        real = tempfile.mkstemp
+
+        def mkstemp(*a, dir=None, **kw):
+            if dir is not None and Path(dir) == c.out:
+                raise PermissionError(errno.EROFS, "Read-only file system")
+            return real(*a, dir=dir, **kw)
+
+        monkeypatch.setattr(tempfile, "mkstemp", mkstemp)
+
+    def offline(c, monkeypatch):
+        monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+
+    def lock_on_first_line(path):
+        return ["--set", "objective=bce", "--set", csv_kwargs(path)]
+
+    cases = {
+        "setup/max-length-above-positions": Case(
+            argv=lambda c: train(c, "--set", "max_length=100"),
+            says=lambda c: ["max_length=100", "64 positions", "max_length to 64"], after=no_run_files),
+        "setup/unknown-hub-backbone-offline": Case(
+            setup=offline, argv=lambda c: train(c, "--set", "backbone=nobody/no-such-model"),
+            says=lambda c: ["nobody/no-such-model", "HF_HUB_OFFLINE", "hf download"], after=no_run_folder),
+        "setup/backbone-missing-folder": Case(
+            argv=lambda c: train(c, "--set", f"backbone={c.tmp / 'models' / 'none'}"),
+            says=lambda c: [str(c.tmp / "models" / "none"), "no such folder"], after=no_run_folder),
+        "setup/backbone-folder-without-config": Case(
+            setup=lambda c: (c.tmp / "empty_model").mkdir(),
+            argv=lambda c: train(c, "--set", f"backbone={c.tmp / 'empty_model'}"),
+            says=lambda c: [str(c.tmp / "empty_model"), "no config.json"], after=no_run_folder),
+        "setup/cuda-device-missing": Case(
+            argv=lambda c: train(c, "--set", "device=cuda:99"), says=lambda c: ["device='cuda:99'"],
+            after=no_run_folder),
+        "setup/data-file-missing": Case(
+            argv=lambda c: train(c, "--set", csv_kwargs(c.tmp / "missing.csv")),
+            says=lambda c: ["csv file not found", "missing.csv"], after=no_run_files),
+        "setup/data-column-missing": Case(
+            argv=lambda c: train(c, "--set", csv_kwargs(c.csv, label_column="tags")),
+            says=lambda c: ["['tags'] not found", str(c.csv)], after=no_run_files),
+        "setup/data-split-value-unknown": Case(
+            setup=lambda c: write_csv(c, "splits.csv", ["water"] * 30, ["train"] * 20 + ["valdation"] * 5 + ["test"] * 5),
+            argv=lambda c: train(c, "--set", csv_kwargs(c.tmp / "splits.csv")),
+            says=lambda c: ["splits.csv, data row 21", "'valdation'"], after=no_run_files),
+        "setup/data-jsonl-broken-line": Case(
+            setup=lambda c: write(c.tmp / "d.jsonl", '{"text": "a", "labels": ["x"], "split": "train"}\n{"text": "b\n'),
+            argv=lambda c: train(c, "--set", "dataset=jsonl", "--set",
+                                 "dataset_kwargs=" + json.dumps({"path": str(c.tmp / "d.jsonl"), "split_column": "split"})),
+            says=lambda c: ["d.jsonl, line 2", "not a complete JSON object"], after=no_run_files),
+        "setup/no-labelled-document-bce": Case(
+            setup=lambda c: write_csv(c, "unlabelled.csv", [""] * 40),
+            argv=lambda c: train(c, *lock_on_first_line(c.tmp / "unlabelled.csv")),
+            says=lambda c: ["none of the 30 training documents has a label", "label_sep"], after=no_run_files),
+        "setup/no-labelled-document-msc": Case(
+            setup=lambda c: write_csv(c, "unlabelled.csv", [""] * 40),
+            argv=lambda c: train(c, "--set", csv_kwargs(c.tmp / "unlabelled.csv")),
+            says=lambda c: ["none of the 30 training documents has a label"], after=no_run_files),
+        "setup/split-without-documents": Case(
+            setup=lambda c: write_csv(c, "notest.csv", ["water"] * 30, ["train"] * 25 + ["validation"] * 5),
+            argv=lambda c: train(c, "--set", csv_kwargs(c.tmp / "notest.csv")),
+            says=lambda c: ["no 'test' documents"], after=no_run_files),
+        "setup/unknown-dataset": Case(
+            argv=lambda c: train(c, "--set", "dataset=nosuch"), says=lambda c: ["unknown dataset 'nosuch'"],
+            after=no_run_files),
+        "setup/read-only-output": Case(
+            setup=deny_writes, argv=lambda c: train(c), says=lambda c: [str(c.out), "not writable"],
+            after=no_run_files),
+        "setup/output-is-a-file": Case(
+            setup=lambda c: write(c.out, "not a folder"), argv=lambda c: train(c),
+            says=lambda c: [str(c.out), "is a file"]),
+        "setup/init-from-missing": Case(
+            argv=lambda c: train(c, "--set", "objective=bce", "--set", f"init_from={c.tmp / 'nowhere'}"),
+            says=lambda c: ["no encoder weights", "nowhere"], after=no_run_files),
+        "setup/init-from-unfinished": Case(
+            setup=lambda c: (c.tmp / "unfinished").mkdir(),
+            argv=lambda c: train(c, "--set", "objective=bce", "--set", f"init_from={c.tmp / 'unfinished'}"),
+            says=lambda c: ["unfinished has no metrics.json"], after=no_run_files),
+        "setup/label-only-outside-training": Case(
+            setup=lambda c: write_csv(c, "coverage.csv", ["water"] * 30 + ["fire"] * 10),
+            argv=lambda c: train(c, "--set", csv_kwargs(c.tmp / "coverage.csv")),
+            says=lambda c: ["never in training: ['fire']", "min_train_count=1"], after=no_run_files),
+    }
+    return cases
+
+
+def _folder_cases() -> dict:
+    """A folder holding a finished run (``done``): refused, nothing touched."""
+    def ckpt(c):
+        return c.done / "checkpoint.pt"
+
+    def truncate(c):
+        data = ckpt(c).read_bytes()
+        ckpt(c).write_bytes(data[: len(data) // 2])
+
+    def nan_weights(c):
+        state = torch.load(ckpt(c), weights_only=False)
+        first = next(k for k, v in state["model"].items() if v.is_floating_point())
+        state["model"][first] = torch.full_like(state["model"][first], float("nan"))
+        torch.save(state, ckpt(c))
+
+    def cut_history(c):
+        path = c.done / "history.jsonl"
+        path.write_text(path.read_text()[:-20])
+
+    def hold_lock(c, monkeypatch):
+        from filelock import FileLock
+
+        lock = FileLock(str(c.done / ".lock"), timeout=0)
+        lock.acquire()
+        monkeypatch.setattr(c, "lock", lock, raising=False)
+
+    def foreign(c):
+        (c.done / "config.yaml").unlink()
+        ckpt(c).unlink()
+
+    cases = {
+        "folder/other-objective": Case(
+            argv=lambda c: train(c, "--set", "objective=frozen", output=c.done),
+            says=lambda c: ["different configuration", "objective: 'msc' -> 'frozen'", "--restart"]),
+        "folder/other-temperature": Case(
+            argv=lambda c: train(c, "--set", "temperature=0.5", output=c.done),
+            says=lambda c: ["different configuration", "temperature: 0.1 -> 0.5", "--restart"]),
+        "folder/other-learning-rate": Case(
+            argv=lambda c: train(c, "--set", "lr_head=0.0001", output=c.done),
+            says=lambda c: ["lr_head: 0.001 -> 0.0001", "--resume-with-changes"]),
+        "folder/change-not-resumable": Case(
+            argv=lambda c: train(c, "--set", "temperature=0.5", "--resume-with-changes", output=c.done),
+            says=lambda c: ["temperature: 0.1 -> 0.5", "--restart"]),
+        "folder/finished-checkpoint-deleted": Case(
+            setup=lambda c: ckpt(c).unlink(), argv=lambda c: train(c, output=c.done),
+            says=lambda c: ["checkpoint.pt is missing", "--restart", "abalone evaluate"]),
+        "folder/checkpoint-garbage": Case(
+            setup=lambda c: ckpt(c).write_bytes(b"not a checkpoint" * 10), argv=lambda c: train(c, output=c.done),
+            says=lambda c: [str(ckpt(c)), "unreadable", "--restart"]),
+        "folder/checkpoint-truncated": Case(
+            setup=truncate, argv=lambda c: train(c, output=c.done), says=lambda c: [str(ckpt(c)), "unreadable", "--restart"]),
+        "folder/checkpoint-empty": Case(
+            setup=lambda c: ckpt(c).write_bytes(b""), argv=lambda c: train(c, output=c.done),
+            says=lambda c: [str(ckpt(c)), "is empty", "--restart"]),
+        "folder/checkpoint-nan-weights": Case(
+            setup=nan_weights, argv=lambda c: train(c, output=c.done),
+            says=lambda c: [str(ckpt(c)), "NaN or inf weights", "--restart"]),
+        "folder/history-last-line-cut": Case(
+            setup=cut_history, argv=lambda c: train(c, output=c.done),
+            says=lambda c: [f"{c.done / 'history.jsonl'}, line 2", "--restart"]),
+        "folder/config-yaml-damaged": Case(
+            setup=lambda c: write(c.done / "config.yaml", "objective: msc\nsubset: {train: \n"),
+            argv=lambda c: train(c, output=c.done), says=lambda c: [str(c.done / "config.yaml"), "--restart"]),
+        "folder/config-yaml-empty": Case(
+            setup=lambda c: write(c.done / "config.yaml", ""),
+            argv=lambda c: train(c, output=c.done), says=lambda c: [str(c.done / "config.yaml"), "--restart"]),
+        "folder/files-without-config": Case(
+            setup=foreign, argv=lambda c: train(c, output=c.done), says=lambda c: ["no config.yaml", "--restart"]),
+        "folder/locked-by-another-process": Case(
+            setup=hold_lock, argv=lambda c: train(c, output=c.done), says=lambda c: [str(c.done), "is in use"]),
+        "evaluate/metrics-corrupt": Case(
+            setup=lambda c: write(c.done / "metrics.json", '{"test": {"micro_f1": 3'),
+            argv=lambda c: ["evaluate", c.done], says=lambda c: [str(c.done / "metrics.json"), "unreadable", "--restart"]),
+        "evaluate/metrics-empty": Case(
+            setup=lambda c: write(c.done / "metrics.json", ""),
+            argv=lambda c: ["evaluate", c.done], says=lambda c: [str(c.done / "metrics.json"), "empty"]),
+        "evaluate/metrics-not-a-record": Case(
+            setup=lambda c: write(c.done / "metrics.json", "[1, 2]"),
+            argv=lambda c: ["evaluate", c.done], says=lambda c: [str(c.done / "metrics.json"), "metrics record"]),
+        "evaluate/metrics-without-scores": Case(
+            setup=lambda c: write(c.done / "metrics.json", '{"objective": "msc"}'),
+            argv=lambda c: ["evaluate", c.done], says=lambda c: [str(c.done / "metrics.json"), "no validation or test"]),
+        "evaluate/folder-missing": Case(
+            argv=lambda c: ["evaluate", c.tmp / "nowhere"], says=lambda c: [str(c.tmp / "nowhere"), "does not exist"]),
+        "evaluate/unfinished": Case(
+            setup=lambda c: (c.done / "metrics.json").unlink(),
+            argv=lambda c: ["evaluate", c.done], says=lambda c: [str(c.done / "metrics.json"), "has not finished"]),
+        "embed/run-missing": Case(
+            argv=lambda c: ["embed", c.tmp / "nowhere", "--out", c.tmp / "x.npy"],
+            says=lambda c: [str(c.tmp / "nowhere"), "does not exist"]),
+        "embed/unfinished": Case(
+            setup=lambda c: (c.done / "metrics.json").unlink(),
+            argv=lambda c: ["embed", c.done, "--out", c.tmp / "x.npy"], says=lambda c: ["has no metrics.json"]),
+        "embed/config-damaged": Case(
+            setup=lambda c: write(c.done / "config.yaml", "objective: [msc\n"),
+            argv=lambda c: ["embed", c.done, "--out", c.tmp / "x.npy"],
+            says=lambda c: [f"{c.done / 'config.yaml'}, line", "YAML syntax error"]),
+        "embed/encoder-truncated": Case(
+            setup=lambda c: [p.write_bytes(p.read_bytes()[:100]) for p in c.done.glob("encoder_*.pt")],
+            argv=lambda c: ["embed", c.done, "--out", c.tmp / "x.npy"],
+            says=lambda c: ["encoder_", "unreadable", "--restart"]),
+        "embed/out-folder-missing": Case(
+            argv=lambda c: ["embed", c.done, "--out", c.tmp / "no" / "such" / "x.npy"],
+            says=lambda c: ["--out", str(c.tmp / "no" / "such"), "does not exist"]),
+        "embed/device-missing": Case(
+            argv=lambda c: ["embed", c.done, "--out", c.tmp / "x.npy", "--device", "cuda:99"],
+            says=lambda c: ["device='cuda:99'"]),
+        "stats/unknown-dataset": Case(argv=lambda c: ["stats", "nosuch"], says=lambda c: ["unknown dataset 'nosuch'"]),
+        "stats/bad-loader-argument": Case(
+            argv=lambda c: ["stats", "csv", "--set", f"path={c.tmp / 'none.csv'}"],
+            says=lambda c: ["csv file not found", "none.csv"]),
+    }
+    return cases
+
+
+CATALOGUE = {**_config_cases(), **_file_cases(), **_setup_cases(), **_folder_cases()}
+
+
+@pytest.mark.parametrize("name", sorted(CATALOGUE))
+def test_mistake_is_one_clear_line(name, ctx, capsys, monkeypatch):
+    case = CATALOGUE[name]
+    if case.setup is not None:  # setup(ctx) or setup(ctx, monkeypatch)
+        case.setup(*(ctx, monkeypatch)[:case.setup.__code__.co_argcount])
+    # Work that must not start: embedding for --out into a missing folder.
+    if name == "embed/out-folder-missing":
+        monkeypatch.setattr("abalone_core.train.load_run_encoder",
+                            lambda *a, **k: pytest.fail("the encoder was loaded before --out was checked"))
+    before = snapshot(ctx.tmp)
+    started = time.perf_counter()
+    code, line = cli(case.argv(ctx), capsys)
+    seconds = time.perf_counter() - started
+    assert code == case.code, line
+    for part in case.says(ctx):
+        assert part in line, f"{part!r} not in {line!r}"
+    assert "learning rate" not in line or "lr_" in line  # no generic advice for another cause
+    assert snapshot(ctx.tmp) == before, "files changed"
+    assert not temporaries(ctx.tmp)
+    if case.after is not None:
+        case.after(ctx)
+    if name == "setup/unknown-hub-backbone-offline":
+        assert seconds < 20, f"took {seconds:.0f} s: Hub retries?"
+    if hasattr(ctx, "lock"):
+        ctx.lock.release()
+
+
+# --------------------------------------------------------------------------- #
+# Faults during a run: interruptions, non-finite losses, a full disk, bugs
+# --------------------------------------------------------------------------- #
+def checkpoint_step(folder: Path) -> int:
+    return torch.load(folder / "checkpoint.pt", weights_only=False)["state"]["step"]
+
+
+def disk_full_on(monkeypatch, name: str, after: int = 0):
+    """Writes of ``name`` fail with ENOSPC (as a full disk reports on flush), after ``after`` good ones."""
+    real = os.fsync
+    seen = {"n": 0}
+
+    def fsync(fd):
+        try:
+            target = Path(os.readlink(f"/proc/self/fd/{fd}")).name
+        except OSError:
+            target = ""
+        if target.startswith(f".{name}."):
+            seen["n"] += 1
+            if seen["n"] > after:
+                raise OSError(errno.ENOSPC, "No space left on device")
+        return real(fd)
+
+    monkeypatch.setattr(os, "fsync", fsync)
+
+
+def nan_loss_at(monkeypatch, step: int):
+    original = Trainer._loss
+
+    def loss(self, batch):
+        value = original(self, batch)
+        if self.model.training and self.state["step"] + 1 == step:
+            value = value * float("nan")
+        return value
+
+    monkeypatch.setattr(Trainer, "_loss", loss)
+
+
+class InfGradient(torch.autograd.Function):
+    """Zero in the forward pass, an infinite gradient in the backward pass."""
+
+    @staticmethod
+    def forward(ctx, x):
+        ctx.save_for_backward(x)
+        return x.new_zeros(())
+
+    @staticmethod
+    def backward(ctx, grad):
+        (x,) = ctx.saved_tensors
+        return torch.full_like(x, float("inf"))
+
+
+def inf_gradient_at(monkeypatch, step: int):
+    original = Trainer._loss
+
+    def loss(self, batch):
+        value = original(self, batch)
+        if self.model.training and self.state["step"] + 1 == step:
+            value = value + InfGradient.apply(next(self.model.parameters()))
+        return value
+
+    monkeypatch.setattr(Trainer, "_loss", loss)
+
+
+def test_fault_nan_loss_is_refused_and_resumable_with_changes(ctx, capsys, monkeypatch):
+    with monkeypatch.context() as m:
+        nan_loss_at(m, 3)
+        code, line = cli(train(ctx, "--set", "save_every=2"), capsys)
+    assert code == 2
+    assert "loss became nan at step 3" in line and f"{ctx.out / 'checkpoint.pt'} still holds step 2" in line
+    assert "--resume-with-changes" in line
+    assert checkpoint_step(ctx.out) == 2 and not temporaries(ctx.tmp)
+    code, line = cli(train(ctx, "--set", "save_every=2", "--set", "lr_head=0.0005"), capsys)
+    assert code == 2 and "lr_head: 0.001 -> 0.0005" in line and "--resume-with-changes" in line
+    assert main([str(a) for a in train(ctx, "--set", "save_every=2", "--set", "lr_head=0.0005",
+                                       "--resume-with-changes")]) == 0
+    metrics = json.loads((ctx.out / "metrics.json").read_text())
+    assert metrics["steps"] == 4 and metrics["config"]["lr_head"] == 0.0005
+    assert metrics["resumed_with_changes"] == [{"step": 2, "lr_head": {"was": 0.001, "now": 0.0005}}]
+
+
+def test_fault_infinite_gradient_is_refused(ctx, capsys, monkeypatch):
+    inf_gradient_at(monkeypatch, 3)
+    code, line = cli(train(ctx, "--set", "save_every=2"), capsys)
+    assert code == 2 and "gradient norm became inf at step 3" in line and "still holds step 2" in line
+    state = torch.load(ctx.out / "checkpoint.pt", weights_only=False)["model"]
+    assert all(torch.isfinite(v).all() for v in state.values() if v.is_floating_point())
+
+
+def test_fault_disk_full_on_checkpoint_keeps_the_previous_one(ctx, capsys, monkeypatch):
+    disk_full_on(monkeypatch, "checkpoint.pt", after=1)  # the step-2 save works, the step-4 one fails
+    code, line = cli(train(ctx, "--set", "save_every=2"), capsys)
+    assert code == 2 and "no space left on device" in line and str(ctx.out / "checkpoint.pt") in line
+    assert checkpoint_step(ctx.out) == 2
+    assert not temporaries(ctx.tmp)
+
+
+def test_fault_disk_full_when_torch_save_fails_mid_write(ctx, capsys, monkeypatch):
+    real = torch.save
+
+    def save(obj, f, *a, **k):
+        if "optimizer" in obj:  # a checkpoint: half written, then the disk is full
+            f.write(b"\0" * 1000)
+            raise OSError(errno.ENOSPC, "No space left on device")
+        return real(obj, f, *a, **k)
+
+    monkeypatch.setattr(torch, "save", save)
+    code, line = cli(train(ctx), capsys)
+    assert code == 2 and "no space left on device" in line and "checkpoint.pt" in line
+    assert not (ctx.out / "checkpoint.pt").exists() and not temporaries(ctx.tmp)
+
+
+def test_fault_disk_full_on_metrics_keeps_the_previous_record(ctx, capsys, monkeypatch):
+    before = (ctx.done / "metrics.json").read_bytes()
+    disk_full_on(monkeypatch, "metrics.json")
+    code, line = cli(train(ctx, output=ctx.done), capsys)  # the same command again: evaluates again
+    assert code == 2 and "no space left on device" in line and str(ctx.done / "metrics.json") in line
+    assert (ctx.done / "metrics.json").read_bytes() == before and not temporaries(ctx.tmp)
+
+
+@pytest.mark.parametrize("name", ["config.yaml", "history.jsonl"])
+def test_fault_disk_full_on_records(ctx, capsys, monkeypatch, name):
+    disk_full_on(monkeypatch, name)
+    code, line = cli(train(ctx), capsys)
+    assert code == 2 and "no space left on device" in line and str(ctx.out / name) in line
+    assert not (ctx.out / name).exists() and not temporaries(ctx.tmp)
+
+
+def test_fault_ctrl_c_during_final_evaluation(ctx, capsys, monkeypatch):
+    def interrupt(self):
+        raise KeyboardInterrupt
+
+    with monkeypatch.context() as m:
+        m.setattr(Trainer, "final_metrics", interrupt)
+        code, line = cli(train(ctx), capsys)
+    assert code == 130 and line.startswith("interrupted:") and "final evaluation" in line
+    assert checkpoint_step(ctx.out) == 4 and not (ctx.out / "metrics.json").exists()
+    assert main([str(a) for a in train(ctx)]) == 0 and (ctx.out / "metrics.json").exists()
+
+
+def test_fault_sigterm_during_final_evaluation(ctx, capsys, monkeypatch):
+    def terminate(self):
+        signal.raise_signal(signal.SIGTERM)
+        return {}
+
+    handler = signal.getsignal(signal.SIGTERM)
+    monkeypatch.setattr(Trainer, "final_metrics", terminate)
+    code, line = cli(train(ctx), capsys)
+    assert code == 130 and "final evaluation" in line
+    assert signal.getsignal(signal.SIGTERM) == handler  # the command line put the handler back
+
+
+def test_fault_sigterm_during_training_saves_and_says_so(ctx, capsys, monkeypatch):
+    original = Trainer._step
+
+    def step(self, batch):
+        loss = original(self, batch)
+        if self.state["step"] == 1:
+            signal.raise_signal(signal.SIGTERM)
+        return loss
+
+    monkeypatch.setattr(Trainer, "_step", step)
+    code, line = cli(train(ctx), capsys)
+    assert code == 130 and "stopped at step 2" in line
+    assert checkpoint_step(ctx.out) == 2
+
+
+def test_fault_ctrl_c_during_set_up(ctx, capsys, monkeypatch):
+    def interrupt(*a, **k):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr("abalone_core.train.prepare_data", interrupt)
+    code, line = cli(train(ctx), capsys)
+    assert code == 130 and line.startswith("interrupted:")
+    no_run_files(ctx)
+
+
+def test_fault_unexpected_bug_is_one_line_and_debug_shows_the_traceback(ctx, capsys, monkeypatch):
+    def bug(self):
+        raise KeyError("oops")
+
+    monkeypatch.setattr(Trainer, "final_metrics", bug)
+    code, line = cli(train(ctx), capsys)
+    assert code == 1 and "unexpected KeyError" in line and "--debug" in line
+    with pytest.raises(KeyError):
+        main([str(a) for a in train(ctx, "--debug")])
+
+
+# --------------------------------------------------------------------------- #
+# The four ways data was lost or mixed
+# --------------------------------------------------------------------------- #
+def test_data_loss_1_non_finite_loss_keeps_last_good_checkpoint_and_resumes_with_changes(tiny_config, monkeypatch):
+    """A NaN loss used to be applied by the optimiser and then saved over the last good
+    checkpoint, and the advice (lower the learning rate) was refused on resume."""
+    cfg = tiny_config(objective="msc", max_steps=6, save_every=2, eval_every=2)
+    with monkeypatch.context() as m:
+        nan_loss_at(m, 5)
+        with pytest.raises(FloatingPointError, match="at step 5"):
+            run(cfg, progress=False)
+    ckpt = torch.load(Path(cfg.output_dir) / "checkpoint.pt", weights_only=False)
+    assert ckpt["state"]["step"] == 4
+    for name, value in ckpt["model"].items():
+        if value.is_floating_point():
+            assert torch.isfinite(value).all(), f"{name} holds NaN or inf"
+    lower = cfg.replace(lr_backbone=5e-4, lr_head=5e-4)
+    with pytest.raises(ValueError, match="different configuration"):
+        run(lower, progress=False)  # a changed configuration needs the explicit permission
+    metrics = run(lower, progress=False, allow_changes=("lr_backbone", "lr_head"))
+    assert metrics["steps"] == 6 and np.isfinite(metrics["test"]["micro_f1"])
+    assert metrics["resumed_with_changes"][0]["step"] == 4
+    assert Config.from_file(Path(cfg.output_dir) / "config.yaml").lr_head == 5e-4
+
+
+def test_data_loss_2_other_objective_cannot_overwrite_a_finished_run(ctx, capsys):
+    """``--set objective=frozen`` into a finished msc folder used to exit 0 and replace
+    metrics.json and config.yaml while the msc checkpoint, encoders and history stayed."""
+    before = snapshot(ctx.done)
+    code, line = cli(train(ctx, "--set", "objective=frozen", output=ctx.done), capsys)
+    assert code == 2 and "objective: 'msc' -> 'frozen'" in line and "--restart" in line
+    assert snapshot(ctx.done) == before
+    # The way out it names works: the folder then holds the frozen run only.
+    assert main([str(a) for a in train(ctx, "--set", "objective=frozen", "--restart", output=ctx.done)]) == 0
+    assert sorted(p.name for p in ctx.done.iterdir() if not p.name.startswith(".")) == ["config.yaml", "metrics.json"]
+    assert main(["evaluate", str(ctx.done)]) == 0
+    assert capsys.readouterr().out.startswith("frozen")
+
+
+def test_data_loss_3_two_processes_cannot_share_a_run_folder(ctx, capsys):
+    """Two ``abalone train`` into one folder used to interleave history.jsonl and leave
+    config.yaml from one and metrics.json from the other."""
+    first = ctx.cfg.replace(max_steps=40, eval_every=10, save_every=20)
+    first.save(ctx.tmp / "first.yaml")
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "ABALONE_DATA_DIR": str(ctx.tmp / "cache")}
+    proc = subprocess.Popen([sys.executable, "-m", "abalone_core.cli", "train", "--config", str(ctx.tmp / "first.yaml"),
+                             "--quiet"], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.time() + 240
+        while not (ctx.out / "config.yaml").exists():  # the first process is training
+            assert proc.poll() is None, proc.communicate()
+            assert time.time() < deadline, "the first process did not start training"
+            time.sleep(0.05)
+        code, line = cli(train(ctx, "--set", "temperature=0.2"), capsys)
+        assert proc.poll() is None, "the first process finished too early for this test"
+        assert code == 2 and "is in use" in line and str(ctx.out) in line
+        out, err = proc.communicate(timeout=600)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == 0, err
+    steps = [r["step"] for r in map(json.loads, (ctx.out / "history.jsonl").read_text().splitlines())]
+    assert steps == [10, 20, 30, 40]
+    metrics = json.loads((ctx.out / "metrics.json").read_text())
+    assert metrics["config"]["temperature"] == Config.from_file(ctx.out / "config.yaml").temperature == 0.1
+    assert not temporaries(ctx.tmp)
+
+
+def test_data_loss_4_relative_data_path_is_stored_absolute(tiny_config, tmp_path, monkeypatch, capsys):
+    """A relative ``dataset_kwargs`` path used to be stored as given, so ``evaluate``/``embed``
+    from another folder failed or read another file."""
+    project = tmp_path / "project"
+    (project / "data").mkdir(parents=True)
+    shutil.copy(tiny_config().dataset_kwargs["path"], project / "data" / "docs.csv")
+    other = tmp_path / "elsewhere"
+    (other / "data").mkdir(parents=True)
+    (other / "data" / "docs.csv").write_text("text,labels,split\nnot,the,data\n")  # a different file, same name
+    monkeypatch.chdir(project)
+    cfg = tiny_config(objective="msc", max_steps=2, output_dir=str(tmp_path / "run"),
+                      dataset_kwargs={"path": "data/docs.csv", "label_sep": "|", "split_column": "split"})
+    run(cfg, progress=False)
+    saved = Config.from_file(tmp_path / "run" / "config.yaml").dataset_kwargs["path"]
+    assert saved == str(project / "data" / "docs.csv")
+    monkeypatch.chdir(other)
+    assert main(["evaluate", str(tmp_path / "run")]) == 0
+    assert main(["embed", str(tmp_path / "run"), "--split", "test", "--out", "test.npy"]) == 0
+    x = np.load(other / "test.npy")
+    assert x.shape[0] == 30  # the 30 test documents of the real data, not the other file
+
+
+def test_finished_run_without_checkpoint_is_not_retrained_silently(ctx, capsys):
+    """A finished run whose checkpoint.pt was deleted used to be wiped and retrained."""
+    (ctx.done / "checkpoint.pt").unlink()
+    before = snapshot(ctx.done)
+    code, line = cli(train(ctx, output=ctx.done), capsys)
+    assert code == 2 and "checkpoint.pt is missing" in line and "--restart" in line
+    assert snapshot(ctx.done) == before
+
+
+# --------------------------------------------------------------------------- #
+# The files a command writes
+# --------------------------------------------------------------------------- #
+@pytest.mark.parametrize("out,features,labels", [
+    ("v.npy", "v.npy", "v.labels.npy"),
+    ("v", "v.npy", "v.labels.npy"),
+    ("v.float32", "v.float32.npy", "v.float32.labels.npy"),
+])
+def test_embed_writes_the_names_it_prints(ctx, capsys, out, features, labels):
+    assert embed_paths(str(ctx.tmp / out)) == (ctx.tmp / features, ctx.tmp / labels)
+    assert main(["embed", str(ctx.done), "--split", "validation", "--out", str(ctx.tmp / out)]) == 0
+    printed = capsys.readouterr().out
+    assert f"wrote {ctx.tmp / features} " in printed and f"and {ctx.tmp / labels} " in printed
+    assert np.load(ctx.tmp / features).shape[0] == np.load(ctx.tmp / labels).shape[0] == 30
+    assert not temporaries(ctx.tmp)
+
+
+def test_atomic_write_leaves_old_file_and_no_temporary_on_failure(tmp_path, monkeypatch):
+    path = tmp_path / "metrics.json"
+    atomic.write_json(path, {"a": 1})
+    disk_full_on(monkeypatch, "metrics.json")
+    with pytest.raises(OSError, match="no space left on device while writing .*metrics.json") as err:
+        atomic.write_json(path, {"a": 2})
+    assert err.value.errno == errno.ENOSPC
+    assert json.loads(path.read_text()) == {"a": 1} and not temporaries(tmp_path)
+    with pytest.raises(ValueError):
+        atomic.write_json(tmp_path / "nan.json", {"x": float("nan")})  # never a bare NaN
+    assert not (tmp_path / "nan.json").exists() and not temporaries(tmp_path)
+
+
+def test_catalogue_size():
+    """The catalogue keeps covering the classes of mistakes the issue lists (about 76)."""
+    faults = [n for n in globals() if n.startswith(("test_fault_", "test_data_loss_"))]
+    assert len(CATALOGUE) + len(faults) >= 76, (len(CATALOGUE), len(faults))
