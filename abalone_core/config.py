@@ -76,6 +76,10 @@ class Config:
         output_dir, eval_every (optimiser steps between validation passes; 0 = each epoch),
         save_every (steps between resumable checkpoints; 0 = each epoch),
         probe: overrides of :class:`abalone_core.probe.ProbeConfig` for linear evaluation.
+        candidates: which encoders of a contrastive run are linear-evaluated, the best on
+            validation micro-F1 being reported: None is the paper's three (``last``,
+            ``best_train_loss``, ``best_val_loss``); a shorter list saves a linear
+            evaluation per encoder left out.
 
     A run folder belongs to one configuration: resuming it with other settings is refused,
     except for the optimisation settings in ``RESUMABLE_CHANGES`` (learning rates, weight
@@ -126,6 +130,7 @@ class Config:
     eval_every: int = 0
     save_every: int = 0
     probe: dict = field(default_factory=dict)
+    candidates: list | None = None
 
     def __post_init__(self) -> None:
         self.validate()
@@ -165,6 +170,11 @@ class Config:
              f"train_layers must be null (whole encoder) or an integer >= 0, got {self.train_layers!r}")
         need("layer_cache", lambda: self.layer_cache in ("float16", "float32", "off"),
              f"layer_cache must be float16, float32 or off, got {self.layer_cache!r}")
+        need("candidates", lambda: self.candidates is None or (
+            isinstance(self.candidates, (list, tuple)) and len(self.candidates) > 0
+            and set(self.candidates) <= {"last", "best_train_loss", "best_val_loss"}),
+            f"candidates must be None or a non-empty list of last, best_train_loss, best_val_loss; "
+            f"got {self.candidates!r}")
         need("pooling", lambda: self.pooling in ("cls", "mean"), f"pooling must be 'cls' or 'mean', got {self.pooling!r}")
         need("epochs", lambda: self.epochs >= 1, f"epochs must be >= 1, got {self.epochs}")
         need("max_steps", lambda: self.max_steps is None or self.max_steps >= 1,

@@ -734,7 +734,7 @@ class Trainer:
         if cfg.objective == "frozen" or cfg.contrastive:
             encoder = self.model if cfg.objective == "frozen" else self.model.encoder
             names = ["pretrained"] if cfg.objective == "frozen" else [
-                c for c in CANDIDATES if (self.out / f"encoder_{c}.pt").exists()]
+                c for c in (cfg.candidates or CANDIDATES) if (self.out / f"encoder_{c}.pt").exists()]
             seen, results = {}, {}
             for name in names:
                 if name != "pretrained":

@@ -65,3 +65,8 @@ def test_head_learning_rate_grid_keeps_the_best_validation_run(tiny_config):
     assert sub["test"] == m["test"] and sub["config"]["lr_head"] == float(best)
     encoder, _, loaded = load_run_encoder(cfg.output_dir)  # the selected run's encoder
     assert loaded.lr_head == float(best)
+
+
+def test_candidates_limit_the_linear_evaluations(tiny_config):
+    m = run(tiny_config(objective="base", max_steps=4, eval_every=2, candidates=["best_val_loss"]), progress=False)
+    assert set(m["candidates"]) == {"best_val_loss"} and m["selected_candidate"] == "best_val_loss"
