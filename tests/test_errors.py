@@ -675,13 +675,14 @@ def test_data_loss_1_non_finite_loss_keeps_last_good_checkpoint_and_resumes_with
     cfg = tiny_config(objective="msc", max_steps=6, save_every=2, eval_every=2)
     with monkeypatch.context() as m:
         nan_loss_at(m, 5)
-        with pytest.raises(FloatingPointError, match="at step 5"):
+        with pytest.raises(FloatingPointError, match="loss became nan") as stopped:
             run(cfg, progress=False)
     ckpt = torch.load(Path(cfg.output_dir) / "checkpoint.pt", weights_only=False)
     assert ckpt["state"]["step"] == 4
     for name, value in ckpt["model"].items():
         if value.is_floating_point():
             assert torch.isfinite(value).all(), f"{name} holds NaN or inf"
+    assert "at step 5" in str(stopped.value) and "still holds step 4" in str(stopped.value)
     lower = cfg.replace(lr_backbone=5e-4, lr_head=5e-4)
     with pytest.raises(ValueError, match="different configuration"):
         run(lower, progress=False)  # a changed configuration needs the explicit permission
