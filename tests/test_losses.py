@@ -7,6 +7,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from abalone_core.losses import (
+    NonFiniteError,
     OTHER_CONTRASTIVE,
     SUPERVISED_LOSSES,
     VARIANTS,
@@ -202,6 +203,55 @@ def test_bad_input_raises(call, match):
     P = torch.randn(4, 6)
     with pytest.raises(ValueError, match=match):
         call(z, y, P)
+
+
+@pytest.mark.parametrize("bad", [float("nan"), float("inf"), float("-inf")])
+@pytest.mark.parametrize("variant", list(VARIANTS) + list(OTHER_CONTRASTIVE))
+@pytest.mark.parametrize("where", ["z", "prototypes", "queue_z"])
+def test_non_finite_inputs_are_named(variant, where, bad):
+    """NaN or inf in the projections, the prototypes or the queue: a ValueError naming the tensor."""
+    z, y, protos, qz, qy = random_problem(K=5, dtype=torch.float32)
+    uses_queue = variant in OTHER_CONTRASTIVE or VARIANTS[variant][0]
+    uses_protos = variant not in OTHER_CONTRASTIVE and VARIANTS[variant][1]
+    if (where == "queue_z" and not uses_queue) or (where == "prototypes" and not uses_protos):
+        pytest.skip(f"{variant} takes no {where}")
+    tensors = {"z": z, "prototypes": protos, "queue_z": qz}
+    tensors[where][1, 2] = bad
+    kw = {"queue_z": tensors["queue_z"], "queue_y": qy} if uses_queue else {}
+    if uses_protos:
+        kw["prototypes"] = tensors["prototypes"]
+    with pytest.raises(NonFiniteError, match=f"^{where} contains NaN or inf") as err:
+        if variant in OTHER_CONTRASTIVE:
+            OTHER_CONTRASTIVE[variant](tensors["z"], y, temperature=0.1, **kw)
+        else:
+            contrastive_loss(tensors["z"], y, variant=variant, **kw)
+    assert isinstance(err.value, ValueError) and err.value.name == where
+
+
+@pytest.mark.parametrize("fn", [bce_loss, focal_loss, asymmetric_loss])
+def test_non_finite_logits_are_named(fn):
+    x, y = _supervised_data()
+    x[3, 1] = float("nan")
+    with pytest.raises(ValueError, match="logits contains NaN or inf"):
+        fn(x, y)
+
+
+@pytest.mark.parametrize("scale", [1e20, 1e30, 1e38, 1e-30, 1e-40])
+@pytest.mark.parametrize("variant", ["base", "msc"])
+def test_any_finite_norm_normalises_exactly(scale, variant):
+    """Projections of norm 1e20 and more (their squares overflow float32) or tiny ones give the
+    loss of the unit vectors, instead of zero vectors."""
+    z, y, protos, qz, qy = random_problem(K=6, dtype=torch.float32)
+    kw = {} if variant == "base" else {"prototypes": protos, "queue_z": qz, "queue_y": qy}
+    expected = contrastive_loss(z, y, variant=variant, **kw)
+    big = {k: (v * scale if k in ("prototypes", "queue_z") else v) for k, v in kw.items()}
+    zs = (z * scale).requires_grad_(True)
+    got = contrastive_loss(zs, y, variant=variant, **big)
+    torch.testing.assert_close(got, expected, rtol=1e-5, atol=1e-6)
+    got.backward()
+    if scale >= 1e-30:  # the gradient scales as 1/|z|: beyond float32 for subnormal inputs
+        assert torch.isfinite(zs.grad).all()
+    assert torch.isfinite(mulsupcon_loss(z * scale, y, queue_z=qz * scale, queue_y=qy))
 
 
 # ----------------------------------------------------------------- supervised
