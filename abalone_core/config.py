@@ -120,7 +120,7 @@ class Config:
     weight_decay: float = 0.01
     warmup_ratio: float = 0.05
     schedule: str = "auto"
-    grad_clip: float = 1.0
+    grad_clip: float | None = 1.0
     mixed_precision: str = "auto"
 
     seed: int = 0
@@ -208,7 +208,7 @@ class Config:
         need("dataset", lambda: self.dataset.strip() != "", "dataset must name a dataset, got an empty string")
         need("backbone", lambda: self.backbone.strip() != "", "backbone must name a model, got an empty string")
         need("dataset_kwargs", lambda: all(isinstance(k, str) for k in self.dataset_kwargs),
-             f"dataset_kwargs keys must be argument names (strings), got {list(self.dataset_kwargs)}")
+             f"dataset_kwargs keys must be argument names (strings), got {self.dataset_kwargs!r}")
         if self.subset is not None and "subset" not in bad:
             unknown = set(self.subset) - {"train", "validation", "test"}
             need("subset", lambda: not unknown, f"subset keys must be train/validation/test, got {sorted(map(str, unknown))}")
@@ -414,8 +414,10 @@ def _typed_values(cfg: Config, errors: list, bad: set) -> dict:
                 expected = "a finite number"
             shown = "null" if value is None else repr(value)
             errors.append(f"{name} must be {expected}, got {shown}")
-    if model is None:
-        return {}
+    if model is None:  # the fields that passed, coerced: validate them again without the others
+        good = {k: v for k, v in values.items() if k not in bad}
+        model = _schema()(**good)
+        return {name: getattr(model, name) for name in good}
     return {name: getattr(model, name) for name in values}
 
 
