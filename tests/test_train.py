@@ -177,3 +177,127 @@ def test_token_cache_is_safe_for_concurrent_runs(tiny_config, tmp_path):
     cached = list((tmp_path / "cache" / "tokens").iterdir())
     assert [p.suffix for p in cached] == [".pt"]  # one cache file, no temporary left behind
     assert all(r == results[0] for r in results) and len(results) == 6
+
+
+def test_resume_with_changes_applies_the_new_learning_rates(tiny_config):
+    cfg = tiny_config(objective="msc", max_steps=4, save_every=2, lr_backbone=1e-3, lr_head=1e-3, warmup_ratio=0.0)
+    run(cfg, progress=False)
+    ckpt = torch.load(f"{cfg.output_dir}/checkpoint.pt", weights_only=False)
+    changed = cfg.replace(lr_backbone=1e-4, lr_head=2e-4, weight_decay=0.1)
+    trainer = Trainer(changed, progress=False)
+    trainer.setup()
+    with pytest.raises(ValueError, match="different configuration"):
+        trainer.restore(ckpt)
+    trainer.restore(ckpt, allow_changes=("lr_backbone", "lr_head", "weight_decay"))
+    factor = trainer.scheduler.lr_lambdas[0](trainer.scheduler.last_epoch)
+    for group in trainer.optimizer.param_groups:
+        base = 1e-4 if group["name"].startswith("backbone") else 2e-4
+        assert group["initial_lr"] == base and group["lr"] == pytest.approx(base * factor)
+        assert group["weight_decay"] == (0.0 if group["name"].endswith("no_decay") else 0.1)
+    assert trainer.state["changes"][-1]["lr_head"] == {"was": 1e-3, "now": 2e-4}
+
+
+def test_allow_changes_names_only_optimisation_settings(tiny_config):
+    from abalone_core.train import allowed_changes
+
+    assert allowed_changes(True) == ("lr_backbone", "lr_head", "weight_decay", "grad_clip", "mixed_precision")
+    with pytest.raises(ValueError, match="temperature"):
+        run(tiny_config(), allow_changes=("temperature",), progress=False)
+
+
+def test_no_step_is_applied_and_no_weights_written_after_a_non_finite_loss(tiny_config, monkeypatch):
+    from abalone_core.train import NonFiniteLoss
+
+    cfg = tiny_config(objective="bce", max_steps=4, save_every=1)
+    original = Trainer._loss
+    seen = {}
+
+    def loss(self, batch):
+        value = original(self, batch)
+        if self.model.training and self.state["step"] == 2:
+            seen["before"] = {k: v.clone() for k, v in self.model.state_dict().items()}
+            seen["trainer"] = self
+            return value * float("inf")
+        return value
+
+    monkeypatch.setattr(Trainer, "_loss", loss)
+    with pytest.raises(NonFiniteLoss, match="loss became inf at step 3"):
+        run(cfg, progress=False)
+    after = seen["trainer"].model.state_dict()
+    for k, v in seen["before"].items():
+        assert torch.equal(after[k], v), k  # the optimiser did not move
+    assert torch.load(f"{cfg.output_dir}/checkpoint.pt", weights_only=False)["state"]["step"] == 2
+
+
+def test_hardware_reports_the_runs_device(tiny_config):
+    from abalone_core import provenance, train
+
+    assert train.hardware is provenance.hardware
+    cpu = provenance.hardware("cpu")
+    assert cpu["device"] == "cpu" and cpu["gpu"] is None  # a CPU run on a GPU machine names no GPU
+    sweep_keys = {"platform", "python", "torch", "cpu_count", "host", "gpus", "gpu"}
+    assert sweep_keys | {"abalone_core", "cpu_threads"} <= set(cpu)
+    m = run(tiny_config(objective="frozen"), progress=False)
+    assert m["hardware"]["device"] == "cpu" and m["hardware"]["cpu_threads"] >= 1
+
+
+def test_hardware_names_the_gpu_of_the_configured_index(monkeypatch):
+    from abalone_core import provenance
+
+    monkeypatch.setattr(provenance, "gpu_names", lambda: ("GPU A", "GPU B"))
+    monkeypatch.delenv("CUDA_VISIBLE_DEVICES", raising=False)
+    monkeypatch.setattr(torch.cuda, "is_initialized", lambda: False)
+    assert provenance.hardware("cuda:1")["gpu"] == "GPU B"
+    assert provenance.hardware("cuda")["gpu"] == "GPU A"
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "1")
+    assert provenance.hardware("cuda:0")["gpu"] == "GPU B"  # torch's cuda:0 is the machine's second GPU
+
+
+def test_max_length_is_checked_against_the_backbone(tiny_config):
+    from transformers import RobertaConfig, RobertaModel
+
+    from abalone_core.train import max_positions
+
+    roberta = RobertaModel(RobertaConfig(vocab_size=20, hidden_size=8, num_hidden_layers=1, num_attention_heads=2,
+                                         intermediate_size=16, max_position_embeddings=34))
+    assert max_positions(roberta) == 32  # two positions reserved by RoBERTa's padding offset
+    trainer = Trainer(tiny_config(max_length=65), progress=False)
+    with pytest.raises(ValueError, match="max_length=65 is above the 64 positions"):
+        trainer.setup()
+
+
+def test_backbone_checks_fail_fast_offline(monkeypatch, tmp_path):
+    from abalone_core.train import check_backbone
+
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    with pytest.raises(ValueError, match="HF_HUB_OFFLINE=1"):
+        check_backbone("nobody/no-such-model")
+    with pytest.raises(ValueError, match="not a Hugging Face Hub id"):
+        check_backbone("a/b/c")
+    monkeypatch.delenv("HF_HUB_OFFLINE")
+    monkeypatch.delenv("TRANSFORMERS_OFFLINE", raising=False)
+    check_backbone("roberta-base")  # with the Hub on, Hub ids are left to from_pretrained
+    check_backbone("minilm")
+
+
+def test_history_lines_are_whole_after_resume(tiny_config, monkeypatch):
+    """The history is rewritten atomically: a record is whole or absent, and records newer
+    than the checkpoint are dropped on resume."""
+    from abalone_core.train import read_history
+
+    cfg = tiny_config(objective="bce", max_steps=6, eval_every=1, save_every=3)
+    original = Trainer._step
+
+    def stop_at_5(self, batch):
+        loss = original(self, batch)
+        if self.state["step"] == 4:
+            raise KeyboardInterrupt  # killed between the evaluation at step 4 and the next checkpoint
+        return loss
+
+    monkeypatch.setattr(Trainer, "_step", stop_at_5)
+    with pytest.raises(KeyboardInterrupt):
+        run(cfg, progress=False)
+    assert [r["step"] for r in read_history(Path(cfg.output_dir) / "history.jsonl")] == [1, 2, 3, 4]
+    monkeypatch.setattr(Trainer, "_step", original)
+    run(cfg, progress=False)
+    assert [r["step"] for r in read_history(Path(cfg.output_dir) / "history.jsonl")] == [1, 2, 3, 4, 5, 6]
