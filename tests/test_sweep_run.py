@@ -1,86 +1,22 @@
-"""Experiment grids (abalone_core.sweep): expansion, dry run, execution records, resume,
-failures, stale rows, parallel workers, aggregation; executed with the toy notebook
-tests/data/sweep_toy.ipynb (metrics computed from its parameters: micro_f1 = 50 + seed
-+ 10 for msc / 5 for base)."""
+"""Running a grid (abalone_core.sweep.runner, .execute, .store): execution records, resume,
+failures, stale rows, read-only reads, parallel workers, the export kept up to date, and a
+stopped sweep that takes its notebooks with it; executed with the toy notebook."""
 from __future__ import annotations
 
-import argparse
 import json
 import os
+import signal
 import socket
 import sqlite3
 import subprocess
 import sys
-from pathlib import Path
 
 import nbformat
-import numpy as np
 import pytest
-import yaml
 
 from abalone_core import sweep as sw
-
-ROOT = Path(__file__).resolve().parents[1]
-TOY = Path(__file__).parent / "data" / "sweep_toy.ipynb"
-
-
-def write_grid(folder: Path, **spec) -> Path:
-    spec = {"notebook": str(TOY), "output_dir": "out", **spec}
-    path = folder / "grid.yaml"
-    path.write_text(yaml.safe_dump(spec))
-    return path
-
-
-def cli(argv: list[str]) -> int:
-    parser = argparse.ArgumentParser(prog="abalone")
-    sw.add_parser(parser.add_subparsers(dest="command", required=True))
-    args = parser.parse_args(argv)
-    return args.fn(args)
-
-
-def mtimes(folder: Path) -> dict:
-    return {p.name: p.stat().st_mtime_ns for p in folder.glob("*.ipynb")}
-
-
-# --------------------------------------------------------------------------- the grid
-def test_grid_expansion_exclude_and_run_ids(tmp_path):
-    path = write_grid(tmp_path, parameters={"pause": 0.0},
-                      grid={"objective": ["msc", "base", "bce"], "seed": [0, 1], "dataset": ["a", "b"]},
-                      exclude=[{"objective": "bce", "dataset": "b"}, {"objective": "base", "seed": 1}])
-    sweep = sw.Sweep.from_file(path)
-    runs = dict(sweep.runs())
-    assert len(runs) == 3 * 2 * 2 - 2 - 2
-    assert "dataset=a,objective=msc,seed=0" in runs
-    assert runs["dataset=b,objective=base,seed=0"] == {"pause": 0.0, "objective": "base", "seed": 0, "dataset": "b"}
-    assert not [r for r, p in runs.items() if p["objective"] == "bce" and p["dataset"] == "b"]
-    assert not [r for r, p in runs.items() if p["objective"] == "base" and p["seed"] == 1]
-    assert sweep.output_dir == (tmp_path / "out").resolve()  # relative to the grid file
-    assert sw.run_id({"b": "x/y z", "a": 0.1}) == "a=0.1,b=x-y-z"
-
-
-@pytest.mark.parametrize("change, message", [
-    ({"grid": {"sed": [0]}}, "not parameters of"),
-    ({"grid": {"seed": []}}, "non-empty list"),
-    ({"grid": {"seed": [0]}, "exclude": [{"objective": "msc"}]}, "exclude"),
-    ({"parameters": {"result_path": "x.json"}}, "set by the sweep"),
-    ({"grid": {"objective": ["msc"]}, "depends_on": {"fail_flag": {"objective": {"msc": "base"}}}},
-     "not in the grid"),
-    ({"colour": 1}, "unknown keys"),
-])
-def test_bad_grid_files_are_rejected(tmp_path, change, message):
-    with pytest.raises(ValueError, match=message):
-        sw.Sweep.from_file(write_grid(tmp_path, **change))
-
-
-def test_dry_run_lists_the_grid_and_estimates_without_executing(tmp_path, capsys):
-    path = write_grid(tmp_path, grid={"objective": ["msc", "base"], "seed": [0, 1, 2]}, estimate_minutes_per_run=4)
-    assert cli(["sweep", str(path), "--dry-run", "--workers", "2"]) == 0
-    out = capsys.readouterr().out
-    for rid, _ in sw.Sweep.from_file(path).runs():
-        assert rid in out
-    assert "6 runs" in out and "pending 6" in out
-    assert "24 min" in out and "12 min with 2 worker" in out  # 6 x 4 minutes, over 2 workers
-    assert not (tmp_path / "out").exists()
+from abalone_core.sweep.store import Store, now
+from test_sweep_support import ROOT, TOY, alive, cli, mtimes, parent, wait_for, write_grid
 
 
 # --------------------------------------------------------------------------- execution
@@ -143,27 +79,51 @@ def test_a_failing_run_is_recorded_the_others_finish_and_retry_reruns_it(tmp_pat
 
 
 def insert_row(sweep, rid: str, status: str, pid: int | None = None) -> None:
-    store = sw._Store(sweep.db)
+    store = Store(sweep.db)
     with sqlite3.connect(sweep.db) as db:
         db.execute("INSERT INTO runs (run_id, parameters, status, started, pid, host) VALUES (?, ?, ?, ?, ?, ?)",
-                   (rid, json.dumps(dict(sweep.runs())[rid], sort_keys=True), status, sw._now(), pid,
+                   (rid, json.dumps(dict(sweep.runs())[rid], sort_keys=True), status, now(), pid,
                     socket.gethostname()))
     assert store.rows()[rid]["status"] == status
 
 
-def test_running_rows_of_a_dead_process_count_as_failed(tmp_path):
-    sweep = sw.Sweep.from_file(write_grid(tmp_path, grid={"seed": [0, 1]}))
+def stored(db) -> tuple:
+    """The store's rows as written, and the file's bytes and modification time."""
+    with sqlite3.connect(db) as con:
+        rows = con.execute("SELECT run_id, status, error FROM runs ORDER BY rowid").fetchall()
+    return rows, db.read_bytes(), db.stat().st_mtime_ns
+
+
+def test_running_rows_of_a_dead_process_read_as_failed_and_reading_writes_nothing(tmp_path, capsys):
+    path = write_grid(tmp_path, grid={"seed": [0, 1]})
+    sweep = sw.Sweep.from_file(path)
     dead = subprocess.Popen([sys.executable, "-c", "pass"])
     dead.wait()
     insert_row(sweep, "seed=0", "running", dead.pid)
     insert_row(sweep, "seed=1", "running", os.getpid())  # alive: left to the process running it
+    before = stored(sweep.db)
     status = sweep.status()
     assert status.loc["seed=0", "status"] == "failed"
     assert f"pid {dead.pid}" in sw.records(sweep).loc["seed=0", "error"]
     assert status.loc["seed=1", "status"] == "running"
+    assert sweep.estimate()["failed"] == 1
+    assert cli(["sweep", str(path), "--dry-run"]) == 0
+    assert "failed" in capsys.readouterr().out
+    assert stored(sweep.db) == before  # every read above left the file as it was
+    assert before[0][0] == ("seed=0", "running", None)
+
     sweep.run(progress=False)  # neither retried nor taken over: nothing executes
     assert not (sweep.output_dir / "notebooks").exists()
     assert list(sweep.status()["status"]) == ["failed", "running"]
+    assert stored(sweep.db)[0][0][:2] == ("seed=0", "failed")  # running the sweep writes it down
+
+
+def test_reading_a_missing_store_creates_nothing(tmp_path):
+    sweep = sw.Sweep.from_file(write_grid(tmp_path, grid={"seed": [0]}))
+    assert list(sweep.status()["status"]) == ["pending"]
+    with pytest.raises(FileNotFoundError, match="no results database"):
+        sw.records(sweep)
+    assert not (tmp_path / "out").exists()
 
 
 def test_a_run_whose_dependency_failed_is_recorded_failed_without_executing(tmp_path):
@@ -194,111 +154,6 @@ def test_two_workers_run_concurrently_on_their_own_devices(tmp_path):
     with sqlite3.connect(sweep.db) as db:
         assert db.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
         assert db.execute("SELECT count(*) FROM runs WHERE status = 'done'").fetchone()[0] == 2
-
-
-# --------------------------------------------------------------------------- tables
-def fake_results(tmp_path, rows) -> Path:
-    """A results database with finished runs: rows of (parameters, metrics, status)."""
-    db = tmp_path / "results.sqlite"
-    store = sw._Store(db)
-    info = {"device": None, "notebook": None, "hardware": {}, "versions": {}, "git_revision": None, "git_dirty": None}
-    for params, metrics, status in rows:
-        rid = sw.run_id(params)
-        assert store.claim(rid, params, False, info)
-        store.finish(rid, status, metrics, None if status == "done" else "boom", 1.0)
-    return db
-
-
-def test_aggregate_gives_mean_and_std_over_seeds_beside_the_paper(tmp_path):
-    rng = np.random.default_rng(0)
-    scores, rows = {}, []
-    for objective in ("msc", "bce"):
-        for dataset in ("aapd", "disaster"):
-            for seed in range(3):
-                s = {"micro_f1": rng.uniform(40, 80), "macro_f1": rng.uniform(20, 60), "hamming": rng.uniform(5, 30)}
-                scores.setdefault((objective, dataset), []).append(s)
-                rows.append(({"objective": objective, "dataset": dataset, "seed": seed, "max_steps": 10},
-                             {"test": s, "silhouette": 0.1 * seed}, "done"))
-    rows.append(({"objective": "msc", "dataset": "aapd", "seed": 9, "max_steps": 10}, None, "failed"))
-    db = fake_results(tmp_path, rows)
-
-    text = sw.aggregate(db)
-    mean = sw.aggregate(tmp_path, stat="mean")
-    assert list(text.index) == ["msc", "bce"]
-    for (objective, dataset), runs in scores.items():
-        for m in ("micro_f1", "macro_f1", "hamming"):
-            values = np.array([r[m] for r in runs])
-            assert mean.at[objective, f"{dataset} {m}"] == pytest.approx(values.mean())
-            assert text.at[objective, f"{dataset} {m}"] == f"{values.mean():.2f} ± {values.std(ddof=1):.2f}"
-    assert text.at["msc", "aapd micro_f1 (paper)"] == f"{sw.PAPER[('aapd', 'msc')]['micro_f1']:.2f}"
-    assert mean.at["bce", "aapd hamming (paper)"] == sw.PAPER[("aapd", "bce")]["hamming"]
-    assert not [c for c in text.columns if c.startswith("disaster") and "paper" in c]
-    assert sw.aggregate(db, stat="count").at["msc", "aapd micro_f1"] == 3  # the failed run is left out
-
-    sil = sw.aggregate(db, columns=(), metrics=("silhouette",), stat="mean", where={"dataset": "aapd"})
-    assert sil.at["msc", "silhouette"] == pytest.approx(0.1)
-    every = sw.aggregate(db, paper="all")
-    assert "rcv1 micro_f1 (paper)" in every and every.at["msc", "rcv1 macro_f1 (paper)"] == "77.05"
-
-    paths = sw.write_table(text, tmp_path / "table")
-    assert "msc" in paths[1].read_text() and "±" in paths[1].read_text()
-    assert len(paths[0].read_text().splitlines()) == 3
-
-
-def test_aggregate_refuses_to_average_over_a_parameter_that_varies(tmp_path):
-    rows = [({"objective": "msc", "dataset": "d", "seed": s, "temperature": t},
-             {"test": {"micro_f1": 50.0 + s}}, "done") for s in (0, 1) for t in (0.1, 0.2)]
-    db = fake_results(tmp_path, rows)
-    with pytest.raises(ValueError, match="temperature"):
-        sw.aggregate(db)
-    table = sw.aggregate(db, where={"temperature": 0.1}, metrics=("micro_f1",), stat="mean")
-    assert table.at["msc", "d micro_f1"] == 50.5
-    by_t = sw.aggregate(db, rows=("objective", "temperature"), metrics=("micro_f1",), stat="count")
-    assert by_t.loc[("msc", 0.2), "d micro_f1"] == 2
-
-
-def test_export_writes_a_committable_copy_that_aggregates_the_same(tmp_path):
-    run_dir = str((tmp_path / "sweep" / "runs" / "r").resolve())
-    rows = [({"objective": o, "dataset": "disaster", "seed": s, "subset": {"train": 10}},
-             {"test": {"micro_f1": 50.0 + s + (o == "msc"), "macro_f1": 30.0 - s, "hamming": 9.0},
-              "silhouette": 0.1 * s, "config": {"output_dir": run_dir, "backbone": "/elsewhere/model"}}, "done")
-            for o in ("msc", "base") for s in range(3)]
-    rows.append(({"objective": "bce", "dataset": "disaster", "seed": 0, "subset": {"train": 10}}, None, "failed"))
-    db = fake_results(tmp_path / "sweep", rows)
-    with sqlite3.connect(db) as con:
-        con.execute("UPDATE runs SET hardware = ?", (json.dumps({"host": "secret-host", "cpu_count": 2}),))
-
-    paths = sw.export(db, tmp_path / "published")
-    runs = tmp_path / "published" / "runs.jsonl"
-    assert paths[0] == runs and [p.name for p in paths[1:]] == ["table.csv", "table.md"]
-    assert len(runs.read_text().splitlines()) == 6  # the failed run is not published
-    assert "secret-host" not in runs.read_text() and str(tmp_path) not in runs.read_text()
-    config = sw.records(runs).iloc[0]["metrics"]["config"]
-    assert config == {"output_dir": os.path.join("runs", "r"), "backbone": "/elsewhere/model"}
-    pd_testing = pytest.importorskip("pandas").testing
-    pd_testing.assert_frame_equal(sw.aggregate(runs), sw.aggregate(db))
-    pd_testing.assert_frame_equal(sw.aggregate(tmp_path / "published"), sw.aggregate(db))
-
-    flat = sw.records_table(runs)
-    assert len(flat) == 6 and {"objective", "dataset", "seed", "micro_f1", "silhouette", "minutes"} <= set(flat)
-    assert "subset" not in flat  # dict parameters stay in runs.jsonl
-    one = flat[(flat["objective"] == "msc") & (flat["seed"] == 2)].iloc[0]
-    assert one["micro_f1"] == 53.0 and one["silhouette"] == pytest.approx(0.2) and one["hardware"] == "CPU (2 cores)"
-
-
-# --------------------------------------------------------------------------- the run notebook
-def test_run_notebook_is_clean_and_declares_the_sweep_parameters():
-    path = ROOT / "notebooks" / "run.ipynb"
-    nb = nbformat.read(path, as_version=4)
-    nbformat.validate(nb)
-    assert all(c.outputs == [] and c.execution_count is None for c in nb.cells if c.cell_type == "code")
-    grid = sw.Sweep.from_file(ROOT / "sweeps" / "paper_grid.yaml")  # every grid key is a parameter
-    assert {"result_path", "run_dir", "device", "init_from"} <= grid.declared_parameters()
-    assert len(grid.runs()) == 2 * 10 * 3
-    assert grid._deps["dataset=foldoc,objective=msc-ft,seed=2"] == {"init_from": "dataset=foldoc,objective=msc,seed=2"}
-    cpu = sw.Sweep.from_file(ROOT / "sweeps" / "cpu_grid.yaml")
-    assert len(cpu.runs()) == 2 * 9 * 3 and "supervised_overrides" in cpu.declared_parameters()
-    assert [cell["seed"] for _, cell in cpu.runs()][:18] == [0] * 18  # seeds first
 
 
 @pytest.mark.slow
@@ -374,3 +229,73 @@ def test_exported_runs_with_other_parameters_are_run_again(tmp_path):
     assert sweep.import_export() == []
     sweep.run(progress=False)
     assert len(list((clone / "out" / "notebooks").glob("*.ipynb"))) == 2
+
+
+# --------------------------------------------------------------------------- stopping
+def kill_quietly(*pids) -> None:
+    for pid in pids:
+        try:
+            os.kill(pid, signal.SIGKILL)
+        except (ProcessLookupError, TypeError):
+            pass
+
+
+def notebook_pids(pid_file) -> list[int] | None:
+    """[kernel, helper] written by the toy notebook once it runs."""
+    text = pid_file.read_text().strip() if pid_file.is_file() else ""
+    return [int(p) for p in text.split()] if len(text.split()) == 2 else None
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc")
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT, signal.SIGKILL], ids=["SIGTERM", "SIGINT", "SIGKILL"])
+def test_a_killed_sweep_takes_its_notebooks_with_it(tmp_path, sig):
+    """papermill, the kernel (which would write the result) and the kernel's own children end
+    with the sweep, so no orphan writes a result behind a run recorded as failed."""
+    pid_file = tmp_path / "notebook.pids"
+    path = write_grid(tmp_path, parameters={"pause": 300.0, "pid_file": str(pid_file), "helper": True},
+                      grid={"seed": [0]})
+    proc = subprocess.Popen([sys.executable, "-m", "abalone_core.cli", "sweep", str(path), "--quiet"], cwd=ROOT,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    kernel = papermill = helper = None
+    try:
+        kernel, helper = wait_for(lambda: notebook_pids(pid_file), 180, "the notebook to start")
+        papermill = parent(kernel)
+        assert parent(helper) == kernel
+        proc.send_signal(sig)
+        _, err = proc.communicate(timeout=60)
+        if sig == signal.SIGKILL:  # nothing runs in the sweep: papermill's parent-death signal ends it,
+            assert proc.returncode == -signal.SIGKILL  # and the kernel ends when papermill is gone
+            wait_for(lambda: not alive(kernel) and not alive(papermill), 15, "the notebook's processes to end")
+        else:  # the sweep ends the whole tree before it exits
+            assert proc.returncode == 130 and "interrupted" in err, err
+            assert not alive(kernel) and not alive(papermill) and not alive(helper)
+    finally:
+        kill_quietly(proc.pid if proc.poll() is None else None, kernel, papermill, helper)
+    sweep = sw.Sweep.from_file(path)
+    record = sw.records(sweep).loc["seed=0"]
+    assert record["status"] == "failed"
+    assert ("killed or crashed" if sig == signal.SIGKILL else "interrupted") in record["error"]
+    assert not sweep.paths("seed=0")["result"].exists()
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc")
+def test_an_error_in_the_sweep_stops_its_notebooks(tmp_path, monkeypatch):
+    pid_file = tmp_path / "notebook.pids"
+    sweep = sw.Sweep.from_file(write_grid(tmp_path, parameters={"pause": 300.0, "pid_file": str(pid_file),
+                                                                "helper": True}, grid={"seed": [0]}))
+    real_wait = sw.executors.LocalPool.wait
+
+    def wait(self, handles):
+        if notebook_pids(pid_file):
+            raise RuntimeError("the sweep broke")
+        return real_wait(self, handles)
+
+    monkeypatch.setattr(sw.executors.LocalPool, "wait", wait)
+    try:
+        with pytest.raises(RuntimeError, match="the sweep broke"):
+            sweep.run(progress=False)
+        assert not any(alive(pid) for pid in notebook_pids(pid_file))  # ended before run() returned
+    finally:
+        kill_quietly(*(notebook_pids(pid_file) or []))
+    assert sw.records(sweep).loc["seed=0", "status"] == "failed"
+    assert not sweep.paths("seed=0")["result"].exists()

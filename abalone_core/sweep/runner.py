@@ -1,0 +1,236 @@
+"""Running a sweep: every pending cell executed once, in dependency order, each recorded in
+the run store by this process.
+
+:func:`run_sweep` claims a run in the store, hands its notebook to the executor's pool
+(:mod:`.executors`), records the outcome, and rewrites the ``export`` folder after each
+finished run. :func:`import_export` (called first) takes the runs of that export as done
+when the store lacks them (a fresh clone). SIGTERM, SIGHUP and Ctrl-C stop the notebooks in
+flight (their whole process trees, or their jobs) and record them as failed.
+"""
+from __future__ import annotations
+
+import json
+import os
+import signal
+import threading
+from contextlib import contextmanager
+from typing import TYPE_CHECKING
+
+from .execute import Task
+from .executors import ExecutorSpec, LocalPool, SubmititPool
+from ..provenance import git_state, hardware, versions
+from .store import Store
+from .tables import export
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+    from .grid import Sweep
+
+
+def _interrupt(signum, frame):
+    raise KeyboardInterrupt(f"signal {signum}")
+
+
+@contextmanager
+def _signals_interrupt():
+    """SIGTERM (a batch scheduler, ``kill``) and SIGHUP (a closed terminal) act as Ctrl-C."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = {sig: signal.signal(sig, _interrupt) for sig in (signal.SIGTERM, signal.SIGHUP)}
+    try:
+        yield
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+
+
+def thread_env(workers: int) -> dict:
+    """Variables for the notebooks when several run at once on this machine: the CPU cores
+    shared between them (``OMP_NUM_THREADS``, read by PyTorch), unless the caller set it. Without
+    it each notebook starts one thread per core and the runs slow each other down."""
+    if workers < 2 or "OMP_NUM_THREADS" in os.environ:
+        return {}
+    threads = str(max(1, (os.cpu_count() or 1) // workers))
+    return {"OMP_NUM_THREADS": threads, "MKL_NUM_THREADS": threads}
+
+
+def local_devices(workers: int | None, devices) -> list[str | None]:
+    """One device per worker; None: the notebook keeps its own ``device`` default."""
+    if isinstance(devices, str):
+        devices = [d.strip() for d in devices.split(",") if d.strip()]
+    if devices:
+        devices = list(devices)
+        if workers is not None and workers != len(devices):
+            raise ValueError(f"{workers} workers but {len(devices)} devices {devices}: give one device per worker "
+                             "(repeat a device to run two notebooks on it), or leave workers out")
+        return devices
+    workers = 1 if workers is None else workers
+    if workers < 1:
+        raise ValueError(f"workers must be >= 1, got {workers}")
+    return [None] * workers
+
+
+def make_pool(sweep: "Sweep", spec: ExecutorSpec, workers: int | None, devices):
+    if spec.name == "local":
+        devices = local_devices(workers, devices)
+        if any(d is not None for d in devices) and "device" not in sweep.declared_parameters():
+            raise ValueError(f"devices given but {sweep.notebook.name} has no device parameter")
+        return LocalPool(devices, thread_env(len(devices)))
+    if devices:
+        raise ValueError("devices are for the local executor; a cluster job gets its GPUs from gpus_per_run")
+    folder = sweep.base_dir / spec.folder if spec.folder is not None else sweep.output_dir / "jobs"
+    return SubmititPool(spec, folder, max_parallel=workers)
+
+
+def run_sweep(sweep: "Sweep", workers: int | None = None, devices=None, retry_failed: bool = False,
+              progress: bool = True, executor=None) -> "pd.DataFrame":
+    """Execute every pending run of ``sweep`` (and failed ones with ``retry_failed``); returns its status.
+
+    Args:
+        workers: notebooks executed at once (default: one per device, else 1). Locally, with
+            several, each notebook gets cores // workers CPU threads (``OMP_NUM_THREADS``)
+            unless that variable is set. With a cluster executor: jobs in flight at once
+            (default: the executor's ``max_parallel``, else every run that is ready).
+        devices: ``"cuda:0,cuda:1"`` or a list, one per worker (local executor); each run gets
+            its worker's device as its ``device`` parameter. None: the notebook's own default.
+        retry_failed: run failed runs (and their dependants) again.
+        progress: a progress bar and one line per failure.
+        executor: an :class:`~abalone_core.sweep.ExecutorSpec`, a name or a mapping; None: the
+            grid file's ``executor`` section, else local.
+    Raises:
+        ValueError: a finished run was made with other parameters than the grid's now.
+    """
+    from tqdm.auto import tqdm
+
+    spec = ExecutorSpec.of(executor if executor is not None else sweep.executor)
+    pool = make_pool(sweep, spec, workers, devices)
+    imported = import_export(sweep)
+    store = Store(sweep.db)
+    store.reconcile()
+    st = sweep.status()
+    changed = list(st.index[st["status"] == "changed"])
+    if changed:
+        raise ValueError(f"{len(changed)} finished runs were made with other parameters (e.g. {changed[0]}); "
+                         f"write this grid to another output_dir, or delete {sweep.db} to start over")
+    wanted = {"pending", "failed"} if retry_failed else {"pending"}
+    waiting = [rid for rid in st.index if st.at[rid, "status"] in wanted]
+    params = dict(sweep.runs())
+    revision, dirty = git_state(sweep.notebook.parent)
+    common = {"versions": versions(), "git_revision": revision, "git_dirty": None if dirty is None else int(dirty)}
+    inflight: dict = {}  # handle -> run id
+    owned: set[str] = set()
+    bar = tqdm(total=len(waiting), desc=sweep.output_dir.name, unit="run", disable=not progress)
+
+    def note(message):
+        if progress:
+            bar.write(message)
+
+    with _signals_interrupt():
+        try:
+            while waiting or inflight:
+                for rid in list(waiting):
+                    if not pool.has_slot():
+                        break
+                    blocked = _blocked(sweep, rid, store, set(waiting) | set(inflight.values()))
+                    if blocked == "wait":
+                        continue
+                    waiting.remove(rid)
+                    device = pool.next_device()
+                    info = {**common, "device": device, "notebook": str(sweep.paths(rid)["notebook"]),
+                            "hardware": hardware(device) if spec.name == "local" else None}
+                    if not store.claim(rid, params[rid], retry_failed, info):
+                        note(f"skipped {rid}: done or running in another process")
+                        bar.update(1)
+                        continue
+                    if blocked:
+                        store.finish(rid, "failed", None, blocked, 0.0)
+                        note(f"failed  {rid}: {blocked}")
+                        bar.update(1)
+                        continue
+                    owned.add(rid)
+                    paths = sweep.paths(rid)
+                    task = Task(sweep.notebook, paths["notebook"], sweep.notebook_parameters(rid, device),
+                                paths["result"])
+                    inflight[pool.submit(rid, task)] = rid
+                if not inflight:
+                    break  # only runs waiting on runs that are not coming: left pending
+                for handle in pool.wait(list(inflight)):
+                    rid = inflight.pop(handle)
+                    out = pool.outcome(handle)
+                    store.finish(rid, out["status"], out["metrics"], out["error"], out["duration_s"],
+                                 out.get("hardware"))
+                    owned.discard(rid)
+                    bar.update(1)
+                    if out["status"] == "failed":
+                        note(f"failed  {rid}: {out['error'].splitlines()[0]}")
+                    elif sweep.export is not None:
+                        try:
+                            export(sweep, sweep.export)
+                        except Exception as err:  # never lose the grid for its export: it can be redone
+                            note(f"could not export to {sweep.export}: {err}")
+        except BaseException:  # Ctrl-C, SIGTERM or an error here: stop the notebooks, then record them
+            pool.stop()
+            raise
+        finally:
+            pool.close()
+            for rid in owned:
+                store.finish(rid, "failed", None, "the sweep was interrupted before this run finished", 0.0)
+            bar.close()
+    for rid in waiting:
+        note(f"left pending {rid}: it needs {sorted(sweep.needs(rid).values())}, not finished yet")
+    if imported:
+        note(f"{len(imported)} runs were taken as done from {sweep.export}")
+    return sweep.status()
+
+
+def import_export(sweep: "Sweep") -> list[str]:
+    """Record the finished runs of ``sweep.export``'s ``runs.jsonl`` as done in the sweep's store
+    when the store lacks them (a fresh clone). Only runs whose parameters equal the grid's
+    are taken, and a run that a pending run depends on only if its run folder exists.
+    Returns the ids taken."""
+    if sweep.export is None or not (sweep.export / "runs.jsonl").is_file():
+        return []
+    store = Store(sweep.db)
+    have = store.rows()
+    params = dict(sweep.runs())
+    exported = {}
+    for line in (sweep.export / "runs.jsonl").read_text().splitlines():
+        if line.strip():
+            row = json.loads(line)
+            exported[row["run_id"]] = row
+    done = {rid for rid, r in have.items() if r["status"] == "done"}
+    done |= {rid for rid, r in exported.items() if r.get("status") == "done"}
+    taken = []
+    for rid, row in exported.items():
+        if rid not in params or row.get("status") != "done" or (have.get(rid) or {}).get("status") == "done":
+            continue
+        if json.dumps(row["parameters"], sort_keys=True) != json.dumps(params[rid], sort_keys=True):
+            continue  # made with other parameters: run it again
+        needed_by = [r for r, _ in sweep.runs() if rid in sweep.needs(r).values() and r not in done]
+        if needed_by and not sweep.paths(rid)["run_dir"].is_dir():
+            continue  # its weights are needed and gone: run it again
+        store.insert_done(rid, row)
+        taken.append(rid)
+    return taken
+
+
+def _blocked(sweep: "Sweep", rid: str, store: Store, coming: set[str]) -> str | None:
+    """None when the runs ``rid`` needs are done, ``"wait"`` while they are still to run
+    here, else why it cannot run."""
+    needs = sweep.needs(rid)
+    if not needs:
+        return None
+    rows = store.rows()
+    for target in needs.values():
+        status = (rows.get(target) or {}).get("status", "pending")
+        if status == "done":
+            continue
+        if target in coming or status == "running":
+            return "wait"
+        return f"it needs run {target}, which is {status}"
+    return None
+
+
+__all__ = ["run_sweep", "import_export", "make_pool", "local_devices", "thread_env"]
