@@ -8,16 +8,13 @@ from __future__ import annotations
 import numpy as np
 from sklearn.metrics import average_precision_score, f1_score, hamming_loss, ndcg_score
 
+from .labels import label_matrix
+
 GROUPS = ("head", "medium", "tail")
 
 
 def _as_binary(a, name: str) -> np.ndarray:
-    a = np.asarray(a)
-    if a.ndim != 2:
-        raise ValueError(f"{name} must be a 2-D (documents x labels) array, got shape {a.shape}")
-    if not np.isin(a, (0, 1)).all():
-        raise ValueError(f"{name} must hold 0/1 values only; threshold probabilities first")
-    return a.astype(np.int8)
+    return label_matrix(a, name)
 
 
 def frequency_groups(label_counts) -> np.ndarray:

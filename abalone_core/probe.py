@@ -65,6 +65,7 @@ import torch.nn.functional as F
 from scipy.special import expit
 from tqdm.auto import tqdm
 
+from .labels import label_matrix
 from .metrics import per_label_f1
 
 
@@ -206,14 +207,7 @@ def _check_x(x, name: str, dim: int | None = None) -> np.ndarray:
 
 
 def _check_y(y, name: str, n: int) -> np.ndarray:
-    y = _to_numpy(y)
-    if y.ndim != 2 or y.shape[1] == 0:
-        raise ValueError(f"{name} must be a 2-D (documents x labels) 0/1 array, got shape {y.shape}")
-    if y.shape[0] != n:
-        raise ValueError(f"{name} has {y.shape[0]} rows but the embeddings have {n} documents")
-    if not np.isin(y, (0, 1)).all():
-        raise ValueError(f"{name} must hold 0/1 values only (multi-hot label matrix)")
-    return y.astype(np.float32)
+    return label_matrix(_to_numpy(y), name, rows=n, dtype=np.float32, rows_of="embedded documents")
 
 
 def _mean_proba(x: np.ndarray, weight: np.ndarray, bias: np.ndarray) -> np.ndarray:

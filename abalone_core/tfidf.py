@@ -58,6 +58,8 @@ import numpy as np
 from scipy import sparse
 from sklearn.metrics import f1_score
 
+from .labels import label_matrix
+
 __all__ = ["TfidfResult", "tfidf_linear", "DEFAULTS", "METHODS", "SELECT"]
 
 METHODS = ("thresholding", "1vsrest", "cost_sensitive")
@@ -167,18 +169,7 @@ def _check_texts(texts, name: str) -> list:
 
 
 def _check_labels(y, name: str, n: int, n_labels: int | None) -> np.ndarray:
-    if sparse.issparse(y):
-        y = y.toarray()
-    y = np.asarray(y)
-    if y.ndim != 2:
-        raise ValueError(f"{name} must be a 2-D (documents x labels) 0/1 array, got shape {y.shape}")
-    if y.shape[0] != n:
-        raise ValueError(f"{name} has {y.shape[0]} rows for {n} texts")
-    if n_labels is not None and y.shape[1] != n_labels:
-        raise ValueError(f"{name} has {y.shape[1]} label columns, train_y has {n_labels}")
-    if y.size and not np.isin(y, (0, 1)).all():
-        raise ValueError(f"{name} must hold 0/1 values only")
-    return y.astype(np.uint8)
+    return label_matrix(y, name, rows=n, labels=n_labels, dtype=np.uint8, rows_of="texts")
 
 
 def _is_number(x) -> bool:

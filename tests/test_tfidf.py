@@ -169,9 +169,9 @@ def test_bad_inputs_name_the_argument():
         tfidf_linear("one text", y[:1], texts, y, texts)
     with pytest.raises(ValueError, match="val_texts must hold strings only"):
         tfidf_linear(texts, y, ["ok", 3, None], y, texts)
-    with pytest.raises(ValueError, match="train_y has 2 rows for 3 texts"):
+    with pytest.raises(ValueError, match="train_y has 2 rows but there are 3 texts"):
         tfidf_linear(texts, y[:2], texts, y, texts)
-    with pytest.raises(ValueError, match="val_y has 3 label columns, train_y has 2"):
+    with pytest.raises(ValueError, match="val_y has 3 label columns, expected 2"):
         tfidf_linear(texts, y, texts, np.ones((3, 3)), texts)
     with pytest.raises(ValueError, match="train_y must hold 0/1"):
         tfidf_linear(texts, y * 2, texts, y, texts)
