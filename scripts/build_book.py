@@ -7,8 +7,9 @@
 
 The sources are staged in ``_build/source`` with the repository's layout (``_config.yml``,
 ``_toc.yml``, ``book/``, ``notebooks/``) so that launch buttons and repository links point
-at the committed files; the staged ``notebooks/`` hold the executed copies and
-``book/_static/plotly.min.js`` the one copy of plotly.js the figures use. Training runs go
+at the committed files; the staged ``notebooks/`` hold the executed copies,
+``book/_static/plotly.min.js`` the one copy of plotly.js the figures use and
+``book/_static/mathjax/`` MathJax 3 (``mathjax_path`` in ``_config.yml``): the book loads no CDN script. Training runs go
 to ``runs/book-<profile>/`` (reused: a finished run is not trained again) and data to
 ``.cache/abalone`` unless ``ABALONE_DATA_DIR`` is set. Exits with status 1 when a
 chapter fails, after executing the others.
@@ -59,8 +60,44 @@ def plotly_js() -> Path:
     return path
 
 
+MATHJAX_ENTRY = "tex-chtml.js"  # _config.yml: sphinx.config.mathjax_path = mathjax/tex-chtml.js
+
+
+def mathjax_dir() -> Path:
+    """MathJax 3's browser build (``es5/``) shipped by the PyPI package ``django-static-mathjax``
+    (in the ``book`` extra)."""
+    try:
+        import mathjax
+    except ImportError as err:
+        raise FileNotFoundError("MathJax is missing: pip install 'django-static-mathjax>=3.2.2' "
+                                "(in the book extra: pip install -e '.[book]')") from err
+    path = Path(mathjax.__file__).parent / "static" / "mathjax" / "es5"
+    if not (path / MATHJAX_ENTRY).is_file():
+        raise FileNotFoundError(f"{path / MATHJAX_ENTRY} is missing: reinstall django-static-mathjax")
+    return path
+
+
+def _mathjax_ignore(folder: str, names: list[str]) -> list[str]:
+    """What the book does not load: the other combined bundles and the SVG output (the entry,
+    tex-chtml.js, loads the TeX extensions, CHTML fonts, menu and accessibility parts it needs from
+    the folders beside it)."""
+    top = Path(folder).name == "es5"
+    return [n for n in names if (top and n.endswith(".js") and n != MATHJAX_ENTRY)
+            or (Path(folder).name == "output" and n == "svg") or n.endswith(".map")]
+
+
+def copy_mathjax(static: Path) -> Path:
+    """Copy MathJax into ``static/mathjax``; returns the entry script's path."""
+    target = static / "mathjax"
+    if target.exists():
+        shutil.rmtree(target)
+    shutil.copytree(mathjax_dir(), target, ignore=_mathjax_ignore)
+    return target / MATHJAX_ENTRY
+
+
 def stage(stage_dir: Path = STAGE) -> Path:
-    """Copy the book's sources (not the notebooks) into ``stage_dir``, with plotly.min.js in _static."""
+    """Copy the book's sources (not the notebooks) into ``stage_dir``, with plotly.min.js and
+    MathJax in _static."""
     stage_dir.mkdir(parents=True, exist_ok=True)
     for name in ("_config.yml", "_toc.yml"):
         shutil.copy2(ROOT / name, stage_dir / name)
@@ -70,6 +107,7 @@ def stage(stage_dir: Path = STAGE) -> Path:
     static = stage_dir / "book" / "_static"
     static.mkdir(parents=True, exist_ok=True)
     shutil.copy2(plotly_js(), static / "plotly.min.js")
+    copy_mathjax(static)
     (stage_dir / "notebooks").mkdir(exist_ok=True)
     return stage_dir
 
