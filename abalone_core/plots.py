@@ -431,3 +431,41 @@ def balance_slider(frame: pd.DataFrame, columns=("attraction_share", "repulsion_
     fig.update_yaxes(range=[0, 1], tickformat=".0%")
     fig.update_xaxes(type="category")
     return fig
+
+
+# One colour per loss across the whole book; settings of the same loss (L_MSC with two betas)
+# share its colour and differ by the bars' pattern.
+LOSS_COLORS = {"L_MLM": "#7f7f7f", "L_Base": "#1f77b4", "L_BQueue": "#17becf", "L_BQProto": "#9467bd",
+               "L_MSC": "#d62728", "MulSupCon": "#8c564b", "BCE": "#2ca02c", "Focal": "#bcbd22",
+               "ASL": "#e377c2", "L_MSC-FT": "#ff7f0e"}
+_PATTERNS = ("", "/", ".", "x", "\\", "+")
+
+
+def loss_color(name: str) -> str | None:
+    """The book's colour of a loss named ``name`` (``"L_MSC (beta=1)"`` -> L_MSC's), or None."""
+    key = str(name).split(" (")[0].strip()
+    return LOSS_COLORS.get(key)
+
+
+def color_by_loss(fig: go.Figure) -> go.Figure:
+    """Recolour a figure's traces by the loss in their names (:data:`LOSS_COLORS`), in place.
+
+    Traces whose names start with the same loss get its colour; the second, third, ...
+    distinct setting of a loss (``"L_MSC (beta=1)"`` after ``"L_MSC (beta=0.1)"``) gets a
+    bar pattern (bars) or a dash (lines). Traces naming no known loss keep their colour.
+    """
+    settings: dict[str, list[str]] = {}
+    for trace in fig.data:
+        color = loss_color(trace.name)
+        if color is None:
+            continue
+        key = str(trace.name).split(" (")[0].strip()
+        seen = settings.setdefault(key, [])
+        if trace.name not in seen:
+            seen.append(trace.name)
+        k = seen.index(trace.name)
+        if isinstance(trace, go.Bar):
+            trace.update(marker_color=color, marker_pattern_shape=_PATTERNS[k % len(_PATTERNS)])
+        elif isinstance(trace, go.Scatter):
+            trace.update(marker_color=color, line_color=color, line_dash=_DASHES[k % len(_DASHES)])
+    return fig

@@ -171,3 +171,18 @@ def test_balance_slider_frames_steps_and_values(y, groups):
     assert fig.layout.sliders[0].active == 0
     with pytest.raises(ValueError, match="needs columns"):
         plots.balance_slider(grid.drop(columns="gradient_share"))
+
+
+def test_color_by_loss_one_colour_per_loss():
+    fig = go.Figure([go.Bar(x=[1], y=[1], name="L_Base"), go.Bar(x=[1], y=[1], name="L_MSC (beta=0.1)"),
+                     go.Bar(x=[1], y=[1], name="L_MSC (beta=1)"), go.Bar(x=[1], y=[1], name="L_MSC (beta=0.1)"),
+                     go.Scatter(x=[1], y=[1], name="L_BQueue"), go.Bar(x=[1], y=[1], name="other")])
+    plots.color_by_loss(fig)
+    assert fig.data[0].marker.color == plots.LOSS_COLORS["L_Base"]
+    assert fig.data[1].marker.color == fig.data[2].marker.color == plots.LOSS_COLORS["L_MSC"]
+    assert fig.data[1].marker.pattern.shape == fig.data[3].marker.pattern.shape == ""
+    assert fig.data[2].marker.pattern.shape == "/"
+    assert fig.data[4].line.color == plots.LOSS_COLORS["L_BQueue"]
+    assert fig.data[5].marker.color is None
+    assert plots.loss_color("L_MSC (beta=1)") == plots.LOSS_COLORS["L_MSC"] and plots.loss_color("x") is None
+    assert len(set(plots.LOSS_COLORS.values())) == len(plots.LOSS_COLORS)
