@@ -15,14 +15,31 @@
 # %% [markdown]
 # # Long tails in multi-label text data
 #
-# A multi-label corpus rarely spreads its documents evenly over its labels: a handful of
-# *head* labels tag most documents while a long *tail* of labels tags a few each. This
-# chapter measures that imbalance on the two corpora this book can read without the
-# Hugging Face Hub, the disaster-response messages and the FOLDOC computing dictionary
-# (see [the method page](../book/method.md) for why the tail matters to contrastive losses).
+# A multi-label corpus rarely spreads its documents evenly over its labels. A handful of *head*
+# labels tag most documents, while a long *tail* of labels tags a few documents each. This is the
+# setting ABALONE {cite:p}`audibert2024abalone` is designed for, and the reason is not only that a
+# classifier sees few examples of a tail label. For a contrastive loss, which learns by comparing
+# documents of a batch with each other, a rare label is rare *inside every batch*: its documents
+# seldom meet, and when the loss compares pairs of documents, the pairs are made of frequent labels.
+# Chapters 2 and 3 measure these two consequences; this chapter measures the imbalance itself, on
+# the two corpora this book can read without the Hugging Face Hub: the disaster-response messages
+# and the FOLDOC computing dictionary (see [the method page](../book/method.md) for the losses).
 #
-# Head, medium and tail are defined once for the whole book: labels are sorted by their
-# number of training documents and cut into thirds (`abalone_core.metrics.frequency_groups`).
+# You will learn
+#
+# - how to describe a multi-label corpus with a few numbers: labels per document, the share of
+#   documents with no label, the ratio between the most and the least frequent label;
+# - how the book defines **head**, **medium** and **tail** labels, once for every chapter, and
+#   what share of all label occurrences each third holds;
+# - why a document with a tail label usually also carries a head label, and why that matters to an
+#   instance-based contrastive loss;
+# - how to check whether a label distribution follows a power law, and how many test documents are
+#   left to measure a tail label's F1.
+#
+# Head, medium and tail are defined once for the whole book: labels are sorted by their number of
+# training documents and cut into thirds (`abalone_core.metrics.frequency_groups`). Cutting the
+# *labels* into thirds, rather than the label occurrences, keeps the three groups the same size,
+# so that a macro-average over a group is a mean over as many labels as over any other group.
 
 # %% tags=["remove-output"]
 # Colab only: install the package (this cell does nothing elsewhere).
@@ -54,20 +71,36 @@ corpora = {name: load_dataset(name) for name in datasets}
 # %% [markdown]
 # ## Corpus summary
 #
-# One row per split: documents, labels present, mean labels per document (all documents
-# and labelled ones only), the share of documents with no label and the mean length in words.
+# One row per split: documents, labels present, mean labels per document (over all documents and
+# over labelled ones only), the share of documents with no label and the mean length in words.
+# The two corpora are small by the standards of the paper's datasets, but they have the shape that
+# matters here: several labels per document and a skewed label distribution.
 
-# %%
+# %% tags=["hide-input"]
+split_columns = {"docs": "documents", "labels_present": "labels present", "labels_per_doc": "labels per doc.",
+                 "labels_per_labelled_doc": "labels per labelled doc.", "share_unlabelled": "unlabelled",
+                 "words_per_doc": "words per doc."}
 for name, ds in corpora.items():
     display(Markdown(f"**{name}**: {len(ds.label_names)} labels"))
-    display(ds.stats()["splits"])
+    t = ds.stats()["splits"].rename(columns=split_columns)
+    display(t.style.format({"documents": "{:,.0f}", "labels present": "{:.0f}", "labels per doc.": "{:.2f}",
+                            "labels per labelled doc.": "{:.2f}", "unlabelled": "{:.1%}", "words per doc.": "{:.1f}"}))
+
+# %% [markdown]
+# Two columns deserve attention. The share of **unlabelled** documents is large for the disaster
+# messages: many messages are not about any of the annotated needs. A supervised classifier can use
+# them as all-negative examples, but a supervised contrastive loss cannot: a document without a
+# label has no positive by definition, so contrastive training drops it (`Config.keep_unlabelled`).
+# The **labels per labelled document** is what the contrastive losses see; the higher it is, the
+# more often two documents share at least one label, and the more the Jaccard weights of L_Base
+# matter.
 
 # %% [markdown]
 # ## Label frequency
 #
-# Each marker is a label, ranked from the most to the least frequent in the training split;
-# the y axis is logarithmic. Colours give the head / medium / tail third of each label.
-# Hover a marker to read the label's name.
+# Each marker is a label, ranked from the most to the least frequent in the training split; the y
+# axis is logarithmic. Colours give the head / medium / tail third of each label, the same colours
+# in every chapter. Hover a marker to read the label's name.
 
 # %%
 summary = []
@@ -78,43 +111,77 @@ for name, ds in corpora.items():
     by_group = {g: int(counts[groups == g].sum()) for g in ("head", "medium", "tail")}
     total = sum(by_group.values())
     summary.append({"dataset": name, "labels": len(counts), "max count": int(counts.max()),
-                    "median count": float(np.median(counts)),
-                    "min count": int(counts.min()), "max / min": counts.max() / max(counts.min(), 1),
-                    **{f"{g} share of label occurrences": v / total for g, v in by_group.items()}})
-
-
+                    "median count": int(np.median(counts)), "min count": int(counts.min()),
+                    "max / min": counts.max() / max(counts.min(), 1),
+                    **{f"{g} share": v / total for g, v in by_group.items()}})
 summary = pd.DataFrame(summary).set_index("dataset")
-summary
 
-# %%
+# %% [markdown]
+# The table condenses each curve: the counts of the most frequent, the median and the rarest label,
+# their ratio, and the share of all label occurrences (a document with three labels counts three
+# times) that falls on each third of the labels.
+
+# %% tags=["hide-input"]
+display(summary.style.format({"labels": "{:d}", "max count": "{:,d}", "median count": "{:,d}", "min count": "{:,d}",
+                              "max / min": "{:,.0f}", "head share": "{:.1%}", "medium share": "{:.1%}",
+                              "tail share": "{:.1%}"}))
 lines = []
 for name, row in summary.iterrows():
-    lines.append(f"- **{name}**: the most frequent label tags {row['max count']:.0f} training documents, "
-                 f"the rarest {row['min count']:.0f} ({row['max / min']:.0f} times fewer); the head third of "
-                 f"the labels accounts for {100 * row['head share of label occurrences']:.0f}% of all label "
-                 f"occurrences and the tail third for {100 * row['tail share of label occurrences']:.1f}%.")
+    lines.append(f"- **{name}**: the most frequent label tags {row['max count']:,.0f} training documents, "
+                 f"the rarest {row['min count']:,.0f} ({row['max / min']:,.0f} times fewer); the head third of "
+                 f"the labels accounts for {row['head share']:.0%} of all label occurrences and the tail third "
+                 f"for {row['tail share']:.1%}.")
 display(Markdown("\n".join(lines)))
+
+# %% [markdown]
+# A third of the labels sharing a few percent of the occurrences is what "long tail" means in
+# practice. Any quantity averaged over label occurrences, a loss summed over pairs of documents,
+# a micro-averaged F1, is dominated by the head third. Any quantity averaged over labels, a
+# macro-F1, gives the tail third the same weight as the head. The paper's main claim is about the
+# second kind: ABALONE improves macro-F1 because it gives the tail labels more of the loss. Keeping
+# the two kinds of averages apart is the first habit this book asks for.
+#
+# On the logarithmic axis the counts decay steadily over most of the ranks; exercise 1 fits a
+# straight line on a log-log scale and checks the rarest labels against it. The last labels, with
+# the fewest documents, are the hardest case for every method:
+# too rare for a classifier to learn a good decision boundary, and too rare to appear twice in a
+# batch of a contrastive loss.
 
 # %% [markdown]
 # ## Labels per document
 #
-# Bars give the share of each split's documents carrying 0, 1, 2, ... labels. Documents
-# without any label cannot be anchors of a supervised contrastive loss: contrastive
-# training drops them (`Config.keep_unlabelled`), while the supervised baselines keep them
-# as all-negative examples.
+# Bars give the share of each split's documents carrying 0, 1, 2, ... labels. Documents without any
+# label cannot be anchors of a supervised contrastive loss: contrastive training drops them
+# (`Config.keep_unlabelled`), while the supervised baselines keep them as all-negative examples.
 
 # %%
 for name, ds in corpora.items():
     split_labels = {s: ds.split(s).labels for s in ("train", "validation", "test")}
-    plots.labels_per_document(split_labels, title=f"{name}: labels per document").show()
+    fig = plots.labels_per_document(split_labels, title=f"{name}: labels per document")
+    fig.update_yaxes(tickformat=".0%")
+    fig.show()
+
+# %% [markdown]
+# The three splits have similar shapes, as a random split should give; where they differ (on the
+# disaster messages the test split has fewer unlabelled documents and fewer labels per labelled
+# document than the training split, see the summary table), scores on the test split are not
+# directly comparable with the training loss's view of the data. The number of labels per document matters for L_MSC in a precise way: an anchor with
+# $|y_i|$ labels gives each of them $1/|y_i|$ of its attraction. A document with many labels thus
+# spreads its pull thin, and a tail label that usually appears on documents with many labels gets a
+# small share of each (chapter 3 measures it).
 
 # %% [markdown]
 # ## Do tail labels travel alone?
 #
-# A cell of the heatmap is the share of the documents carrying a tail label (column) that
-# also carry a head label (row). Dark columns are tail labels that almost always come with
-# a head label: in an instance-based contrastive loss such a document is pulled towards
-# the head cluster far more often than towards the few other documents of its tail label.
+# A cell of the heatmap is the share of the documents carrying a tail label (column) that also
+# carry a head label (row):
+#
+# $$ P(h \mid t) = \frac{|\{ i : h \in y_i,\ t \in y_i \}|}{|\{ i : t \in y_i \}|}. $$
+#
+# Dark columns are tail labels that almost always come with a head label. In an instance-based
+# contrastive loss such a document is pulled towards the head cluster far more often than towards
+# the few other documents of its tail label: every batch holds several documents of the head label
+# and, most of the time, none of the tail label.
 
 # %%
 for name, ds in corpora.items():
@@ -122,6 +189,7 @@ for name, ds in corpora.items():
     groups = frequency_groups(train.labels.sum(axis=0))
     fig = plots.cooccurrence_heatmap(train.labels, groups, ds.label_names, rows="head", cols="tail",
                                      title=f"{name}: P(head label | tail label), training split")
+    fig.update_traces(colorbar_title_text="share of the tail label's documents")
     fig.update_layout(height=420 + 6 * int((groups == "head").sum()))
     fig.show()
 
@@ -133,5 +201,106 @@ for name, ds in corpora.items():
     tail_docs = y[:, groups == "tail"].any(axis=1)
     with_head = y[:, groups == "head"].any(axis=1)
     rows.append({"dataset": name, "documents with a tail label": int(tail_docs.sum()),
-                 "share of them with a head label too": float(with_head[tail_docs].mean())})
-pd.DataFrame(rows).set_index("dataset")
+                 "share with a head label too": float(with_head[tail_docs].mean())})
+travel = pd.DataFrame(rows).set_index("dataset")
+travel.style.format({"documents with a tail label": "{:,d}", "share with a head label too": "{:.1%}"})
+
+# %% tags=["hide-input"]
+display(Markdown(" ".join(
+    f"On **{name}**, {row['share with a head label too']:.0%} of the {int(row['documents with a tail label']):,d} training "
+    f"documents with a tail label also carry a head label." for name, row in travel.iterrows())))
+
+# %% [markdown]
+# The two corpora differ sharply here, and the difference follows from the summary table: disaster
+# messages carry several labels each, FOLDOC entries mostly one. Both situations hurt a tail label,
+# in two different ways that the next two chapters separate. A tail label that travels alone (often
+# the case on FOLDOC) gives its document nothing to share with the batch: the anchor has no positive
+# at all and L_Base drops it, the *lack of positives* of chapter 2. A tail label that travels with a
+# head label (almost always the case on the disaster messages) keeps its document in the loss, but
+# for the wrong reason.
+#
+# That second case is the mechanism behind the *attraction imbalance* of the paper. Under L_Base,
+# an anchor's pull towards another document is its Jaccard overlap, and overlaps come from shared
+# labels. A document carrying a head label and a tail label shares the head label with many
+# documents of the batch and the tail label with almost none, so nearly all of its attraction goes
+# through the head label, and its representation is shaped by the head cluster. The tail label is
+# not forgotten because the document is absent; it is forgotten because the document is busy being
+# a head document. L_MSC answers this by iterating over the labels of each anchor, giving each one
+# the same share of the attraction, and by providing a prototype for the tail label to be pulled
+# towards.
+
+# %% [markdown]
+# ## Exercises
+#
+# Each solution is a code cell hidden behind a toggle; it runs with the rest of the chapter.
+#
+# :::{admonition} Exercise 1: a power law?
+# Fit a straight line to log(count) against log(rank) for each dataset's training labels. The slope
+# is the exponent of a Zipf-like law. Which dataset has the steeper tail? Does the fit hold for the
+# last ten labels?
+# :::
+
+# %% tags=["hide-cell"]
+# Solution 1: least-squares fit on the log-log rank plot.
+fits = {}
+for name, ds in corpora.items():
+    counts = np.sort(ds.label_counts("train"))[::-1].astype(float)
+    counts = counts[counts > 0]
+    rank = np.arange(1, len(counts) + 1)
+    slope, intercept = np.polyfit(np.log(rank), np.log(counts), 1)
+    predicted_last = np.exp(intercept) * rank[-10:] ** slope
+    fits[name] = {"slope": slope, "last ten: observed / fitted (mean)": float((counts[-10:] / predicted_last).mean())}
+solution1 = pd.DataFrame(fits).T
+display(solution1.style.format("{:.2f}"))
+steeper = solution1["slope"].idxmin()
+print(f"{steeper} has the steeper decay (slope {solution1.loc[steeper, 'slope']:.2f}); a ratio below 1 for the last "
+      "ten labels means the rarest labels are rarer than the straight line predicts.")
+
+# %% [markdown]
+# :::{admonition} Exercise 2: how many test documents per tail label?
+# The book reports macro-F1 inside the tail third of the labels. Count, for each dataset, how many
+# **test** documents carry each tail label (median and minimum). What does a count of 2 or 3 mean
+# for the precision of that label's F1?
+# :::
+
+# %% tags=["hide-cell"]
+# Solution 2: test support of the tail labels.
+support = {}
+for name, ds in corpora.items():
+    groups = frequency_groups(ds.label_counts("train"))
+    test_counts = ds.split("test").labels.sum(axis=0)[groups == "tail"]
+    support[name] = {"tail labels": int((groups == "tail").sum()), "median test documents": int(np.median(test_counts)),
+                     "fewest test documents": int(test_counts.min()),
+                     "tail labels with < 5 test documents": int((test_counts < 5).sum())}
+solution2 = pd.DataFrame(support).T
+display(solution2)
+print("With 2 or 3 positive test documents a label's F1 moves in large steps (one document more or less found "
+      "changes recall by a third or a half), so the tail F1 of one seed is noisy; the book compares seeds.")
+
+# %% [markdown]
+# :::{admonition} Exercise 3: thirds of labels or thirds of occurrences?
+# :class: dropdown
+# Suppose the groups were cut so that each held a third of the label *occurrences* instead of a third
+# of the labels. How many labels would the head group hold?
+#
+# **Answer.** Very few: the summary table shows that the head third of the labels already holds most
+# occurrences, so a third of the occurrences is reached after the first few labels (the most frequent
+# disaster label alone tags thousands of documents). The tail
+# group would then hold most labels, and "tail F1" would mean almost "macro-F1". Cutting labels into
+# thirds keeps the three groups comparable in size.
+# :::
+
+# %% [markdown]
+# ## What we saw
+#
+# - Both corpora are long-tailed: the head third of the labels holds most label occurrences and the
+#   tail third a few percent, with a ratio of about a hundred between the most and the least
+#   frequent label.
+# - Averages over occurrences (losses over pairs, micro-F1) follow the head; averages over labels
+#   (macro-F1, the paper's main metric) give the tail equal weight.
+# - Documents without labels are dropped by contrastive training; labelled documents carry several
+#   labels, and L_MSC splits an anchor's attraction among them.
+# - A tail label either travels with a head label (nearly always on the disaster messages), and an
+#   instance-based loss then pulls its documents towards the head cluster (the attraction imbalance
+#   of chapter 3), or travels alone (often on FOLDOC), and its documents then often have no positive
+#   at all (the lack of positives of chapter 2).
