@@ -107,7 +107,8 @@ def batch_axis(fig, values):
     top = float(np.nanmax(values)) if len(values) else 1.0
     fig.update_xaxes(title_text="batch size B (documents)", tickvals=batch_sizes,
                      ticktext=[str(b) for b in batch_sizes])
-    fig.update_yaxes(tickformat=".0%" if top > 0.2 else ".1%", rangemode="tozero")
+    digits = 0 if top > 0.2 else 1 if top > 0.02 else 2    # enough decimals for distinct tick labels
+    fig.update_yaxes(tickformat=f".{digits}%", rangemode="tozero")
     return fig
 
 

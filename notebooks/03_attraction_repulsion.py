@@ -274,8 +274,11 @@ ids = tokenize(texts, tokenizer, max_length)
 z = embed(encoder.to(dev), ids, tokenizer.pad_token_id, batch_size=64, device=dev, progress=False)
 y = y_all[pick]
 scores = analysis.attraction_repulsion(z, y, groups=groups, names=names)
-plots.attraction_repulsion_bars(scores, title=f"S_att and S_rep per label, {len(pick)} documents, "
-                                              "pre-trained MiniLM").show()
+fig = plots.attraction_repulsion_bars(scores, title=f"S_att and S_rep per label, {len(pick)} documents, "
+                                                    "pre-trained MiniLM")
+fig.update_yaxes(title_text="minus mean cosine", row=1, col=1)
+fig.update_yaxes(title_text="mean cosine", row=2, col=1)
+fig.show()
 
 # %% tags=["hide-input"]
 by_group = scores.groupby("group")[["s_att", "s_rep"]].mean().loc[["head", "medium", "tail"]]
