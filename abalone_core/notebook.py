@@ -225,11 +225,35 @@ def runs_dir(path=None, profile: str = "cpu") -> Path:
     return _runs_folder(path, profile)
 
 
-def results_dir(path=None) -> Path:
-    """Folder of committed result files: ``path`` if given, else ``results/`` of the checkout."""
+REPOSITORY = "https://github.com/abalone-book/abalone-book"  # where Colab fetches the committed results
+
+
+def results_dir(path=None, repository: str = REPOSITORY) -> Path:
+    """Folder of committed result files: ``path`` if given, else ``results/`` of the checkout,
+    else (Colab, a pip-installed package) ``results/`` of a shallow clone of ``repository``
+    made once under the data cache; a clone that fails is reported and ``./results`` is used."""
     if path:
         return Path(path)
-    return (repo_root() or Path(".")) / "results"
+    root = repo_root()
+    if root is not None:
+        return root / "results"
+    if Path("results").is_dir():
+        return Path("results")
+    from .data import data_dir
+
+    clone = data_dir() / "book-repository"
+    if not (clone / "results").is_dir():
+        import subprocess
+
+        try:
+            subprocess.run(["git", "clone", "--quiet", "--depth", "1", repository, str(clone)], check=True,
+                           capture_output=True, text=True, timeout=300)
+        except (OSError, subprocess.SubprocessError) as err:
+            detail = getattr(err, "stderr", "") or str(err)
+            logger.warning("could not fetch the committed results from %s (%s); looking in ./results",
+                           repository, detail.strip().splitlines()[-1] if detail.strip() else err)
+            return Path("results")
+    return clone / "results"
 
 
 def config_for(profile: str, objective: str, runs_dir=None, name: str | None = None, **overrides) -> Config:

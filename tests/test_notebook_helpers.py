@@ -1,0 +1,39 @@
+"""Where chapter 8 finds the committed results: the checkout, ./results, or a clone (Colab)."""
+import subprocess
+
+from abalone_core import notebook as nb
+
+
+def _repository_with_results(tmp_path):
+    src = tmp_path / "src"
+    (src / "results" / "grid").mkdir(parents=True)
+    (src / "results" / "grid" / "runs.jsonl").write_text("{}\n")
+    for cmd in (["git", "init", "-q"], ["git", "add", "."],
+                ["git", "-c", "user.name=t", "-c", "user.email=t@t", "commit", "-q", "-m", "r"]):
+        subprocess.run(cmd, cwd=src, check=True)
+    return src
+
+
+def test_outside_a_checkout_the_results_come_from_a_clone_made_once(tmp_path, monkeypatch):
+    src = _repository_with_results(tmp_path)
+    work = tmp_path / "colab"
+    work.mkdir()
+    monkeypatch.chdir(work)
+    monkeypatch.setenv("ABALONE_DATA_DIR", str(tmp_path / "cache"))
+    found = nb.results_dir(repository=str(src))
+    assert (found / "grid" / "runs.jsonl").is_file()
+    assert found == tmp_path / "cache" / "book-repository" / "results"
+    (src / "results" / "grid" / "runs.jsonl").unlink()  # a second call reuses the clone
+    assert nb.results_dir(repository=str(src)) == found
+
+
+def test_a_failed_clone_falls_back_to_the_working_directory(tmp_path, monkeypatch, caplog):
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("ABALONE_DATA_DIR", str(tmp_path / "cache"))
+    assert str(nb.results_dir(repository=str(tmp_path / "missing"))) == "results"
+    assert "could not fetch the committed results" in caplog.text
+
+
+def test_inside_the_checkout_the_results_are_its_own():
+    assert nb.results_dir() == nb.repo_root() / "results"
+    assert nb.results_dir("elsewhere").name == "elsewhere"
