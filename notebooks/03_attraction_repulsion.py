@@ -120,8 +120,7 @@ print(f"{len(labelled)} labelled training documents, {len(names)} labels")
 # ## A fair comparison: the same keys for every loss
 #
 # Comparing L_Base computed on a batch alone with L_MSC computed on the batch plus a queue of 512
-# keys mixes two effects: the queue and the loss's weights. An earlier version of this chapter did
-# exactly that. Here each random batch is drawn **together with its queue**, once, and every loss
+# keys mixes two effects: the queue and the loss's weights. Here each random batch is drawn **together with its queue**, once, and every loss
 # is evaluated on that draw. L_Base keeps its own definition (the batch only) and L_BQueue is the
 # same weighting applied to the batch *and* the queue, so the step from L_Base to L_BQueue isolates
 # the queue, and the step from L_BQueue to L_MSC, on identical keys, isolates the per-label
@@ -182,9 +181,9 @@ display(Markdown(
 
 # %% [markdown]
 # Read the attraction panel from left to right within each group. The queue (L_Base to L_BQueue)
-# changes who gets attracted because many anchors that had no positive in the batch now have one
-# in the queue: an anchor that L_Base skipped enters the loss, and skipped anchors are mostly the
-# ones whose labels are rare (chapter 2 counts them). But the queue does not change *how* an anchor
+# lets the anchors that had no positive in the batch enter the loss, and those anchors are mostly
+# the ones whose labels are rare; on the disaster messages they are few (chapter 2 counts them), so
+# this step moves the shares little. And the queue does not change *how* an anchor
 # spreads its attraction: under Jaccard weights a label shared with many keys collects a weight
 # from each of them, so an anchor with a head label and a tail label still gives most of its pull
 # to the head label. The per-label iteration of L_MSC is the step that changes the spreading: each
