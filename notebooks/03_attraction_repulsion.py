@@ -46,7 +46,7 @@
 import sys
 
 if "google.colab" in sys.modules:
-    # %pip install -q "abalone-core[book,offline-model] @ git+https://github.com/abalone-book/abalone-book@main"
+    # %pip install -q "abalone-core[colab] @ git+https://github.com/abalone-book/abalone-book@main"
 
 # %% tags=["parameters"]
 # Parameters (papermill: -p name value)
