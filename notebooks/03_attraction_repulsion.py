@@ -69,8 +69,11 @@ import pandas as pd
 import torch
 from IPython.display import Markdown, display
 
-from abalone_core import analysis, losses, plots
 from abalone_core import notebook as nb
+
+env = nb.setup()  # first: quiet progress bars and warnings for the imports below
+
+from abalone_core import analysis, losses, plots
 from abalone_core.batching import tokenize
 from abalone_core.config import Config
 from abalone_core.data import load_dataset
@@ -78,7 +81,6 @@ from abalone_core.evaluate import embed
 from abalone_core.metrics import frequency_groups
 from abalone_core.train import build_encoder, resolve_device
 
-env = nb.setup()
 train = load_dataset(dataset).split("train")
 labelled = np.flatnonzero(train.labels.any(axis=1))
 y_all = train.labels[labelled].astype(np.int64)

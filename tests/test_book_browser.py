@@ -36,8 +36,6 @@ SCREENSHOTS = ROOT / "book" / "screenshots"
 # Pages known to show a path of the build machine, and where it comes from: reported as xfail
 # until the chapter is fixed (then the entry goes; a page not listed here fails).
 KNOWN_PATH_LEAKS = {
-    "notebooks/03_attraction_repulsion": "a TqdmWarning printed with the path of tqdm/auto.py (tqdm.auto imported "
-                                         "before nb.setup() filters the warning)",
 }
 
 needs_chromium = pytest.mark.skipif(CHROMIUM is None,
