@@ -172,6 +172,7 @@ class Config:
              f"layer_cache must be float16, float32 or off, got {self.layer_cache!r}")
         need("candidates", lambda: self.candidates is None or (
             isinstance(self.candidates, (list, tuple)) and len(self.candidates) > 0
+            and all(isinstance(c, str) for c in self.candidates)
             and set(self.candidates) <= {"last", "best_train_loss", "best_val_loss"}),
             f"candidates must be None or a non-empty list of last, best_train_loss, best_val_loss; "
             f"got {self.candidates!r}")

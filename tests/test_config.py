@@ -160,7 +160,8 @@ def test_differences_ignore_output_and_device():
         "objective": ("msc", "frozen"), "temperature": (0.1, 0.5)}
 
 
-@pytest.mark.parametrize("value", [None, "x", "", 1.5, -1, True, [], {}, [1], {"a": 1}, float("inf"), float("nan")])
+@pytest.mark.parametrize("value", [None, "x", "", 1.5, -1, True, [], {}, [1], [[1]], [{}], {"a": 1}, float("inf"),
+                                   float("nan")])
 def test_any_wrong_value_is_a_configuration_error(value):
     """Whatever a field is given, the answer is a ConfigError naming the field, never a TypeError."""
     from dataclasses import fields
