@@ -81,7 +81,7 @@ def make_documents(n: int, seed: int = 0):
 
 
 # --------------------------------------------------------------------------- the book
-CHAPTERS = ["01_long_tails", "02_lack_of_positives", "03_attraction_repulsion", "04_contrastive_pretraining",
+CHAPTERS = ["00_worked_example", "01_long_tails", "02_lack_of_positives", "03_attraction_repulsion", "04_contrastive_pretraining",
             "05_evaluation", "06_supervised_baselines", "07_representations", "08_results"]
 WITH_FIGURES = set(CHAPTERS)  # chapter 8: the committed sweep results in results/sweep_cpu
 BOOK_GROUP = "book"  # the unit of work, under pytest -n N, of the tests that need the executed chapters
