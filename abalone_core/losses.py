@@ -38,6 +38,8 @@ import operator
 import torch
 import torch.nn.functional as F
 
+from .labels import check_label_tensor
+
 VARIANTS = {
     # name: (uses queue, uses prototypes, balanced per-label form with beta)
     "base": (False, False, False),
@@ -486,9 +488,7 @@ def _unit(x: torch.Tensor) -> torch.Tensor:
     return F.normalize(x / scale, dim=1)
 
 
-def _check_binary(y: torch.Tensor, name: str) -> None:
-    if y.dtype != torch.bool and not ((y == 0) | (y == 1)).all():
-        raise ValueError(f"{name} must be multi-hot with 0/1 entries only (threshold or binarise your labels)")
+_check_binary = check_label_tensor  # one check of label matrices for the whole library (abalone_core.labels)
 
 
 def _check_contrastive(z, y, temperature, beta, prototypes, queue_z, queue_y) -> None:
