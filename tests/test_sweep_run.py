@@ -254,8 +254,11 @@ def test_a_killed_sweep_takes_its_notebooks_with_it(tmp_path, sig):
     pid_file = tmp_path / "notebook.pids"
     path = write_grid(tmp_path, parameters={"pause": 300.0, "pid_file": str(pid_file), "helper": True},
                       grid={"seed": [0]})
+    # As a sweep started from a terminal: Ctrl-C's signal at its default disposition, even when
+    # this test runs under a shell that started it in the background (which ignores SIGINT).
     proc = subprocess.Popen([sys.executable, "-m", "abalone_core.cli", "sweep", str(path), "--quiet"], cwd=ROOT,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     kernel = papermill = helper = None
     try:
         kernel, helper = wait_for(lambda: notebook_pids(pid_file), 180, "the notebook to start")
