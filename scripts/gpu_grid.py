@@ -13,7 +13,6 @@ from the slowest finished cell); the cells come in the grid file's order, most i
 from __future__ import annotations
 
 import argparse
-import itertools
 import json
 import sys
 import time
@@ -28,17 +27,12 @@ sys.path.insert(0, str(ROOT))
 
 from abalone_core import sweep as sw  # noqa: E402
 from abalone_core.config import TFIDF  # noqa: E402
+from abalone_core.sweep.grid import expand  # noqa: E402
 from abalone_core.rows import row_config, row_loss  # noqa: E402
 
 
 def cells(spec: dict) -> list[dict]:
-    keys = list(spec["grid"])
-    out = []
-    for values in itertools.product(*(spec["grid"][k] for k in keys)):
-        cell = dict(zip(keys, values))
-        if not any(all(cell[k] == v for k, v in ex.items()) for ex in spec.get("exclude") or []):
-            out.append(cell)
-    return out
+    return expand(spec["grid"], spec.get("exclude"))
 
 
 def now() -> str:

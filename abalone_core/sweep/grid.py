@@ -72,6 +72,13 @@ def resolve_data_paths(params: dict, base: Path) -> dict:
     return {**params, "dataset_kwargs": out}
 
 
+def expand(grid: dict, exclude=()) -> list[dict]:
+    """The cells of a grid, crossed in file order, less those matching an ``exclude`` entry."""
+    keys = list(grid)
+    cells = [dict(zip(keys, values)) for values in itertools.product(*(grid[k] for k in keys))]
+    return [c for c in cells if not any(all(c[k] == v for k, v in ex.items()) for ex in exclude or ())]
+
+
 @dataclass
 class Sweep:
     """A notebook, fixed parameters and a grid of values to cross (see the package docstring).
@@ -198,12 +205,8 @@ class Sweep:
         return {name: p["default"] for name, p in papermill.inspect_notebook(str(self.notebook)).items()}
 
     def _expand(self) -> dict[str, dict]:
-        keys = list(self.grid)
         cells = {}
-        for values in itertools.product(*(self.grid[k] for k in keys)):
-            cell = dict(zip(keys, values))
-            if any(all(cell[k] == v for k, v in ex.items()) for ex in self.exclude):
-                continue
+        for cell in expand(self.grid, self.exclude):
             rid = run_id(cell)
             if rid in cells:
                 raise ValueError(f"two grid cells share the run id {rid!r}: make their values differ "

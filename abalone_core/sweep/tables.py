@@ -14,6 +14,7 @@ import os
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from .. import atomic
 from .. import paper as _paper
 from .store import db_path, records
 
@@ -259,9 +260,7 @@ def export(source, dest: str | Path, **aggregate_kwargs) -> list[Path]:
         row["hardware"] = {k: v for k, v in (r["hardware"] or {}).items() if k != "host"}
         lines.append(json.dumps(row, sort_keys=True, default=str))
     runs = dest / "runs.jsonl"
-    tmp = runs.with_name(runs.name + ".tmp")
-    tmp.write_text("\n".join(lines) + "\n")
-    tmp.replace(runs)
+    atomic.write_text(runs, "\n".join(lines) + "\n")
     table = {} if isinstance(source, (str, os.PathLike)) else source.table
     kwargs = {**table, **aggregate_kwargs}
     if "columns" not in kwargs:  # the default columns, when the runs have such a parameter
