@@ -171,18 +171,37 @@ def collate(items, pad_token_id: int) -> dict:
     return {"input_ids": input_ids, "attention_mask": mask, "labels": labels, "index": index}
 
 
+def length_sorted_batches(lengths, batch_size: int) -> list[np.ndarray]:
+    """Row indices cut into batches after sorting by length, longest first (stable).
+
+    For evaluation, where the batches' composition does not change the result: each batch
+    is padded to nearly its own length, which halves the compute on skewed lengths.
+    """
+    lengths = np.asarray(lengths)
+    order = np.argsort(-lengths, kind="stable")
+    return [order[i:i + batch_size] for i in range(0, lengths.size, batch_size)]
+
+
 def make_loader(ids, labels, batch_size: int, pad_token_id: int, shuffle: bool, seed: int,
-                drop_last: bool = False, bucket: bool = True, num_workers: int = 0) -> DataLoader:
+                drop_last: bool = False, bucket: bool = True, num_workers: int = 0,
+                sort_by_length: bool = False) -> DataLoader:
     """DataLoader over token ids and labels with dynamic padding.
 
     With ``bucket=True`` batches come from a :class:`LengthBucketSampler`
     (``loader.batch_sampler``; call its ``set_epoch`` to pin an epoch); otherwise from
-    plain random (seeded) or sequential batches.
+    plain random (seeded) or sequential batches. ``sort_by_length=True`` (evaluation,
+    ``shuffle=False``) batches the rows sorted by length (:func:`length_sorted_batches`);
+    each batch's ``index`` says where its rows belong.
     """
     if pad_token_id is None:
         raise ValueError("pad_token_id is None; set tokenizer.pad_token first")
     dataset = TokenizedDataset(ids, labels)
     fn = functools.partial(collate, pad_token_id=pad_token_id)
+    if sort_by_length:
+        if shuffle or drop_last:
+            raise ValueError("sort_by_length is for evaluation: use it with shuffle=False and drop_last=False")
+        return DataLoader(dataset, batch_sampler=length_sorted_batches(dataset.lengths(), batch_size),
+                          collate_fn=fn, num_workers=num_workers)
     if bucket:
         sampler = LengthBucketSampler(dataset.lengths(), batch_size, shuffle=shuffle, seed=seed,
                                       drop_last=drop_last)

@@ -36,7 +36,7 @@ def read_metrics(run_dir) -> dict:
 
 def _batches(ids, labels, batch_size, pad_token_id, desc, progress):
     labels = np.zeros((len(ids), 1), dtype=np.float32) if labels is None else labels
-    loader = make_loader(ids, labels, batch_size, pad_token_id, shuffle=False, seed=0, bucket=True)
+    loader = make_loader(ids, labels, batch_size, pad_token_id, shuffle=False, seed=0, sort_by_length=True)
     return tqdm(loader, desc=desc, leave=False, disable=not progress)
 
 
@@ -48,7 +48,7 @@ def embed(encoder, ids, pad_token_id: int, batch_size: int = 64, device="cpu", p
         encoder: a :class:`~abalone_core.model.TextEncoder`.
         ids: N token-id lists (from :func:`abalone_core.batching.tokenize`).
     Returns:
-        (N, hidden) float32 array, in the order of ``ids`` (batches are length-bucketed
+        (N, hidden) float32 array, in the order of ``ids`` (batches are sorted by length
         for speed and put back in order).
     """
     encoder.eval()

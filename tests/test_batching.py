@@ -2,8 +2,8 @@ import numpy as np
 import pytest
 import torch
 
-from abalone_core.batching import (LengthBucketSampler, TokenizedDataset, collate, make_loader,
-                                   padding_stats, tokenize)
+from abalone_core.batching import (LengthBucketSampler, TokenizedDataset, collate, length_sorted_batches,
+                                   make_loader, padding_stats, tokenize)
 
 
 @pytest.fixture
@@ -156,3 +156,25 @@ def test_make_loader_yields_every_row_once(tokenizer, bucket):
         assert torch.equal(batch["labels"], torch.as_tensor(labels[batch["index"].numpy()], dtype=torch.float32))
         seen += batch["index"].tolist()
     assert sorted(seen) == list(range(40))
+
+
+def test_length_sorted_batches_cover_every_row_longest_first():
+    lengths = np.array([3, 9, 1, 9, 5, 2, 7])
+    batches = length_sorted_batches(lengths, batch_size=3)
+    assert sorted(np.concatenate(batches).tolist()) == list(range(7))
+    flat = lengths[np.concatenate(batches)]
+    assert (np.diff(flat) <= 0).all()  # longest first
+    assert batches[0].tolist() == [1, 3, 6]  # stable among equal lengths
+
+
+def test_sorted_evaluation_loader_pads_less_than_sequential_batches(tokenizer):
+    texts = ["word " * k for k in np.random.default_rng(0).permutation(np.arange(1, 41))]
+    ids = tokenize(texts, tokenizer, max_length=64)
+    kwargs = dict(labels=np.zeros((40, 1)), batch_size=8, pad_token_id=tokenizer.pad_token_id, shuffle=False, seed=0)
+    computed = {sort: sum(b["input_ids"].numel() for b in make_loader(ids, sort_by_length=sort, **kwargs))
+                for sort in (False, True)}
+    assert computed[True] < computed[False]
+    seen = [i for b in make_loader(ids, sort_by_length=True, **kwargs) for i in b["index"].tolist()]
+    assert sorted(seen) == list(range(40))
+    with pytest.raises(ValueError, match="sort_by_length is for evaluation"):
+        make_loader(ids, sort_by_length=True, **{**kwargs, "shuffle": True})
