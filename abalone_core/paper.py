@@ -37,7 +37,8 @@ TABLE4 = {"frozen": (-0.14, 2.83), "bce": (0.15, 2.02), "base": (0.07, 2.23), "b
 COST = "25 GPU-hours on one RTX A6000 for one 80-epoch contrastive run on AAPD"
 
 NAMES = {"frozen": "L_MLM", "base": "L_Base", "bqueue": "L_BQueue", "bqproto": "L_BQProto", "msc": "L_MSC",
-         "bce": "BCE", "focal": "Focal", "asymmetric": "ASL", "base-ft": "L_Base-FT", "msc-ft": "L_MSC-FT"}
+         "bce": "BCE", "focal": "Focal", "asymmetric": "ASL", "base-ft": "L_Base-FT", "msc-ft": "L_MSC-FT",
+         "mulsupcon": "MulSupCon", "db": "DB", "tfidf-linear": "TF-IDF"}
 
 
 def scores() -> dict[tuple[str, str], dict[str, float]]:

@@ -437,7 +437,7 @@ def balance_slider(frame: pd.DataFrame, columns=("attraction_share", "repulsion_
 # share its colour and differ by the bars' pattern.
 LOSS_COLORS = {"L_MLM": "#7f7f7f", "L_Base": "#1f77b4", "L_BQueue": "#17becf", "L_BQProto": "#9467bd",
                "L_MSC": "#d62728", "MulSupCon": "#8c564b", "BCE": "#2ca02c", "Focal": "#bcbd22",
-               "ASL": "#e377c2", "L_MSC-FT": "#ff7f0e"}
+               "ASL": "#e377c2", "L_MSC-FT": "#ff7f0e", "DB": "#aec7e8", "TF-IDF": "#393b79"}
 _PATTERNS = ("", "/", ".", "x", "\\", "+")
 
 
