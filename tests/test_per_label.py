@@ -1,0 +1,36 @@
+"""abalone_core.per_label: support per split and per-label F1 tables."""
+import numpy as np
+import pytest
+
+from abalone_core.data import MultiLabelDataset
+from abalone_core.per_label import per_label_frame, support
+
+
+def dataset():
+    labels = np.array([[1, 0, 0], [1, 1, 0], [1, 0, 1], [0, 1, 0], [1, 0, 0], [0, 1, 0]], dtype=np.uint8)
+    splits = np.array(["train", "train", "train", "train", "validation", "test"])
+    return MultiLabelDataset(name="toy", texts=[f"doc {i}" for i in range(6)], labels=labels,
+                             label_names=["a", "b", "c"], splits=splits)
+
+
+def test_support_counts_documents_per_split_as_integers():
+    s = support(dataset())
+    assert s.loc["a", "train"] == 3 and s.loc["b", "train"] == 2 and s.loc["c", "train"] == 1
+    assert s.loc["a", "validation"] == 1 and s.loc["b", "test"] == 1 and s.loc["c", "test"] == 0
+    assert all(s[c].dtype.kind == "i" for c in ("train", "validation", "test"))
+    assert s["group"].tolist() == ["head", "medium", "tail"]
+
+
+def test_per_label_frame_aligns_runs_by_label_name_and_sorts_by_training_count():
+    s = support(dataset())
+    run = {"label_names": ["c", "a", "b"], "test": {"per_label_f1": [0.0, 80.0, 50.0]}}
+    t = per_label_frame({"L_MSC": run}, s)
+    assert t.index.tolist() == ["a", "b", "c"]
+    assert t["L_MSC"].tolist() == [80.0, 50.0, 0.0]
+    assert t.loc["c", "test docs"] == 0  # the empty tail label is visible
+
+
+def test_per_label_frame_names_a_run_scored_on_other_labels():
+    run = {"label_names": ["a", "b", "z"], "test": {"per_label_f1": [1.0, 2.0, 3.0]}}
+    with pytest.raises(ValueError, match="run 'BCE' was scored on other labels"):
+        per_label_frame({"BCE": run}, support(dataset()))
