@@ -53,6 +53,23 @@ def test_aggregate_gives_mean_and_std_over_seeds_beside_the_paper(tmp_path):
     assert len(paths[0].read_text().splitlines()) == 3
 
 
+def test_aggregate_gives_the_95_percent_t_interval_over_seeds(tmp_path):
+    values = {"msc": [50.0, 52.0, 57.0], "bce": [40.0]}
+    rows = [({"objective": o, "dataset": "disaster", "seed": i, "max_steps": 10}, {"test": {"macro_f1": v}}, "done")
+            for o, vs in values.items() for i, v in enumerate(vs)]
+    db = fake_results(tmp_path, rows)
+    half = sw.aggregate(db, metrics=("macro_f1",), stat="half_width")
+    v = np.array(values["msc"])
+    expected = 4.302652729911275 * v.std(ddof=1) / np.sqrt(3)  # t(0.975, 2 degrees of freedom)
+    assert half.at["msc", "disaster macro_f1"] == pytest.approx(expected)
+    assert np.isnan(half.at["bce", "disaster macro_f1"])
+    text = sw.aggregate(db, metrics=("macro_f1",), stat="interval")
+    assert text.at["msc", "disaster macro_f1"] == f"{v.mean():.2f} ± {expected:.2f} (3)"
+    assert text.at["bce", "disaster macro_f1"] == "40.00 (1)"
+    lo, hi = claims.t_interval(v)
+    assert (hi - lo) / 2 == pytest.approx(expected)
+
+
 def test_aggregate_refuses_to_average_over_a_parameter_that_varies(tmp_path):
     rows = [({"objective": "msc", "dataset": "d", "seed": s, "temperature": t},
              {"test": {"micro_f1": 50.0 + s}}, "done") for s in (0, 1) for t in (0.1, 0.2)]

@@ -110,7 +110,10 @@ def aggregate(source, rows="objective", columns=("dataset",), metrics=("micro_f1
             put it in rows or columns, or keep one value with ``where``.
         where: ``{parameter: value}`` filter applied first (``dataset``: its label).
         stat: ``"text"`` (``"mean ± std"``, sample std over ``over``; the mean alone for one run),
-            ``"mean"``, ``"std"`` or ``"count"`` (numbers).
+            ``"interval"`` (``"mean ± h (n)"``: h is the half-width of the 95 % Student-t interval
+            of the mean over the n values of ``over``, :func:`abalone_core.claims.t_interval`;
+            the mean alone for one run), ``"mean"``, ``"std"``, ``"half_width"`` or ``"count"``
+            (numbers).
         paper: ``"matching"``: beside each metric of a dataset the paper reports (aapd, rcv1,
             uk-lex), a ``(paper)`` column from :func:`abalone_core.paper.scores`; ``"all"``:
             also the paper's other datasets as extra columns; ``"none"``.
@@ -122,8 +125,10 @@ def aggregate(source, rows="objective", columns=("dataset",), metrics=("micro_f1
     import numpy as np
     import pandas as pd
 
-    if stat not in ("text", "mean", "std", "count"):
-        raise ValueError(f"stat must be text, mean, std or count, got {stat!r}")
+    from ..claims import t_interval
+
+    if stat not in ("text", "interval", "mean", "std", "half_width", "count"):
+        raise ValueError(f"stat must be text, interval, mean, std, half_width or count, got {stat!r}")
     if paper not in ("matching", "all", "none"):
         raise ValueError(f"paper must be 'matching', 'all' or 'none', got {paper!r}")
     row_keys = [rows] if isinstance(rows, str) else list(rows)
@@ -156,6 +161,8 @@ def aggregate(source, rows="objective", columns=("dataset",), metrics=("micro_f1
         long[m] = [metric_value(r or {}, m) for r in recs["metrics"]]
     groups = long.groupby(keys, sort=False, dropna=False)[metrics]
     stats = {"mean": groups.mean(), "std": groups.std(ddof=1), "count": groups.count()}
+    stats["half_width"] = groups.agg(lambda v: (lambda lo, hi: (hi - lo) / 2)(*t_interval(v.dropna())))
+    texts = ("text", "interval")
 
     def label(values) -> str:
         return "/".join(str(v) for v in values)
@@ -166,11 +173,13 @@ def aggregate(source, rows="objective", columns=("dataset",), metrics=("micro_f1
     def cell(r, c, m):
         key = r + c if len(keys) > 1 else (r + c)[0]
         if key not in stats["count"].index or stats["count"].at[key, m] == 0:
-            return "" if stat == "text" else np.nan
-        mean, std, n = (stats[s].at[key, m] for s in ("mean", "std", "count"))
+            return "" if stat in texts else np.nan
+        mean, std, half, n = (stats[s].at[key, m] for s in ("mean", "std", "half_width", "count"))
         if stat == "text":
             return f"{mean:.{digits}f}" if n < 2 else f"{mean:.{digits}f} ± {std:.{digits}f}"
-        return {"mean": mean, "std": std, "count": n}[stat]
+        if stat == "interval":
+            return f"{mean:.{digits}f} (1)" if n < 2 else f"{mean:.{digits}f} ± {half:.{digits}f} ({n})"
+        return {"mean": mean, "std": std, "half_width": half, "count": n}[stat]
 
     with_paper = paper != "none" and row_keys == ["objective"] and col_keys == ["dataset"]
     if paper == "all" and not with_paper:
@@ -179,7 +188,7 @@ def aggregate(source, rows="objective", columns=("dataset",), metrics=("micro_f1
 
     def paper_value(dataset, objective, m):
         v = reported.get((str(dataset).lower(), objective), {}).get(m, np.nan)
-        if stat == "text":
+        if stat in texts:
             return "" if np.isnan(v) else f"{v:.{digits}f}"
         return v if stat == "mean" else np.nan
 
