@@ -142,6 +142,13 @@ def machine_paths(text: str) -> list[str]:
     return sorted({text[max(0, m.start() - 30):m.end() + 60] for m in re.finditer(pattern, text)})
 
 
+def teaching_parts(text: str) -> dict:
+    """What a chapter page teaches with: its numbered exercises and whether it has its opening
+    list ("You will learn") and its closing summary ("What we saw")."""
+    return {"exercises": len(set(re.findall(r"Exercise (\d+)", text))), "opening": "You will learn" in text,
+            "summary": "What we saw" in text}
+
+
 def undrawn_figures(dom: str) -> int:
     """How many plotly figure divs hold no ``svg.main-svg`` (plotly.js did not draw them)."""
     chunks = re.split(r'<div[^>]*class="[^"]*plotly-graph-div', dom)[1:]
@@ -187,6 +194,8 @@ def test_page_renders_without_javascript_errors(html, page):
     leaks = machine_paths(page_text(dom))
     assert not leaks or page in KNOWN_PATH_LEAKS, f"paths of the build machine on the page: {leaks}"
     if page.startswith("notebooks/"):
+        parts = teaching_parts(page_text(dom, code=False))
+        assert parts["exercises"] >= 2 and parts["opening"] and parts["summary"], parts
         repo = yaml.safe_load((ROOT / "_config.yml").read_text())["repository"]
         slug = repo["url"].removeprefix("https://github.com/")
         colab = f"colab.research.google.com/github/{slug}/blob/{repo['branch']}/{page}.ipynb"
@@ -282,6 +291,9 @@ def test_minimal_book_typesets_formulas_offline(minimal_book):
 
 def test_page_checks_find_what_they_look_for():
     """The helpers above on hand-made DOMs (they must fail where a page is broken)."""
+    parts = teaching_parts("You will learn ... Exercise 1: a ... Exercise 2. b ... Exercise 1 again ... What we saw")
+    assert parts == {"exercises": 2, "opening": True, "summary": True}
+    assert teaching_parts("Exercises") == {"exercises": 0, "opening": False, "summary": False}
     assert raw_tex("<p>see \\(x\\) here</p>") and raw_tex("<p>$$x^2$$</p>")
     assert not raw_tex("<p><mjx-container>x</mjx-container></p><pre>$$ in code</pre><script>'\\('</script>")
     assert machine_paths(f"<p>saved in {ROOT}/runs</p>") and machine_paths("<p>/tmp/abc</p>")

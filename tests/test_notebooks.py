@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import ast
 import json
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -56,6 +57,18 @@ def test_colab_cell_then_parameters_cell(notebooks, name):
         assert "seed" in names
     if name in TRAINING:
         assert {"dataset", "backbone", "max_steps", "device", "runs_dir"} <= names
+
+
+@pytest.mark.parametrize("name", EXPECTED)
+def test_chapter_teaches_with_an_opening_exercises_with_hidden_solutions_and_a_summary(notebooks, name):
+    cells = notebooks[name].cells
+    markdown = "\n".join(c.source for c in cells if c.cell_type == "markdown")
+    assert "You will learn" in markdown, f"{name}: no opening list of what the reader will learn"
+    assert "## What we saw" in markdown, f"{name}: no closing summary"
+    exercises = sorted(set(re.findall(r"Exercise (\d+)", markdown)), key=int)
+    assert len(exercises) >= 2, f"{name}: {len(exercises)} exercise(s), at least 2 wanted"
+    hidden = [c for c in cells if c.cell_type == "code" and "hide-cell" in c.metadata.get("tags", [])]
+    assert len(hidden) >= 2, f"{name}: the exercises' solutions must be code cells tagged hide-cell"
 
 
 @pytest.mark.parametrize("name", EXPECTED)
