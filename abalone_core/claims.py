@@ -109,7 +109,7 @@ def _reject_duplicates(runs: pd.DataFrame, keys: list[str], pair: str, metrics: 
 
 def check_claims(runs: pd.DataFrame, claims=CLAIMS, by: str = "dataset", pair: str = "seed",
                  reference: str | None = "frozen", group=None, confidence: float = 0.95,
-                 converged: str | None = "converged") -> pd.DataFrame:
+                 converged: str | None = "converged", require_converged: bool = False) -> pd.DataFrame:
     """Judge each claim on each ``by`` value (dataset), from runs paired by ``pair`` (seed).
 
     Args:
@@ -127,7 +127,11 @@ def check_claims(runs: pd.DataFrame, claims=CLAIMS, by: str = "dataset", pair: s
         confidence: level of the t-interval.
         converged: name of a boolean column; a comparison is ``not testable`` when any run of
             its two objectives on the paired seeds has ``False`` there. A missing column or a
-            missing value means unknown and blocks nothing. ``None`` to skip.
+            missing value means unknown and blocks nothing, unless ``require_converged``.
+            ``None`` to skip.
+        require_converged: when True, a compared run whose ``converged`` value is missing
+            (a grid that predates the record, or a table without the column) also makes the
+            comparison ``not testable``: only runs known to have converged are evidence.
     Returns:
         One row per (dataset, group values, claim) with ``better`` / ``worse`` (means over the
         paired seeds), ``difference`` (mean of the per-seed differences better - worse, in the
@@ -150,7 +154,9 @@ def check_claims(runs: pd.DataFrame, claims=CLAIMS, by: str = "dataset", pair: s
     metrics = {c.metric for c in claims}
     runs = runs[runs["objective"].isin(objectives)]
     _reject_duplicates(runs, keys, pair, metrics)
-    check_convergence = converged is not None and converged in runs.columns
+    check_convergence = converged is not None and (converged in runs.columns or require_converged)
+    if check_convergence and converged not in runs.columns:
+        runs = runs.assign(**{converged: None})
     out = []
     for key, part in runs.groupby(keys, sort=False, dropna=False):
         key = dict(zip(keys, key if isinstance(key, tuple) else (key,)))
@@ -172,10 +178,14 @@ def check_claims(runs: pd.DataFrame, claims=CLAIMS, by: str = "dataset", pair: s
             if check_convergence and n:
                 paired = part[part["objective"].isin([claim.better, claim.worse]) & part[pair].isin(both.index)]
                 failed = paired[paired[converged].eq(False)]
+                unknown = paired[paired[converged].isna()] if require_converged else paired.iloc[:0]
                 for o in (claim.better, claim.worse):
                     seeds = sorted(failed.loc[failed["objective"] == o, pair].tolist())
                     if seeds:
                         caveats.append(f"{o} did not converge ({pair} {', '.join(map(str, seeds))})")
+                    seeds = sorted(unknown.loc[unknown["objective"] == o, pair].tolist())
+                    if seeds:
+                        caveats.append(f"{o}: convergence not recorded ({pair} {', '.join(map(str, seeds))})")
             if reference and reference in wide and reference not in (claim.better, claim.worse) and n:
                 floor = wide[reference].mean()
                 weak = [o for o in (claim.better, claim.worse) if claim.direction * (both[o].mean() - floor) < 0]

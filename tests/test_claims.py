@@ -90,6 +90,15 @@ def test_not_testable_when_a_compared_run_did_not_converge():
     assert one(unpaired)["verdict"] == "holds"
 
 
+def test_require_converged_makes_unrecorded_convergence_not_testable():
+    runs = runs_with({"msc": {"macro_f1": [41, 42, 43.5]}, "base": {"macro_f1": [40, 40.5, 42]}})
+    assert one(runs, require_converged=True)["verdict"] == "not testable"  # no column at all
+    r = one(runs.assign(converged=[True, True, True, True, None, True]), require_converged=True)
+    assert r["verdict"] == "not testable" and r["caveat"] == "base: convergence not recorded (seed 1)"
+    assert one(runs.assign(converged=True), require_converged=True)["verdict"] == "holds"
+    assert one(runs.assign(converged=[True, True, True, True, None, True]))["verdict"] == "holds"  # default
+
+
 def test_not_testable_when_a_row_scores_below_the_frozen_encoder():
     runs = runs_with({"msc": {"micro_f1": [60, 61, 62]}, "bce": {"micro_f1": [1, 2, 3]},
                       "frozen": {"micro_f1": [50, 50, 50]}})
