@@ -40,6 +40,40 @@ def frequency_groups(label_counts) -> np.ndarray:
     return groups.astype(str)
 
 
+
+def example_labels(train_counts, eval_counts, groups=None) -> dict:
+    """One example label per frequency group, chosen by a fixed rule (for figures).
+
+    Rule: among the labels of the group that have at least one document in the evaluated
+    split (``eval_counts > 0``), take the one whose training count is closest to the median
+    training count of those labels; ties go to the more frequent label, then the lower index.
+    A group with no evaluated document is left out, so an empty tail is visible as a missing key.
+
+    Args:
+        train_counts: (L,) training documents per label.
+        eval_counts: (L,) documents per label in the split shown (e.g. test).
+        groups: (L,) group per label; default ``frequency_groups(train_counts)``.
+    Returns:
+        ``{group: label index}`` in head, medium, tail order (groups without a candidate absent).
+    """
+    train = np.asarray(train_counts)
+    shown = np.asarray(eval_counts)
+    if train.ndim != 1 or train.shape != shown.shape or train.size == 0:
+        raise ValueError(f"train_counts and eval_counts must be non-empty 1-D arrays of one shape, "
+                         f"got {train.shape} and {shown.shape}")
+    groups = frequency_groups(train) if groups is None else np.asarray(groups).astype(str)
+    if groups.shape != train.shape:
+        raise ValueError(f"groups must have one entry per label ({train.size}), got {groups.shape}")
+    out = {}
+    for g in GROUPS:
+        idx = np.flatnonzero((groups == g) & (shown > 0))
+        if idx.size == 0:
+            continue
+        median = np.median(train[idx])
+        out[g] = int(min(idx, key=lambda i: (abs(train[i] - median), -train[i], i)))
+    return out
+
+
 def multilabel_scores(y_true, y_pred) -> dict:
     """Micro-F1 and macro-F1 (percent) and Hamming loss (x 10^3).
 

@@ -234,7 +234,7 @@ def term_share_bars(frames: dict, columns=("attraction_share", "repulsion_from_s
 
 
 def f1_vs_frequency(f1, train_counts, groups=None, names=None,
-                    title: str = "Per-label F1 against training frequency") -> go.Figure:
+                    title: str = "Per-label F1 against training frequency", color_by: str = "group") -> go.Figure:
     """Scatter of per-label F1 (percent) against training count (log x).
 
     Args:
@@ -243,9 +243,14 @@ def f1_vs_frequency(f1, train_counts, groups=None, names=None,
         train_counts: (L,) training documents per label.
         groups: (L,) group per label; default ``frequency_groups(train_counts)``.
         names: (L,) label names for hover text.
+        color_by: ``"group"`` (colour = label group, symbol = run) or ``"loss"`` (colour =
+            the run's loss, :data:`LOSS_COLORS`, symbol = label group; traces are named
+            ``"<run> (<group>)"`` so :func:`color_by_loss` keeps them apart).
     Returns:
         Figure with one trace per (run, group).
     """
+    if color_by not in ("group", "loss"):
+        raise ValueError(f"color_by must be 'group' or 'loss', got {color_by!r}")
     counts = np.asarray(train_counts)
     runs = f1 if isinstance(f1, dict) else {"F1": f1}
     groups = frequency_groups(counts) if groups is None else np.asarray(groups).astype(str)
@@ -257,9 +262,15 @@ def f1_vs_frequency(f1, train_counts, groups=None, names=None,
             raise ValueError(f"F1 of {run!r} has shape {values.shape}, train_counts has {counts.shape}")
         for i, g in enumerate(_ordered(groups)):
             sel = groups == g
-            label = g if len(runs) == 1 else f"{run}, {g}"
+            if color_by == "loss":
+                label, color = f"{run} ({g})", loss_color(run) or _PALETTE[r % len(_PALETTE)]
+                symbol = _SYMBOLS[i % len(_SYMBOLS)]
+            else:
+                label, color = (g if len(runs) == 1 else f"{run}, {g}"), _color(g, i)
+                symbol = _SYMBOLS[r % len(_SYMBOLS)]
             fig.add_trace(go.Scatter(x=counts[sel], y=values[sel], mode="markers", name=label, text=names[sel],
-                                     marker=dict(color=_color(g, i), symbol=_SYMBOLS[r % len(_SYMBOLS)]),
+                                     legendgroup=str(run) if color_by == "loss" else None,
+                                     marker=dict(color=color, symbol=symbol),
                                      hovertemplate="%{text}<br>%{x} training docs<br>F1 %{y:.1f}<extra></extra>"))
     fig.update_layout(title=title, template=_TEMPLATE, xaxis_title="training documents",
                       yaxis_title="F1 (%)")
@@ -468,4 +479,132 @@ def color_by_loss(fig: go.Figure) -> go.Figure:
             trace.update(marker_color=color, marker_pattern_shape=_PATTERNS[k % len(_PATTERNS)])
         elif isinstance(trace, go.Scatter):
             trace.update(marker_color=color, line_color=color, line_dash=_DASHES[k % len(_DASHES)])
+    return fig
+
+
+def loss_gradient_curves(frame: pd.DataFrame, x: str = "p", y: str = "gradient",
+                         title: str = "Gradient of each loss with respect to the logit") -> go.Figure:
+    """One line per (loss, target): how hard a loss pushes a logit, against the predicted probability.
+
+    Args:
+        frame: columns ``loss`` (the paper's row name, e.g. ``"BCE"``), ``target``
+            (``"positive"`` / ``"negative"``), ``x`` and ``y``.
+    Returns:
+        Figure with one trace per (loss, target), named ``"<loss> (<target>)"`` and coloured by
+        loss (:data:`LOSS_COLORS`): solid for positives, dashed for negatives.
+    """
+    _need(frame, ["loss", "target", x, y], "loss_gradient_curves")
+    fig = go.Figure()
+    for (loss, target), part in frame.groupby(["loss", "target"], sort=False):
+        part = part.sort_values(x)
+        fig.add_trace(go.Scatter(x=part[x], y=part[y], mode="lines", name=f"{loss} ({target})",
+                                 legendgroup=str(loss),
+                                 line=dict(color=loss_color(loss) or "#333333",
+                                           dash="solid" if target == "positive" else "dash")))
+    fig.update_layout(title=title, template=_TEMPLATE, xaxis_title="predicted probability of the label",
+                      yaxis_title="gradient size |dL/dlogit|")
+    return fig
+
+
+def align_to(xy, reference) -> np.ndarray:
+    """``xy`` rotated (or reflected) and shifted to best match ``reference`` (orthogonal Procrustes).
+
+    Two UMAP maps of different embeddings live in unrelated coordinates: a map may come out
+    rotated or mirrored with the same neighbourhoods. Aligning each map to a reference map of the
+    same documents removes that arbitrary part (distances inside a map are unchanged) so that the
+    maps can be laid side by side; it does not make positions comparable in any deeper sense.
+
+    Args:
+        xy, reference: (N, 2) coordinates of the same N documents, in the same order.
+    Returns:
+        (N, 2) float array: ``(xy - mean(xy)) @ R + mean(reference)`` with R orthogonal.
+    """
+    from scipy.linalg import orthogonal_procrustes
+
+    a, b = np.asarray(xy, dtype=float), np.asarray(reference, dtype=float)
+    if a.ndim != 2 or a.shape[1] != 2 or a.shape != b.shape:
+        raise ValueError(f"xy and reference must both be (N, 2), got {a.shape} and {b.shape}")
+    rotation, _ = orthogonal_procrustes(a - a.mean(axis=0), b - b.mean(axis=0))
+    return (a - a.mean(axis=0)) @ rotation + b.mean(axis=0)
+
+
+def umap_panels(maps: dict, labels, chosen, names=None, groups=None, unlabelled: str = "hide",
+                align: bool = True, title: str = "The same test documents under each encoder") -> go.Figure:
+    """Side-by-side 2-D maps of the same documents, one panel per encoder, coloured by a few labels.
+
+    Every panel shows the same documents on the same axis range. Documents carrying one of the
+    ``chosen`` labels are drawn in that label's group colour (a document with two chosen labels
+    appears once per label); the other labelled documents are light grey; documents without any
+    label are hidden (``unlabelled="hide"``) or drawn fainter still (``"grey"``).
+
+    Args:
+        maps: ``{encoder name: (N, 2) coordinates}`` of the same N documents in the same order.
+        labels: (N, L) 0/1 labels of the documents.
+        chosen: label indices to colour (e.g. the values of
+            :func:`abalone_core.metrics.example_labels`).
+        names: (L,) label names for the legend.
+        groups: (L,) group of each label (legend and colour); default from the label counts of
+            ``labels``.
+        unlabelled: ``"hide"`` or ``"grey"``.
+        align: rotate each map onto the first with :func:`align_to` (maps from different
+            embeddings are otherwise arbitrarily rotated or mirrored).
+    Returns:
+        Figure with one panel per map, shared axes and one fixed range for all of them; per panel
+        one trace for the other labelled documents, one per chosen label, and with
+        ``unlabelled="grey"`` one for the unlabelled documents.
+    """
+    if unlabelled not in ("hide", "grey"):
+        raise ValueError(f"unlabelled must be 'hide' or 'grey', got {unlabelled!r}")
+    if not maps:
+        raise ValueError("maps is empty: pass {encoder name: (N, 2) coordinates}")
+    y = np.asarray(labels)
+    if y.ndim != 2:
+        raise ValueError(f"labels must be a (N, L) matrix, got shape {y.shape}")
+    names = np.asarray(_names(names, y.shape[1]))
+    groups = frequency_groups(y.sum(axis=0)) if groups is None else np.asarray(groups).astype(str)
+    chosen = [int(c) for c in chosen]
+    if any(not 0 <= c < y.shape[1] for c in chosen):
+        raise ValueError(f"chosen labels must be indices in [0, {y.shape[1]}), got {chosen}")
+    coords = {}
+    reference = None
+    for name, xy in maps.items():
+        xy = np.asarray(xy, dtype=float)
+        if xy.shape != (y.shape[0], 2):
+            raise ValueError(f"map {name!r} has shape {xy.shape}; expected ({y.shape[0]}, 2), one row per document")
+        if align and reference is not None:
+            xy = align_to(xy, reference)
+        reference = xy if reference is None else reference
+        coords[name] = xy
+    has_label = y.any(axis=1)
+    shown = has_label if unlabelled == "hide" else np.ones(len(y), bool)
+    everything = np.concatenate([xy[shown] for xy in coords.values()]) if shown.any() else np.zeros((1, 2))
+    low, high = everything.min(axis=0), everything.max(axis=0)
+    pad = 0.05 * np.maximum(high - low, 1e-9)
+    fig = make_subplots(rows=1, cols=len(coords), subplot_titles=[str(n) for n in coords],
+                        shared_xaxes="all", shared_yaxes="all", horizontal_spacing=0.03)
+    for col, (name, xy) in enumerate(coords.items(), start=1):
+        first = col == 1
+        if unlabelled == "grey":
+            sel = ~has_label
+            fig.add_trace(go.Scatter(x=xy[sel, 0], y=xy[sel, 1], mode="markers", name="no label",
+                                     legendgroup="no label", showlegend=first, hoverinfo="skip",
+                                     marker=dict(size=3, color="#f0f0f0")), row=1, col=col)
+        sel = has_label & ~(y[:, chosen].any(axis=1) if chosen else np.zeros(len(y), bool))
+        fig.add_trace(go.Scatter(x=xy[sel, 0], y=xy[sel, 1], mode="markers", name="other labels",
+                                 legendgroup="other labels", showlegend=first, hoverinfo="skip",
+                                 marker=dict(size=3, color="#d0d0d0")), row=1, col=col)
+        for i, c in enumerate(chosen):
+            sel = y[:, c] > 0
+            g = str(groups[c])
+            fig.add_trace(go.Scatter(x=xy[sel, 0], y=xy[sel, 1], mode="markers",
+                                     name=f"{names[c]} ({g}, {int(sel.sum())} docs)", legendgroup=str(c),
+                                     showlegend=first, hovertemplate=f"{names[c]}<extra></extra>",
+                                     marker=dict(size=7, opacity=0.85, color=_color(g, i),
+                                                 symbol=_SYMBOLS[i % len(_SYMBOLS)],
+                                                 line=dict(width=0.5, color="#222222"))),
+                          row=1, col=col)
+    fig.update_xaxes(range=[low[0] - pad[0], high[0] + pad[0]], title_text="UMAP 1", showticklabels=False)
+    fig.update_yaxes(range=[low[1] - pad[1], high[1] + pad[1]], showticklabels=False)
+    fig.update_yaxes(title_text="UMAP 2", row=1, col=1)
+    fig.update_layout(title=title, template=_TEMPLATE, height=420, legend=dict(orientation="h", y=-0.15))
     return fig

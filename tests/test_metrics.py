@@ -235,3 +235,14 @@ def test_global_threshold_micro_versus_macro():
         best_global_threshold(y, s, grid=[])
     with pytest.raises(ValueError, match="y_score contains NaN"):
         best_global_threshold(y, np.full(y.shape, np.nan))
+
+
+def test_example_labels_pick_the_label_nearest_the_median_with_test_documents():
+    from abalone_core.metrics import example_labels
+
+    train = np.array([100, 90, 80, 40, 30, 20, 5, 4, 3])       # thirds: head 0-2, medium 3-5, tail 6-8
+    test = np.array([10, 9, 8, 4, 3, 2, 0, 1, 1])
+    assert example_labels(train, test) == {"head": 1, "medium": 4, "tail": 7}  # tail: median of 4 and 3 -> tie, the more frequent
+    assert example_labels(train, np.array([1, 1, 1, 1, 1, 1, 0, 0, 0])) == {"head": 1, "medium": 4}
+    with pytest.raises(ValueError, match="one shape"):
+        example_labels(train, test[:-1])

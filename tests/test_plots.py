@@ -186,3 +186,59 @@ def test_color_by_loss_one_colour_per_loss():
     assert fig.data[5].marker.color is None
     assert plots.loss_color("L_MSC (beta=1)") == plots.LOSS_COLORS["L_MSC"] and plots.loss_color("x") is None
     assert len(set(plots.LOSS_COLORS.values())) == len(plots.LOSS_COLORS)
+
+
+def test_f1_vs_frequency_coloured_by_loss(y, groups):
+    f1 = np.linspace(10, 90, y.shape[1])
+    fig = plots.f1_vs_frequency({"BCE": f1, "L_MSC": f1[::-1]}, y.sum(axis=0), groups=groups, color_by="loss")
+    assert len(fig.data) == 6
+    assert {t.marker.color for t in fig.data if t.name.startswith("BCE")} == {plots.LOSS_COLORS["BCE"]}
+    assert len({t.marker.symbol for t in fig.data if t.name.startswith("L_MSC")}) == 3
+    with pytest.raises(ValueError, match="color_by"):
+        plots.f1_vs_frequency(f1, y.sum(axis=0), color_by="run")
+
+
+def test_loss_gradient_curves_colour_per_loss_dash_per_target():
+    p = np.linspace(0.05, 0.95, 5)
+    frame = pd.concat([pd.DataFrame({"loss": loss, "target": target, "p": p, "gradient": p})
+                       for loss in ("BCE", "DB") for target in ("positive", "negative")])
+    fig = plots.loss_gradient_curves(frame)
+    assert [t.name for t in fig.data] == ["BCE (positive)", "BCE (negative)", "DB (positive)", "DB (negative)"]
+    assert fig.data[0].line.color == fig.data[1].line.color == plots.LOSS_COLORS["BCE"]
+    assert [t.line.dash for t in fig.data[:2]] == ["solid", "dash"]
+    with pytest.raises(ValueError, match="needs columns"):
+        plots.loss_gradient_curves(frame.drop(columns="target"))
+
+
+def test_align_to_undoes_a_rotation_and_a_reflection():
+    rng = np.random.default_rng(0)
+    ref = rng.normal(size=(30, 2))
+    theta = 1.1
+    rot = np.array([[np.cos(theta), -np.sin(theta)], [np.sin(theta), np.cos(theta)]]) @ np.diag([1, -1])
+    moved = ref @ rot + np.array([5.0, -3.0])
+    assert np.allclose(plots.align_to(moved, ref), ref, atol=1e-9)
+    with pytest.raises(ValueError, match="must both be"):
+        plots.align_to(moved[:, :1], ref)
+
+
+def test_umap_panels_same_documents_same_range_unlabelled_hidden():
+    rng = np.random.default_rng(0)
+    y = (rng.random((40, 6)) < 0.3).astype(int)
+    y[:5] = 0                                                   # five documents without labels
+    ref = rng.normal(size=(40, 2))
+    maps = {"L_MLM": ref, "L_MSC": ref @ np.array([[0.0, 1.0], [-1.0, 0.0]]) * 1.0 + 10}
+    fig = plots.umap_panels(maps, y, chosen=[0, 3], names=[f"l{i}" for i in range(6)])
+    per_panel = len(fig.data) // 2
+    assert per_panel == 1 + 2                                   # other labels + two chosen labels
+    shown = sum(len(t.x) for t in fig.data[:per_panel] if t.name == "other labels")
+    assert shown == int((y.any(axis=1) & ~y[:, [0, 3]].any(axis=1)).sum())
+    assert fig.data[1].name.startswith("l0 (") and f"{int(y[:, 0].sum())} docs" in fig.data[1].name
+    # aligned: the rotated copy lands on the reference; one range for every panel
+    assert np.allclose(fig.data[per_panel + 1].x, fig.data[1].x)
+    assert fig.layout.xaxis.range == fig.layout.xaxis2.range
+    grey = plots.umap_panels(maps, y, chosen=[0], unlabelled="grey")
+    assert grey.data[0].name == "no label" and len(grey.data[0].x) == int((~y.any(axis=1)).sum()) >= 5
+    with pytest.raises(ValueError, match="expected"):
+        plots.umap_panels({"a": ref[:10]}, y, chosen=[0])
+    with pytest.raises(ValueError, match="unlabelled"):
+        plots.umap_panels(maps, y, chosen=[0], unlabelled="drop")
