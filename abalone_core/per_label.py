@@ -6,6 +6,9 @@ about the loss. Chapters 5 to 8 show these tables so that such labels are visibl
 """
 from __future__ import annotations
 
+import json
+from pathlib import Path
+
 import numpy as np
 import pandas as pd
 
@@ -55,4 +58,54 @@ def per_label_frame(runs: dict, counts: pd.DataFrame, split: str = "test") -> pd
     return out.sort_values("train docs", ascending=False, kind="stable")
 
 
-__all__ = ["support", "per_label_frame"]
+def grid_records(path, dataset: str | None = None, objectives=None) -> list[dict]:
+    """The finished runs of a committed grid's ``runs.jsonl``, as metrics records.
+
+    Args:
+        path: the grid's ``runs.jsonl`` (a missing file gives no run: the grid may not have
+            started).
+        dataset: keep the runs of this dataset only (None: all).
+        objectives: keep the runs of these objectives only (None: all).
+    Returns:
+        list of the ``metrics`` records of the lines whose ``status`` is ``done`` (a line
+        without a status counts as done), in file order.
+    """
+    path = Path(path)
+    if not path.is_file():
+        return []
+    out = []
+    for line in path.read_text().splitlines():
+        if not line.strip():
+            continue
+        row = json.loads(line)
+        m = row.get("metrics") or {}
+        if row.get("status", "done") != "done" or "test" not in m:
+            continue
+        if dataset is not None and m.get("dataset", (m.get("config") or {}).get("dataset")) != dataset:
+            continue
+        if objectives is not None and m.get("objective") not in objectives:
+            continue
+        out.append(m)
+    return out
+
+
+def mean_over_seeds(records: list[dict], split: str = "test") -> dict | None:
+    """One record whose per-label F1 is the mean over ``records`` (runs of one row: its seeds).
+
+    Returns:
+        ``{"label_names", split: {"per_label_f1"}, "seeds"}`` ready for :func:`per_label_frame`,
+        or None when ``records`` is empty. Runs scored on other labels than the first raise
+        ``ValueError``: they are not seeds of one experiment.
+    """
+    if not records:
+        return None
+    names = list(records[0]["label_names"])
+    values = []
+    for m in records:
+        if list(m["label_names"]) != names:
+            raise ValueError("these runs were scored on different labels: they are not seeds of one experiment")
+        values.append(np.asarray(m[split]["per_label_f1"], dtype=float))
+    return {"label_names": names, split: {"per_label_f1": np.mean(values, axis=0).tolist()}, "seeds": len(values)}
+
+
+__all__ = ["support", "per_label_frame", "grid_records", "mean_over_seeds"]

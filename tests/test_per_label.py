@@ -3,7 +3,7 @@ import numpy as np
 import pytest
 
 from abalone_core.data import MultiLabelDataset
-from abalone_core.per_label import per_label_frame, support
+from abalone_core.per_label import grid_records, mean_over_seeds, per_label_frame, support
 
 
 def dataset():
@@ -34,3 +34,27 @@ def test_per_label_frame_names_a_run_scored_on_other_labels():
     run = {"label_names": ["a", "b", "z"], "test": {"per_label_f1": [1.0, 2.0, 3.0]}}
     with pytest.raises(ValueError, match="run 'BCE' was scored on other labels"):
         per_label_frame({"BCE": run}, support(dataset()))
+
+
+def test_grid_records_keeps_finished_runs_of_the_asked_rows(tmp_path):
+    import json
+
+    def line(objective, data, status="done"):
+        return json.dumps({"status": status, "metrics": {"objective": objective, "dataset": data,
+                                                         "label_names": ["a"], "test": {"per_label_f1": [1.0]}}})
+    path = tmp_path / "runs.jsonl"
+    path.write_text("\n".join([line("msc", "disaster"), line("base", "disaster"), line("msc", "foldoc"),
+                               line("msc", "disaster", status="failed"), ""]))
+    assert [m["objective"] for m in grid_records(path, "disaster")] == ["msc", "base"]
+    assert [m["dataset"] for m in grid_records(path, objectives=("msc",))] == ["disaster", "foldoc"]
+    assert grid_records(tmp_path / "missing.jsonl") == []
+
+
+def test_mean_over_seeds_averages_per_label_f1_and_counts_the_seeds():
+    runs = [{"label_names": ["a", "b"], "test": {"per_label_f1": [10.0, 0.0]}},
+            {"label_names": ["a", "b"], "test": {"per_label_f1": [30.0, 50.0]}}]
+    m = mean_over_seeds(runs)
+    assert m["test"]["per_label_f1"] == [20.0, 25.0] and m["seeds"] == 2
+    assert mean_over_seeds([]) is None
+    with pytest.raises(ValueError, match="different labels"):
+        mean_over_seeds(runs + [{"label_names": ["b", "a"], "test": {"per_label_f1": [1.0, 1.0]}}])
