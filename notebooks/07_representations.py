@@ -234,9 +234,9 @@ geometry = ("silhouette", "davies_bouldin")
 tables, counts = {}, {}
 for d in datasets:
     try:
-        text = sw.aggregate(grid_file, columns=(), where={"dataset": d}, metrics=geometry)
-        mean = sw.aggregate(grid_file, columns=(), where={"dataset": d}, metrics=geometry, stat="mean")
-        n = sw.aggregate(grid_file, columns=(), where={"dataset": d}, metrics=("silhouette",), stat="count")
+        text = sw.aggregate(grid_file, columns=(), where={"dataset": d}, metrics=geometry, digits=3, paper="none")
+        mean = sw.aggregate(grid_file, columns=(), where={"dataset": d}, metrics=geometry, stat="mean", paper="none")
+        n = sw.aggregate(grid_file, columns=(), where={"dataset": d}, metrics=("silhouette",), stat="count", paper="none")
     except (ValueError, FileNotFoundError, KeyError):  # no finished run of this dataset yet
         display(Markdown(f"**{d}**: no finished run in the converged grid yet."))
         continue
@@ -305,7 +305,7 @@ display(Markdown(
 # cosine distance), turns it into weighted edges that say how strongly two documents are
 # neighbours, and then places the documents in two dimensions so that the same edges are strong
 # there too. It is tuned to keep **local neighbourhoods**: documents that are near each other in
-# 384 dimensions tend to stay near each other on the map. That is what a map can show, and the
+# the representation's hundreds of dimensions tend to stay near each other on the map. That is what a map can show, and the
 # question it answers well is "do documents carrying the same label land in the same
 # neighbourhood?".
 #
@@ -380,8 +380,9 @@ neighbour_maps = {f"{k} neighbours": analysis.project_umap(x_msc, n_neighbors=k,
                   for k in (umap_neighbors, 5, 50) if k < len(x_msc)}
 plots.umap_panels(neighbour_maps, first["y"], chosen=list(chosen.values()), names=names,
                   groups=label_support["group"].to_numpy(), title="L_MSC with three neighbourhood sizes").show()
-print("With 5 neighbours UMAP only sees very local structure: a label's documents split into several small "
-      "islands. With 50 it sees wider structure and the islands merge, at the cost of local detail.")
+# What to look for: with few neighbours each document's graph only links it to its closest documents, so a
+# label's documents tend to fall apart into small islands; with many neighbours the graph links wider regions,
+# the islands tend to merge and local detail is lost. The silhouette of the embedding is the same in all three.
 
 # %% [markdown]
 # :::{admonition} Exercise 3: does the map keep the neighbours?
