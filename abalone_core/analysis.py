@@ -1,10 +1,12 @@
 """Diagnostics for the teaching chapters: lack of positives, attraction / repulsion,
 representation quality and 2-D projections.
 
-Inputs are label matrices ``(N, L)`` of 0/1 and embeddings ``(N, D)`` of floats
-(numpy arrays; torch tensors are accepted and detached). Label groups (head /
-medium / tail) always come from :func:`abalone_core.metrics.frequency_groups`
-applied to training label counts. Nothing here loads data or draws figures.
+Inputs are label matrices ``(N, L)`` of 0/1 (checked by :mod:`abalone_core.labels`) and
+embeddings ``(N, D)`` of floats (checked by :mod:`abalone_core.embeddings`; numpy arrays,
+torch tensors are accepted and detached). Label groups (head / medium / tail) always come
+from :func:`abalone_core.metrics.frequency_groups` applied to training label counts; the
+per-label frames are :func:`abalone_core.per_label.label_frame`'s. Nothing here loads data
+or draws figures.
 """
 from __future__ import annotations
 
@@ -15,73 +17,10 @@ import numpy as np
 import pandas as pd
 from sklearn.metrics import davies_bouldin_score, silhouette_score
 
-from .metrics import GROUPS, frequency_groups
-
-
-# ---------------------------------------------------------------------------
-# input checks
-# ---------------------------------------------------------------------------
-
-def _numpy(a) -> np.ndarray:
-    if hasattr(a, "detach"):  # torch tensor
-        a = a.detach().cpu().numpy()
-    return np.asarray(a)
-
-
-def _labels(labels, name: str = "labels") -> np.ndarray:
-    y = _numpy(labels)
-    if y.ndim != 2:
-        raise ValueError(f"{name} must be a 2-D (documents x labels) array, got shape {y.shape}")
-    if not np.isin(y, (0, 1)).all():
-        raise ValueError(f"{name} must hold 0/1 values only (a multi-hot label matrix)")
-    return y.astype(np.int64)
-
-
-def _embeddings(z, n_docs: int | None = None, name: str = "embeddings") -> np.ndarray:
-    x = _numpy(z).astype(np.float64)
-    if x.ndim != 2:
-        raise ValueError(f"{name} must be a 2-D (documents x dims) array, got shape {x.shape}")
-    if n_docs is not None and x.shape[0] != n_docs:
-        raise ValueError(f"{name} has {x.shape[0]} rows but the label matrix has {n_docs} documents")
-    if not np.isfinite(x).all():
-        raise ValueError(f"{name} holds NaN or inf values")
-    return x
-
-
-def _normalise(x: np.ndarray) -> np.ndarray:
-    """Rows scaled to unit L2 norm; all-zero rows stay zero."""
-    norm = np.linalg.norm(x, axis=1, keepdims=True)
-    return x / np.where(norm > 0, norm, 1.0)
-
-
-def _groups(groups, labels: np.ndarray) -> np.ndarray:
-    """(L,) group names; by default from the label counts of ``labels`` itself."""
-    if groups is None:
-        return frequency_groups(labels.sum(axis=0))
-    g = np.asarray(groups).astype(str)
-    if g.shape != (labels.shape[1],):
-        raise ValueError(f"groups must have one entry per label ({labels.shape[1]}), got shape {g.shape}")
-    return g
-
-
-def _group_order(groups: np.ndarray) -> list[str]:
-    present = set(groups.tolist())
-    return [g for g in GROUPS if g in present] + sorted(present - set(GROUPS))
-
-
-def _per_label_frame(values: dict, groups, names) -> pd.DataFrame:
-    n_labels = len(next(iter(values.values())))
-    frame = pd.DataFrame({"label": np.arange(n_labels)})
-    if names is not None:
-        names = [str(n) for n in names]
-        if len(names) != n_labels:
-            raise ValueError(f"names must have one entry per label ({n_labels}), got {len(names)}")
-        frame["name"] = names
-    if groups is not None:
-        frame["group"] = groups
-    for key, col in values.items():
-        frame[key] = col
-    return frame
+from .embeddings import embedding_matrix, unit_rows
+from .labels import label_matrix
+from .metrics import group_order, label_groups
+from .per_label import label_frame
 
 
 # ---------------------------------------------------------------------------
@@ -112,10 +51,10 @@ def missing_positives(batch_labels, queue_labels=None, prototypes: bool = False)
     Returns:
         ``pairs`` (B, L) bool and ``anchors`` (B,) bool.
     """
-    a = _labels(batch_labels, "batch_labels")
+    a = label_matrix(batch_labels, "batch_labels", dtype=np.int64)
     counts = a.sum(axis=0)
     if queue_labels is not None:
-        q = _labels(queue_labels, "queue_labels")
+        q = label_matrix(queue_labels, "queue_labels", dtype=np.int64)
         if q.shape[1] != a.shape[1]:
             raise ValueError(f"queue_labels has {q.shape[1]} labels, batch_labels has {a.shape[1]}")
         counts = counts + q.sum(axis=0)
@@ -163,10 +102,10 @@ def lack_of_positives(labels, batch_sizes, queue_sizes=(0,), n_draws: int = 200,
         Shares are pooled over draws (total lacking / total counted), in [0, 1];
         NaN where nothing was counted.
     """
-    y = _labels(labels)
+    y = label_matrix(labels, "labels", dtype=np.int64)
     n_docs, n_labels = y.shape
-    g = _groups(groups, y)
-    order = _group_order(g)
+    g = label_groups(groups, y)
+    order = group_order(g)
     batch_sizes = [int(b) for b in np.atleast_1d(batch_sizes)]
     queue_sizes = [int(k) for k in np.atleast_1d(queue_sizes)]
     if not batch_sizes or min(batch_sizes) < 1:
@@ -257,8 +196,8 @@ def attraction_repulsion(z, labels, groups=None, names=None) -> pd.DataFrame:
         ``n_anchors`` (= |B_y|), ``s_att``, ``s_rep`` (means over the anchors of
         the label; NaN where undefined).
     """
-    y = _labels(labels)
-    x = _normalise(_embeddings(z, y.shape[0], "z"))
+    y = label_matrix(labels, "labels", dtype=np.int64)
+    x = unit_rows(embedding_matrix(z, y.shape[0], "z"))
     n_docs = y.shape[0]
     yf = y.astype(np.float64)
     with_label = x @ (x.T @ yf)                     # (N, L): sum_{j carries c} <z_i, z_j>
@@ -272,8 +211,8 @@ def attraction_repulsion(z, labels, groups=None, names=None) -> pd.DataFrame:
         s_rep = (rep * yf).sum(axis=0) / n_pos
     s_att = np.where(n_pos >= 2, s_att, np.nan)
     s_rep = np.where((n_pos >= 1) & (n_pos < n_docs), s_rep, np.nan)
-    g = None if groups is None else _groups(groups, y)
-    return _per_label_frame({"n_anchors": n_pos, "s_att": s_att, "s_rep": s_rep}, g, names)
+    g = None if groups is None else label_groups(groups, y)
+    return label_frame({"n_anchors": n_pos, "s_att": s_att, "s_rep": s_rep}, g, names)
 
 
 def term_counts(labels, loss: str = "base", beta: float = 0.1, queue_labels=None, groups=None,
@@ -328,11 +267,11 @@ def term_counts(labels, loss: str = "base", beta: float = 0.1, queue_labels=None
         raise ValueError(f"loss must be 'base' or 'msc', got {loss!r}")
     if not 0 < beta <= 1:
         raise ValueError(f"beta must be in (0, 1], got {beta}")
-    a = _labels(labels).astype(np.float64)
+    a = label_matrix(labels, "labels", dtype=np.int64).astype(np.float64)
     n_batch, n_labels = a.shape
     keys = a
     if queue_labels is not None:
-        q = _labels(queue_labels, "queue_labels").astype(np.float64)
+        q = label_matrix(queue_labels, "queue_labels", dtype=np.int64).astype(np.float64)
         if q.shape[1] != n_labels:
             raise ValueError(f"queue_labels has {q.shape[1]} labels, labels has {n_labels}")
         keys = np.concatenate([a, q])
@@ -383,8 +322,8 @@ def term_counts(labels, loss: str = "base", beta: float = 0.1, queue_labels=None
 
     with np.errstate(invalid="ignore", divide="ignore"):
         per_anchor = np.where(n_anchors > 0, attraction / np.maximum(n_anchors, 1), np.nan)
-    g = None if groups is None else _groups(groups, a)
-    return _per_label_frame({
+    g = None if groups is None else label_groups(groups, a)
+    return label_frame({
         "n_anchors": n_anchors,
         "attraction": attraction,
         "attraction_prototype": att_proto.sum(axis=0),
@@ -420,8 +359,8 @@ def gradient_mass(z, labels, loss_fn, groups=None, names=None, **kw) -> pd.DataF
     """
     import torch
 
-    y = _labels(labels)
-    x = _embeddings(z, y.shape[0], "z")
+    y = label_matrix(labels, "labels", dtype=np.int64)
+    x = embedding_matrix(z, y.shape[0], "z")
     zt = torch.tensor(x, dtype=torch.float32, requires_grad=True)
     yt = torch.tensor(y, dtype=torch.float32)
     out = loss_fn(zt, yt, **kw)
@@ -437,8 +376,8 @@ def gradient_mass(z, labels, loss_fn, groups=None, names=None, **kw) -> pd.DataF
         mean = np.where(n_docs > 0, mass / np.maximum(n_docs, 1), np.nan)
     total = mass.sum()
     share = mass / total if total > 0 else np.full(mass.shape, np.nan)
-    g = None if groups is None else _groups(groups, y)
-    return _per_label_frame({"n_docs": n_docs, "grad_norm": mean, "grad_share": share}, g, names)
+    g = None if groups is None else label_groups(groups, y)
+    return label_frame({"n_docs": n_docs, "grad_norm": mean, "grad_share": share}, g, names)
 
 
 # ---------------------------------------------------------------------------
@@ -467,7 +406,7 @@ def combination_classes(labels, share: float, drop_empty: bool = True):
     """
     if not 0 < share <= 1:
         raise ValueError(f"share must be in (0, 1], got {share}")
-    y = _labels(labels)
+    y = label_matrix(labels, "labels", dtype=np.int64)
     candidates = np.ones(y.shape[0], bool)
     if drop_empty:
         candidates = y.any(axis=1)
@@ -512,9 +451,9 @@ def clustering_scores(embeddings, labels, shares=(0.5,), metric: str = "cosine",
     """
     if metric not in ("cosine", "euclidean"):
         raise ValueError(f"metric must be 'cosine' or 'euclidean', got {metric!r}")
-    y = _labels(labels)
-    x = _embeddings(embeddings, y.shape[0])
-    x_db = _normalise(x) if metric == "cosine" else x
+    y = label_matrix(labels, "labels", dtype=np.int64)
+    x = embedding_matrix(embeddings, y.shape[0])
+    x_db = unit_rows(x) if metric == "cosine" else x
     rows = []
     for share in np.atleast_1d(shares):
         mask, ids = combination_classes(y, float(share))
@@ -547,7 +486,7 @@ def project_umap(embeddings, n_neighbors: int = 15, min_dist: float = 0.1, metri
     Returns:
         (N, 2) float32 coordinates.
     """
-    x = _embeddings(embeddings)
+    x = embedding_matrix(embeddings)
     if x.shape[0] <= n_neighbors:
         raise ValueError(f"UMAP with n_neighbors={n_neighbors} needs more than {n_neighbors} documents, "
                          f"got {x.shape[0]}; lower n_neighbors")

@@ -80,7 +80,7 @@ def _sigterm_as_interrupt():
 
 
 def cmd_train(args) -> int:
-    from .train import run
+    from .runs import run
 
     if args.restart and args.resume_with_changes:
         raise ValueError("--restart starts over and --resume-with-changes continues the checkpoint: give one of them")

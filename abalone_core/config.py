@@ -305,8 +305,13 @@ class Config:
         return self.from_dict({**self.to_dict(), **changes})
 
     def differences(self, other: "Config | dict", ignore=("output_dir", "device")) -> dict[str, tuple]:
-        """``{key: (mine, other's)}`` for the settings that differ, ``ignore`` left out."""
-        theirs = other.to_dict() if isinstance(other, Config) else dict(other)
+        """``{key: (mine, other's)}`` for the settings that differ, ``ignore`` left out; empty: the same run.
+
+        The one rule by which a run folder, a checkpoint or a finished run belongs to a
+        configuration: ``other`` (a Config, or the settings of a run's config.yaml, checkpoint
+        or metrics.json) is read with today's defaults filled in and paths resolved, and
+        tuples and lists with the same items are equal."""
+        theirs = other.to_dict() if isinstance(other, Config) else _comparable(other)
         mine = _plain(self.to_dict())
         theirs = _plain(theirs)
         return {k: (mine[k], theirs.get(k)) for k in mine if k not in ignore and mine[k] != theirs.get(k)}
@@ -332,6 +337,14 @@ PATH_KEYS = ("path", "data_dir", "csv_path", "dict_dir")
 _KINDS = {"float": "a number", "int": "an integer", "bool": "true or false", "str": "a string",
           "dict": "a mapping {key: value}", "list": "a list [...]"}
 _SCHEMA = None
+
+
+def _comparable(d: dict) -> dict:
+    """Saved settings with today's defaults filled in and paths resolved (as they are, if invalid)."""
+    try:
+        return Config.from_dict(dict(d)).to_dict()
+    except (ConfigError, TypeError):
+        return dict(d)
 
 
 def _absolute(value):

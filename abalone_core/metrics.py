@@ -41,6 +41,35 @@ def frequency_groups(label_counts) -> np.ndarray:
 
 
 
+def label_groups(groups, labels: np.ndarray) -> np.ndarray:
+    """(L,) group name per label of the label matrix ``labels``: ``groups`` checked, or by
+    default :func:`frequency_groups` of the label counts of ``labels`` itself."""
+    if groups is None:
+        return frequency_groups(labels.sum(axis=0))
+    g = np.asarray(groups).astype(str)
+    if g.shape != (labels.shape[1],):
+        raise ValueError(f"groups must have one entry per label ({labels.shape[1]}), got shape {g.shape}")
+    return g
+
+
+def group_order(groups: np.ndarray) -> list[str]:
+    """The group names present in ``groups``: head, medium, tail first, then any others sorted."""
+    present = set(groups.tolist())
+    return [g for g in GROUPS if g in present] + sorted(present - set(GROUPS))
+
+
+def label_group_of_docs(labels, train_counts) -> np.ndarray:
+    """(N,) group of each document's rarest label (``head``/``medium``/``tail``, ``none`` if unlabelled)."""
+    y = np.asarray(labels)
+    counts = np.asarray(train_counts)
+    groups = frequency_groups(counts)
+    out = np.full(y.shape[0], "none", dtype=object)
+    masked = np.where(y > 0, counts[None, :], np.inf)
+    has = y.any(axis=1)
+    out[has] = groups[masked[has].argmin(axis=1)]
+    return out.astype(str)
+
+
 def example_labels(train_counts, eval_counts, groups=None) -> dict:
     """One example label per frequency group, chosen by a fixed rule (for figures).
 

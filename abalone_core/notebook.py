@@ -28,7 +28,8 @@ import numpy as np
 import pandas as pd
 
 from . import paper
-from .config import CONTRASTIVE, SUPERVISED, Config, read_settings
+from .config import SUPERVISED, Config, read_settings
+from .rows import result_row
 
 logger = logging.getLogger(__name__)
 
@@ -319,22 +320,6 @@ def chapter(profile: str = "cpu", runs_dir=None, **settings) -> Chapter:
     return Chapter(profile=profile, root=root, settings=dict(settings), env=setup())
 
 
-def config_differences(config: Config, saved) -> dict:
-    """``{field: (config's value, saved value)}`` where the configuration ``saved`` (a dict read
-    from a run's config.yaml, metrics.json or checkpoint, or a Config) is another run than
-    ``config``; empty: the same run.
-
-    The trainer's rule, by the trainer's code: the saved settings are read with today's
-    defaults filled in and paths resolved, and compared by :meth:`Config.differences`, which
-    leaves out the run folder and the device (``output_dir``, ``device``) and takes tuples and
-    lists with the same items as equal.
-    """
-    from .train import _comparable_config
-
-    saved = saved.to_dict() if isinstance(saved, Config) else dict(saved)
-    return config.differences(_comparable_config(saved))
-
-
 def saved_config(run_dir) -> dict | None:
     """The configuration stored in a run directory's metrics.json (None if not finished)."""
     path = Path(run_dir) / "metrics.json"
@@ -348,23 +333,24 @@ def run_or_load(config: Config, progress: bool = False) -> dict:
     same configuration, else trained (resumed if a checkpoint of the same configuration
     exists, restarted if the folder holds another configuration).
 
-    "The same configuration" follows :func:`config_differences`, the rule by which the trainer
-    resumes a checkpoint: the run folder and the device do not count, every other field does.
+    "The same configuration" follows :meth:`Config.differences
+    <abalone_core.config.Config.differences>`, the rule by which :func:`abalone_core.runs.run`
+    resumes a run folder: the run folder and the device do not count, every other field does.
 
     Returns:
-        the metrics dict of :func:`abalone_core.train.run`.
+        the metrics dict of :func:`abalone_core.runs.run`.
     """
-    from .train import run
+    from .runs import run
 
     out = Path(config.output_dir)
     saved = saved_config(out)
-    if saved is not None and not config_differences(config, saved):
+    if saved is not None and not config.differences(saved):
         return json.loads((out / "metrics.json").read_text())
     restart = False
     if (out / "config.yaml").exists():
         try:
-            differ = config_differences(config, read_settings(out / "config.yaml"))
-        except (ValueError, OSError):  # a damaged config.yaml: train.run names it and the way out
+            differ = config.differences(read_settings(out / "config.yaml"))
+        except (ValueError, OSError):  # a damaged config.yaml: runs.run names it and the way out
             differ = {}
         restart = bool(differ)
         if restart:
@@ -430,46 +416,6 @@ def run_embeddings(run_dir, split: str = "test", batch_size: int = 64) -> dict:
 
 
 # --------------------------------------------------------------------------- results
-def _source_objective(init_from) -> str | None:
-    """The objective of the contrastive run a fine-tuning started from: read from that run's
-    ``config.yaml`` or ``metrics.json``; None when the folder is not there any more."""
-    folder = Path(str(init_from))
-    for name in ("metrics.json", "config.yaml"):
-        path = folder / name
-        try:
-            if name.endswith(".json"):
-                record = json.loads(path.read_text())
-                saved = {"objective": record.get("objective"), **(record.get("config") or {})}
-            else:
-                import yaml
-
-                saved = yaml.safe_load(path.read_text()) or {}
-        except (OSError, ValueError, AttributeError):
-            continue
-        objective = saved.get("objective") if isinstance(saved, dict) else None
-        if objective:
-            return objective
-    return None
-
-
-def result_row(m: dict) -> str:
-    """The row of the comparison tables a result belongs to (the names of :mod:`abalone_core.rows`).
-
-    A record that names its row (the sweep notebook writes ``objective: msc-ft`` with
-    ``loss: bce``) keeps it. A run's own ``metrics.json`` names its loss: a supervised loss
-    trained from a contrastive encoder (``config.init_from``) is the row ``<contrastive>-ft``,
-    the contrastive objective read from that run's files (``?-ft`` when they are gone).
-    """
-    objective = m["objective"]
-    cfg = m.get("config") or {}
-    if objective in SUPERVISED and cfg.get("init_from") and "loss" not in m:
-        source = _source_objective(cfg["init_from"])
-        if source is None and Path(str(cfg["init_from"])).name in CONTRASTIVE:  # the book's runs/<objective>
-            source = Path(str(cfg["init_from"])).name
-        return f"{source if source in CONTRASTIVE else '?'}-ft"
-    return objective
-
-
 def _record(m: dict, source: str) -> dict:
     cfg = m.get("config") or {}
     test = m["test"]
@@ -512,7 +458,7 @@ def collect_results(*roots) -> pd.DataFrame:
     Missing roots are skipped.
 
     Returns:
-        One row per run: objective (the row, :func:`result_row`: ``msc-ft`` for fine-tuning), dataset,
+        One row per run: objective (the row, :func:`abalone_core.rows.result_row`: ``msc-ft`` for fine-tuning), dataset,
         backbone, test micro_f1 / macro_f1 / hamming / f1_head / f1_tail, train_docs, steps, budget,
         seed, train_minutes, hardware, source (file path).
     """
@@ -545,21 +491,7 @@ def collect_results(*roots) -> pd.DataFrame:
     return pd.DataFrame(rows, columns=columns)
 
 
-def label_group_of_docs(labels, train_counts) -> np.ndarray:
-    """(N,) group of each document's rarest label (``head``/``medium``/``tail``, ``none`` if unlabelled)."""
-    from .metrics import frequency_groups
-
-    y = np.asarray(labels)
-    counts = np.asarray(train_counts)
-    groups = frequency_groups(counts)
-    out = np.full(y.shape[0], "none", dtype=object)
-    masked = np.where(y > 0, counts[None, :], np.inf)
-    has = y.any(axis=1)
-    out[has] = groups[masked[has].argmin(axis=1)]
-    return out.astype(str)
-
-
 __all__ = ["PROFILES", "RENDERER", "row_name", "row_order", "paper_table", "in_colab",
            "register_renderer", "setup", "profile_overrides", "repo_root", "runs_dir", "results_dir", "config_for",
-           "Chapter", "chapter", "config_differences", "saved_config", "run_or_load", "history", "checkpoints",
-           "scores_table", "run_encoder", "run_embeddings", "result_row", "collect_results", "label_group_of_docs"]
+           "Chapter", "chapter", "saved_config", "run_or_load", "history", "checkpoints",
+           "scores_table", "run_encoder", "run_embeddings", "collect_results"]

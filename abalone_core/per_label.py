@@ -3,6 +3,8 @@
 A tail label may have a handful of training documents and none at all in the test split;
 its test F1 is then 0 by convention (scikit-learn's ``zero_division=0``) and says nothing
 about the loss. Chapters 5 to 8 show these tables so that such labels are visible.
+
+:func:`label_frame` is the one-row-per-label frame of the diagnostics (:mod:`abalone_core.analysis`).
 """
 from __future__ import annotations
 
@@ -12,9 +14,9 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from .data.splits import SPLITS
 from .metrics import frequency_groups
 
-SPLITS = ("train", "validation", "test")
 
 
 def support(dataset) -> pd.DataFrame:
@@ -56,6 +58,23 @@ def per_label_frame(runs: dict, counts: pd.DataFrame, split: str = "test") -> pd
                              f"(differing: {missing}); build the support from the run's own dataset")
         out[name] = pd.Series(metrics[split]["per_label_f1"], index=labels)
     return out.sort_values("train docs", ascending=False, kind="stable")
+
+
+def label_frame(values: dict, groups=None, names=None) -> pd.DataFrame:
+    """One row per label: its index (``label``), ``name`` and ``group`` when given, and one
+    column per entry of ``values`` (``{column: (L,) values}``)."""
+    n_labels = len(next(iter(values.values())))
+    frame = pd.DataFrame({"label": np.arange(n_labels)})
+    if names is not None:
+        names = [str(n) for n in names]
+        if len(names) != n_labels:
+            raise ValueError(f"names must have one entry per label ({n_labels}), got {len(names)}")
+        frame["name"] = names
+    if groups is not None:
+        frame["group"] = groups
+    for key, col in values.items():
+        frame[key] = col
+    return frame
 
 
 def grid_records(path, dataset: str | None = None, objectives=None) -> list[dict]:
@@ -108,4 +127,4 @@ def mean_over_seeds(records: list[dict], split: str = "test") -> dict | None:
     return {"label_names": names, split: {"per_label_f1": np.mean(values, axis=0).tolist()}, "seeds": len(values)}
 
 
-__all__ = ["support", "per_label_frame", "grid_records", "mean_over_seeds"]
+__all__ = ["support", "per_label_frame", "label_frame", "grid_records", "mean_over_seeds"]

@@ -7,9 +7,13 @@ from the encoder of a finished contrastive run, ``init_from``). Rows that train 
 ones (``supervised_overrides``; e.g. their head learning-rate grid), since the contrastive
 rows' classifier is the linear probe with its own grid.
 
-Used by ``notebooks/run.ipynb`` (every sweep), ``scripts/gpu_grid.py`` and the chapters.
+Used by ``notebooks/run.ipynb`` (every sweep), ``scripts/gpu_grid.py`` and the chapters;
+:func:`result_row` reads the row back from a finished run's record.
 """
 from __future__ import annotations
+
+import json
+from pathlib import Path
 
 from .config import CONTRASTIVE, OBJECTIVES, SUPERVISED, Config
 
@@ -54,4 +58,44 @@ def row_config(row: str, *, init_from: str | None = None, finetune_loss: str = "
     return Config.from_dict(d)
 
 
-__all__ = ["is_finetune", "row_loss", "row_config"]
+def _source_objective(init_from) -> str | None:
+    """The objective of the contrastive run a fine-tuning started from: read from that run's
+    ``config.yaml`` or ``metrics.json``; None when the folder is not there any more."""
+    folder = Path(str(init_from))
+    for name in ("metrics.json", "config.yaml"):
+        path = folder / name
+        try:
+            if name.endswith(".json"):
+                record = json.loads(path.read_text())
+                saved = {"objective": record.get("objective"), **(record.get("config") or {})}
+            else:
+                import yaml
+
+                saved = yaml.safe_load(path.read_text()) or {}
+        except (OSError, ValueError, AttributeError):
+            continue
+        objective = saved.get("objective") if isinstance(saved, dict) else None
+        if objective:
+            return objective
+    return None
+
+
+def result_row(m: dict) -> str:
+    """The row of the comparison tables a result (a ``metrics.json`` or a sweep's record) belongs to.
+
+    A record that names its row (the sweep notebook writes ``objective: msc-ft`` with
+    ``loss: bce``) keeps it. A run's own ``metrics.json`` names its loss: a supervised loss
+    trained from a contrastive encoder (``config.init_from``) is the row ``<contrastive>-ft``,
+    the contrastive objective read from that run's files (``?-ft`` when they are gone).
+    """
+    objective = m["objective"]
+    cfg = m.get("config") or {}
+    if objective in SUPERVISED and cfg.get("init_from") and "loss" not in m:
+        source = _source_objective(cfg["init_from"])
+        if source is None and Path(str(cfg["init_from"])).name in CONTRASTIVE:  # the book's runs/<objective>
+            source = Path(str(cfg["init_from"])).name
+        return f"{source if source in CONTRASTIVE else '?'}-ft"
+    return objective
+
+
+__all__ = ["is_finetune", "row_loss", "row_config", "result_row"]

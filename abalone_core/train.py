@@ -1,35 +1,21 @@
-"""Training: contrastive pre-training, supervised baselines, fine-tuning, frozen baseline.
+"""Training: the :class:`Trainer` and its building blocks.
 
-One entry point, :func:`run`, follows the paper's protocol for ``config.objective``:
+The building blocks: seeding and deterministic mode (:func:`deterministic_mode`), devices
+and processes, the backbone and its encoder, the data of a run (loaded, subsampled,
+tokenised), optimiser groups and schedules, the supervised losses, the weights a run saves
+and how to read them back (:func:`load_weights`, :func:`load_run_encoder`), and its
+``history.jsonl``.
 
-* contrastive (``base``, ``bqueue``, ``bqproto``, ``msc``): pre-train, keep three candidate
-  encoders (last, lowest training loss, lowest validation loss), linear-evaluate each and
-  report the one with the best validation micro-F1;
-* supervised (``bce``, ``focal``, ``asymmetric``), optionally from a contrastive encoder
-  (``init_from``, the L_*-FT rows): train a classifier, keep the best validation micro-F1;
-* ``frozen``: no training, linear evaluation of the pre-trained backbone (the L_MLM row).
-
-A run directory holds ``config.yaml``, ``history.jsonl`` (one line per evaluation),
-``checkpoint.pt`` (everything needed to resume) and ``metrics.json`` (final scores).
-A run stopped by SIGTERM/SIGINT saves a checkpoint at the end of the current step;
-``run(config, resume=True)`` (the default) continues it and ends with the same numbers.
-
-Nothing is lost or mixed:
-
-* every file is written atomically (:mod:`abalone_core.atomic`), and a run folder is
-  locked by the process that trains in it (a second one gets :class:`RunLocked`);
-* a folder belongs to one configuration, whatever the objective: another configuration,
-  a finished run whose ``checkpoint.pt`` is gone, or an unreadable checkpoint or history
-  is refused (:class:`RunFolderError`) until ``resume=False`` (``abalone train --restart``);
-* a non-finite loss or gradient stops the run before the optimiser applies it
-  (:class:`NonFiniteLoss`), and non-finite weights are never written: the last good
-  checkpoint stays, and ``run(config, allow_changes=RESUMABLE_CHANGES)`` (``abalone train
-  --resume-with-changes``) resumes it with lower learning rates, clipping or another precision;
-* set-up problems (an unknown backbone, ``max_length`` above the backbone's positions, a
-  missing device, data without labels, an unwritable folder) are reported before training.
+:class:`Trainer` trains one configuration in its output folder: contrastive pre-training
+(keeping three candidate encoders), a supervised classifier (keeping the best validation
+micro-F1), or nothing for ``frozen``; it checkpoints, resumes, stops cleanly on
+SIGTERM/SIGINT (:class:`Interrupted`) and refuses non-finite losses and weights
+(:class:`NonFiniteLoss`). The run folder itself, its lock and what may resume there, and
+the entry point :func:`abalone_core.runs.run` are in :mod:`abalone_core.runs`.
 """
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import logging
@@ -51,17 +37,14 @@ from tqdm.auto import tqdm
 
 from . import atomic
 from .batching import LengthBucketSampler, TokenizedDataset, collate, tokenize
-from .config import FROZEN, RESUMABLE_CHANGES, TFIDF, Config, ConfigError, read_settings
-from .data import MultiLabelDataset, load_dataset
-from .convergence import convergence
+from .config import RESUMABLE_CHANGES, TFIDF, Config
+from .data import SPLITS, MultiLabelDataset, load_dataset
 from .evaluate import embed, linear_evaluation, predict_proba, read_metrics, score, split_scores
 from .losses import NonFiniteError, asymmetric_loss, bce_loss, db_loss, focal_loss
 from .model import MINILM, ContrastiveModel, TextClassifier, TextEncoder, load_backbone
 from .probe import ProbeConfig
-from .provenance import hardware
 
 logger = logging.getLogger(__name__)
-SPLITS = ("train", "validation", "test")
 CANDIDATES = ("last", "best_train_loss", "best_val_loss")
 
 
@@ -75,29 +58,45 @@ class RunFolderError(ValueError):
     names the file and the way out (``--restart``)."""
 
 
-class RunLocked(RunFolderError):
-    """Another process is training in the same output folder."""
-
-
 class NonFiniteLoss(FloatingPointError):
     """The loss or the gradient became NaN or inf; the step was not applied and the last
     good checkpoint is unchanged."""
 
 
-RUN_FILES = ("checkpoint.pt", "metrics.json", "history.jsonl", "model_best.pt")  # plus encoder_*.pt
-LOCK_NAME = ".lock"
-
-
 # --------------------------------------------------------------------------- #
 # Set-up helpers
 # --------------------------------------------------------------------------- #
-def seed_everything(seed: int, deterministic: bool = True) -> None:
+def seed_everything(seed: int) -> None:
+    """Seed Python's, NumPy's and torch's generators (deterministic kernels: :func:`deterministic_mode`)."""
     random.seed(seed)
     np.random.seed(seed)
     torch.manual_seed(seed)
-    if deterministic:
+
+
+@contextmanager
+def deterministic_mode(flag: bool = True):
+    """Deterministic torch algorithms (warning where an operation has none) inside the block
+    when ``flag``; on leaving it, even by an exception, torch's previous setting and cuDNN's
+    ``deterministic`` and ``benchmark`` flags are back, so a notebook kernel keeps its own."""
+    before = (torch.are_deterministic_algorithms_enabled(), torch.is_deterministic_algorithms_warn_only_enabled())
+    cudnn = (torch.backends.cudnn.deterministic, torch.backends.cudnn.benchmark)
+    if flag:
         os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
         torch.use_deterministic_algorithms(True, warn_only=True)
+    try:
+        yield
+    finally:
+        torch.use_deterministic_algorithms(before[0], warn_only=before[1])
+        torch.backends.cudnn.deterministic, torch.backends.cudnn.benchmark = cudnn
+
+
+def _deterministic(method):
+    """A :class:`Trainer` method run in :func:`deterministic_mode` of the trainer's configuration."""
+    @functools.wraps(method)
+    def wrapped(self, *args, **kwargs):
+        with deterministic_mode(self.config.deterministic):
+            return method(self, *args, **kwargs)
+    return wrapped
 
 
 def init_distributed() -> tuple[int, int]:
@@ -414,7 +413,7 @@ def load_run_encoder(run_dir):
 # The trainer
 # --------------------------------------------------------------------------- #
 class Trainer:
-    """Runs one configuration in its output directory. Use :func:`run`."""
+    """Runs one configuration in its output directory. Use :func:`abalone_core.runs.run`."""
 
     def __init__(self, config: Config, progress: bool = True):
         self.config = config
@@ -427,9 +426,10 @@ class Trainer:
         self.saved_step = None  # step of the checkpoint on disk (None: none written yet)
 
     # ------------------------------------------------------------- set-up
+    @_deterministic
     def setup(self) -> None:
         cfg = self.config
-        seed_everything(cfg.seed, cfg.deterministic)
+        seed_everything(cfg.seed)
         encoder, tokenizer = build_encoder(cfg)
         self.tokenizer = tokenizer
         self.data = prepare_data(cfg, tokenizer)
@@ -516,8 +516,7 @@ class Trainer:
     def restore(self, ckpt: dict, allow_changes=()) -> None:
         """Continue from a checkpoint of the same configuration; the settings named in
         ``allow_changes`` (a subset of ``RESUMABLE_CHANGES``) may differ and take their new values."""
-        saved = _comparable_config(ckpt["config"])
-        differ = self.config.differences(saved)
+        differ = self.config.differences(ckpt["config"])
         refused = sorted(set(differ) - set(allow_changes))
         if refused:
             raise RunFolderError(_other_configuration(self.out / "checkpoint.pt", {k: differ[k] for k in refused},
@@ -669,6 +668,7 @@ class Trainer:
         _check_finite_weights(state, path, self)
         atomic.save_torch(state, path)
 
+    @_deterministic
     def fit(self) -> None:
         cfg, st = self.config, self.state
         save_every = cfg.save_every or self.steps_per_epoch
@@ -726,6 +726,7 @@ class Trainer:
         return {s: embed(encoder, self.data.ids[s], self.data.pad_token_id, batch_size=2 * self.config.batch_size,
                          device=self.device, progress=self.progress) for s in SPLITS}
 
+    @_deterministic
     def final_metrics(self) -> dict:
         cfg = self.config
         probe = ProbeConfig(**{"device": str(self.device), "seed": cfg.seed, **cfg.probe})
@@ -762,95 +763,9 @@ class Trainer:
         return out
 
 
-def run(config: Config, resume: bool = True, progress: bool = True, allow_changes=()) -> dict:
-    """Train (or resume) and evaluate one configuration; returns and writes ``metrics.json``.
-
-    The returned dict holds ``test`` and ``validation`` scores (micro_f1, macro_f1, hamming,
-    f1_head/medium/tail, per_label_f1; the same at a threshold tuned on validation, ``*_tuned``;
-    P@k, nDCG@k, PSP@k, mAP), plus ``converged`` and its ``convergence`` details,
-    ``label_names``, ``train_label_counts``, timings and hardware. With ``lr_head_grid`` (rows
-    that train a classifier), one run per head learning rate and the best on validation.
-
-    Args:
-        resume: continue the checkpoint in ``output_dir`` (the folder must hold a run of the
-            same configuration, or none). False starts over there, replacing the folder's run
-            files (``abalone train --restart``).
-        allow_changes: settings of ``RESUMABLE_CHANGES`` (``lr_backbone``, ``lr_head``,
-            ``weight_decay``, ``grad_clip``, ``mixed_precision``) that may differ from the
-            checkpoint's and take their new values from here on, e.g. after a
-            :class:`NonFiniteLoss`; True allows all of them (``--resume-with-changes``).
-    Raises:
-        ConfigError / ValueError (settings, data, backbone, device), RunFolderError (the
-        folder holds another configuration, a finished run without checkpoint, damaged
-        files), RunLocked, NonFiniteLoss, Interrupted, OSError (an unwritable folder, a
-        full disk): each with one line naming the setting, file or row and what to do,
-        and all but the last two before training starts.
-    """
-    allow = allowed_changes(allow_changes)
-    if config.objective == TFIDF:
-        return _run_tfidf(config, resume, allow)
-    check_device(config.device)
-    check_backbone(config.backbone)
-    if config.lr_head_grid and not config.contrastive and config.objective != FROZEN:
-        return _run_lr_head_grid(config, resume, progress, allow)
-    return _run_one(config, resume, progress, allow)
-
-
-def allowed_changes(allow_changes) -> tuple:
-    """``allow_changes`` of :func:`run` as a tuple of setting names (True: all of RESUMABLE_CHANGES)."""
-    if allow_changes is True:
-        return RESUMABLE_CHANGES
-    allow = tuple(allow_changes or ())
-    unknown = sorted(set(allow) - set(RESUMABLE_CHANGES))
-    if unknown:
-        raise ValueError(f"allow_changes may name only {list(RESUMABLE_CHANGES)} (optimisation settings); "
-                         f"got {unknown}: other settings make another run, in another output folder")
-    return allow
-
-
 # --------------------------------------------------------------------------- #
-# The run folder: one configuration, one process, readable files
+# Run files the trainer reads and writes
 # --------------------------------------------------------------------------- #
-@contextmanager
-def run_folder(out: Path):
-    """Check that ``out`` is writable (creating it), then hold its lock while the run works
-    there. Under torchrun only the first process locks (all processes share the folder)."""
-    out = Path(out)
-    atomic.check_writable(out)
-    if int(os.environ.get("RANK", "0")) != 0:
-        yield out
-        return
-    from filelock import FileLock, Timeout
-
-    lock = FileLock(str(out / LOCK_NAME), timeout=0)
-    try:
-        lock.acquire()
-    except Timeout:
-        raise RunLocked(f"{out} is in use: another training process works there (it holds {out / LOCK_NAME}); "
-                        "wait for it to finish, or choose another output folder") from None
-    try:
-        yield out
-    finally:
-        lock.release()
-
-
-def run_files(out: Path) -> list[Path]:
-    """The files (and head learning-rate sub-runs) a run leaves in its folder, config.yaml aside."""
-    out = Path(out)
-    if not out.is_dir():
-        return []
-    found = [out / n for n in RUN_FILES if (out / n).exists()]
-    found += sorted(out.glob("encoder_*.pt")) + sorted(p for p in out.glob("lr_head=*") if p.is_dir())
-    return found
-
-
-def clear_run_files(out: Path) -> None:
-    """Delete the files of the run a folder held (a restart); sub-run folders stay."""
-    for path in run_files(out):
-        if path.is_file():
-            path.unlink(missing_ok=True)
-
-
 def read_history(path: Path) -> list[dict]:
     """Records of a ``history.jsonl``; a damaged line is a :class:`RunFolderError` naming it."""
     path = Path(path)
@@ -871,14 +786,6 @@ def read_history(path: Path) -> list[dict]:
     return records
 
 
-def _comparable_config(d: dict) -> dict:
-    """A saved configuration with today's defaults filled in and paths resolved, as a dict."""
-    try:
-        return Config.from_dict(dict(d)).to_dict()
-    except (ConfigError, TypeError):
-        return dict(d)
-
-
 def _other_configuration(where: Path, differ: dict, allow=()) -> str:
     shown = ", ".join(f"{k}: {old!r} -> {new!r}" for k, (new, old) in sorted(differ.items()))
     if len(shown) > 300:
@@ -888,71 +795,6 @@ def _other_configuration(where: Path, differ: dict, allow=()) -> str:
     if set(differ) <= set(RESUMABLE_CHANGES):
         message += "; or continue its checkpoint with the new settings: --resume-with-changes"
     return message
-
-
-def read_checkpoint(path: Path) -> dict:
-    """A run's ``checkpoint.pt``; an empty, truncated or corrupt file, or one holding NaN
-    weights, is a :class:`RunFolderError` naming it and offering ``--restart``."""
-    path = Path(path)
-    ckpt = load_weights(path, "checkpoint", map_location="cpu", weights_only=False)
-    needed = {"config", "model", "optimizer", "scheduler", "scaler", "state", "rng"}
-    if not isinstance(ckpt, dict) or not needed <= set(ckpt):
-        raise RunFolderError(f"{path} is not a training checkpoint of this package (keys missing); add --restart to "
-                             "train the run again")
-    model = ckpt["model"]
-    tensors = [v for v in model.values() if torch.is_tensor(v) and v.is_floating_point()]
-    if tensors and not bool(torch.stack([torch.isfinite(v).all() for v in tensors]).all()):
-        raise RunFolderError(f"{path} holds NaN or inf weights (saved after a non-finite loss by an earlier version); "
-                             "add --restart to train the run again")
-    return ckpt
-
-
-def inspect_run_folder(config: Config, resume: bool, allow=(), trains: bool | None = None) -> dict | None:
-    """Before any work: may this run use its folder? Returns the checkpoint to resume (None:
-    start from scratch). Refuses (:class:`RunFolderError`) a folder holding another
-    configuration (whatever the objective), a finished run whose checkpoint is gone, and
-    damaged config.yaml, checkpoint.pt or history.jsonl, each with ``--restart`` as the way out."""
-    out = Path(config.output_dir)
-    files = run_files(out)
-    if not resume or not files:
-        return None
-    if trains is None:
-        trains = config.objective not in (FROZEN, TFIDF)
-    ckpt_path = out / "checkpoint.pt"
-    ckpt = None
-    saved_path = out / "config.yaml"
-    if saved_path.exists():
-        try:
-            saved = _comparable_config(read_settings(saved_path))
-        except (ValueError, OSError) as err:
-            raise RunFolderError(f"{err} (the run folder's config.yaml is damaged); add --restart to replace "
-                                 "the run, or choose another output folder") from None
-    elif ckpt_path.exists():
-        ckpt = read_checkpoint(ckpt_path)
-        saved = _comparable_config(ckpt["config"])
-        saved_path = ckpt_path
-    else:
-        names = ", ".join(p.name for p in files)
-        raise RunFolderError(f"{out} holds run files ({names}) but no config.yaml telling which configuration made "
-                             "them; add --restart to replace them, or choose another output folder")
-    differ = config.differences(saved)
-    refused = {k: v for k, v in differ.items() if k not in allow}
-    if refused:
-        raise RunFolderError(_other_configuration(saved_path, refused, allow))
-    if not trains:
-        return None
-    if not ckpt_path.exists():
-        if (out / "metrics.json").exists():
-            raise RunFolderError(
-                f"{out} holds a finished run (metrics.json) whose checkpoint.pt is missing, so it cannot be "
-                f"resumed; add --restart to train it again from the start (its run files are replaced), or see its "
-                f"scores with `abalone evaluate {out}`")
-        return None  # stopped before its first checkpoint: it starts over
-    if ckpt is None:
-        ckpt = read_checkpoint(ckpt_path)
-    if (out / "history.jsonl").exists():
-        read_history(out / "history.jsonl")
-    return ckpt
 
 
 def _check_finite_weights(state: dict, path: Path, trainer=None) -> None:
@@ -966,139 +808,6 @@ def _check_finite_weights(state: dict, path: Path, trainer=None) -> None:
     bad = next(k for (k, _), ok in zip(tensors, flags.tolist()) if not ok)
     what = f"the weights hold NaN or inf values ({bad}); {path} was not written"
     raise NonFiniteLoss(trainer._non_finite(what) if trainer is not None else what)
-
-
-# --------------------------------------------------------------------------- #
-# Runs
-# --------------------------------------------------------------------------- #
-def _run_tfidf(config: Config, resume: bool = True, allow=()) -> dict:
-    """The ``tfidf-linear`` row: no network, TF-IDF features and linear classifiers whose
-    settings and thresholds are chosen on validation (:mod:`abalone_core.tfidf`)."""
-    with run_folder(Path(config.output_dir)) as out:
-        inspect_run_folder(config, resume, allow)
-        return _tfidf_metrics(config, out)
-
-
-def _tfidf_metrics(config: Config, out: Path) -> dict:
-    from scipy.special import expit
-
-    from .metrics import best_global_threshold, multilabel_scores, ranking_scores
-    from .tfidf import tfidf_linear
-
-    out = Path(config.output_dir)
-    t0 = time.perf_counter()
-    seed_everything(config.seed, deterministic=False)
-    ds = load_run_dataset(config)
-    parts = {s: ds.split(s) for s in SPLITS}
-    labels = {s: parts[s].labels.astype(np.int8) for s in SPLITS}
-    counts = labels["train"].sum(0)
-    if labels["train"].shape[1] == 0 or not (labels["train"].sum(1) > 0).any():
-        raise ValueError(f"dataset {ds.name!r}: none of the {len(labels['train'])} training documents has a label; "
-                         "check label_column and label_sep in dataset_kwargs, or the label column of the data")
-    r = tfidf_linear(list(parts["train"].texts), labels["train"], list(parts["validation"].texts),
-                     labels["validation"], list(parts["test"].texts), seed=config.seed)
-    scores = {"validation": r.validation_scores, "test": r.test_scores}
-    preds = {"validation": r.validation_pred, "test": r.test_pred}
-    # Decision values are not probabilities: the global tuned threshold works on their sigmoid.
-    probs = {s: expit(v) for s, v in scores.items()}
-    tuned = best_global_threshold(labels["validation"], probs["validation"])
-    metrics = {}
-    for s in ("validation", "test"):
-        d = score(labels[s], preds[s].astype(np.int8), counts)
-        d.update({f"{k}_tuned": v for k, v in multilabel_scores(labels[s], (probs[s] >= tuned).astype(np.int8)).items()})
-        d.update(ranking_scores(labels[s], scores[s], counts, n_train=len(labels["train"])))
-        metrics[s] = d
-    metrics.update({
-        "threshold": "per-label thresholds chosen on validation by the linear library", "tuned_threshold": tuned,
-        "tfidf": r.info, "objective": config.objective, "dataset": ds.name, "label_names": list(ds.label_names),
-        "train_label_counts": counts.astype(int).tolist(), "n_documents": {s: len(labels[s]) for s in SPLITS},
-        "steps": 0, "train_seconds": time.perf_counter() - t0, "wall_seconds_this_call": time.perf_counter() - t0,
-        "hardware": hardware("cpu"), "config": config.to_dict(), "converged": None,
-        "convergence": {"reason": "tfidf-linear: solved to the linear library's tolerance, no step budget"},
-    })
-    metrics = _finite(metrics)
-    clear_run_files(out)
-    config.save(out / "config.yaml")
-    atomic.write_json(out / "metrics.json", metrics)
-    return metrics
-
-
-def lr_head_run_dir(config: Config, lr: float) -> Path:
-    """Folder of the run of one head learning rate of ``config.lr_head_grid``."""
-    return Path(config.output_dir) / f"lr_head={lr:g}"
-
-
-def _run_lr_head_grid(config: Config, resume: bool, progress: bool, allow=()) -> dict:
-    with run_folder(Path(config.output_dir)) as out:
-        inspect_run_folder(config, resume, allow, trains=False)
-        if not resume:
-            clear_run_files(out)
-        config.save(out / "config.yaml")  # the folder now belongs to this grid
-        results = {}
-        for lr in config.lr_head_grid:
-            sub = config.replace(lr_head=lr, lr_head_grid=None, output_dir=str(lr_head_run_dir(config, lr)))
-            results[lr] = _run_one(sub, resume, progress, allow)
-        # The best validation micro-F1; ties go to the smaller learning rate.
-        best = max(results, key=lambda lr: (results[lr]["validation"]["micro_f1"], -lr))
-        metrics = {**results[best], "config": config.to_dict(), "lr_head_search": {
-            "grid": list(config.lr_head_grid), "selected": best, "selected_run": lr_head_run_dir(config, best).name,
-            "validation_micro_f1": {f"{lr:g}": r["validation"]["micro_f1"] for lr, r in results.items()},
-            "converged": {f"{lr:g}": r.get("converged") for lr, r in results.items()}}}
-        atomic.write_json(out / "metrics.json", _finite(metrics))
-        return metrics
-
-
-def _run_one(config: Config, resume: bool = True, progress: bool = True, allow=()) -> dict:
-    with run_folder(Path(config.output_dir)) as out:
-        ckpt = inspect_run_folder(config, resume, allow)
-        trainer = Trainer(config, progress)
-        t0 = time.perf_counter()
-        trainer.setup()
-        if config.objective != FROZEN and ckpt is not None:
-            trainer.restore(ckpt, allow)
-            ckpt = None
-        elif trainer.main:
-            clear_run_files(out)  # a restart, or a run stopped before its first checkpoint
-        if trainer.main:
-            config.save(out / "config.yaml")
-        if config.objective != FROZEN:
-            trainer.fit()
-        if not trainer.main:
-            return {}
-        try:
-            metrics = trainer.final_metrics()
-        except KeyboardInterrupt:
-            raise Interrupted(f"stopped during the final evaluation of {out}; the training is finished and saved "
-                              "(checkpoint.pt): run the same command again to evaluate it") from None
-        ds = trainer.data.dataset
-        state = getattr(trainer, "state", {})
-        metrics.update({
-            "objective": config.objective,
-            "dataset": ds.name,
-            "label_names": list(ds.label_names),
-            "train_label_counts": trainer.data.train_counts.astype(int).tolist(),
-            "n_documents": {s: len(trainer.data.ids[s]) for s in SPLITS},
-            "steps": state.get("step", 0),
-            "train_seconds": state.get("elapsed_s", 0.0),
-            "wall_seconds_this_call": time.perf_counter() - t0,
-            "hardware": hardware(str(trainer.device)),
-            "config": config.to_dict(),
-        })
-        if state.get("changes"):
-            metrics["resumed_with_changes"] = state["changes"]
-        metrics.update(run_convergence(config, out, getattr(trainer, "total_steps", 0)))
-        metrics = _finite(metrics)
-        atomic.write_json(out / "metrics.json", metrics)
-        return metrics
-
-
-def run_convergence(config: Config, out: Path, total_steps: int) -> dict:
-    """``converged`` and its ``convergence`` details from the run's history (None for ``frozen``)."""
-    if config.objective == FROZEN:
-        return {"converged": None, "convergence": {"reason": "frozen: nothing trained"}}
-    history = read_history(out / "history.jsonl")
-    c = convergence(history, total_steps, "val_loss" if config.contrastive else "val_micro_f1")
-    return {"converged": c["converged"], "convergence": c}
 
 
 def _finite(obj):

@@ -64,7 +64,7 @@ import plotly.graph_objects as go
 import torch
 from IPython.display import Markdown, display
 
-from abalone_core import losses, plots
+from abalone_core import balance, losses, plots
 from abalone_core import notebook as nb
 from abalone_core import worked_example as we
 
@@ -486,8 +486,8 @@ labels = y_all[pick]
 prototypes = rng.normal(size=(labels.shape[1], vectors.shape[1]))
 z_batch, y_batch = vectors[:batch_size], labels[:batch_size]
 z_queue, y_queue = vectors[batch_size:], labels[batch_size:]
-grid = we.balance_grid(z_batch, y_batch, groups, prototypes, z_queue, y_queue,
-                       betas=(0.01, 0.1, 0.3, 1.0), temperatures=(0.05, 0.1, 0.5))
+grid = balance.balance_grid(z_batch, y_batch, groups, prototypes, z_queue, y_queue,
+                            betas=(0.01, 0.1, 0.3, 1.0), temperatures=(0.05, 0.1, 0.5))
 present = {g: int((y_batch[:, groups == g].sum(axis=0) > 0).sum()) for g in ("head", "medium", "tail")}
 print(f"batch of {batch_size} messages, queue of {queue_size}; labels present in the batch by group: {present} "
       f"(of {[int((groups == g).sum()) for g in ('head', 'medium', 'tail')]})")

@@ -41,10 +41,10 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from abalone_core.config import Config  # noqa: E402
+from abalone_core.data import SPLITS  # noqa: E402
 from abalone_core.evaluate import linear_evaluation  # noqa: E402
 from abalone_core.probe import ProbeConfig  # noqa: E402
 
-SPLITS = ("train", "validation", "test")
 RELEASED_GRID = dict(lrs=(1.0, 0.1), weight_decays=(1.0, 0.1, 0.01, 1e-4))
 PROTOCOLS = {
     "book": {},
@@ -70,14 +70,15 @@ def encoder_embeddings(config: Config, state_path: Path | None = None) -> dict:
     import torch
 
     from abalone_core.evaluate import embed
-    from abalone_core.train import build_encoder, prepare_data, seed_everything
+    from abalone_core.train import build_encoder, deterministic_mode, prepare_data, seed_everything
 
     seed_everything(config.seed)
-    encoder, tokenizer = build_encoder(config)
-    if state_path is not None:
-        encoder.load_state_dict(torch.load(state_path, map_location="cpu"))
-    data = prepare_data(config, tokenizer)
-    feats = {s: embed(encoder, data.ids[s], data.pad_token_id, batch_size=64, progress=False) for s in SPLITS}
+    with deterministic_mode():
+        encoder, tokenizer = build_encoder(config)
+        if state_path is not None:
+            encoder.load_state_dict(torch.load(state_path, map_location="cpu"))
+        data = prepare_data(config, tokenizer)
+        feats = {s: embed(encoder, data.ids[s], data.pad_token_id, batch_size=64, progress=False) for s in SPLITS}
     return {"features": feats, "labels": data.labels, "train_counts": data.train_counts,
             "n_documents": {s: len(data.ids[s]) for s in SPLITS}, "n_labels": int(data.labels["train"].shape[1])}
 
@@ -122,7 +123,7 @@ def run_dir_embeddings(run_dir: Path) -> dict:
 
 def short_msc_run(base: Config, runs_dir: Path, steps: int) -> Path:
     """Train (or reuse) a short L_MSC run; returns its encoder after the last step."""
-    from abalone_core.train import run
+    from abalone_core.runs import run
 
     out = runs_dir / f"{base.dataset}-msc-{steps}"
     # The run's own linear evaluation is made cheap: this script probes its encoder itself.

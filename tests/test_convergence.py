@@ -5,7 +5,8 @@ from pathlib import Path
 import pytest
 
 from abalone_core.convergence import convergence
-from abalone_core.train import load_run_encoder, run
+from abalone_core.runs import run
+from abalone_core.train import load_run_encoder
 
 
 def hist(values, key="val_loss", total=100):

@@ -3,7 +3,7 @@ import numpy as np
 import pytest
 
 from abalone_core.config import Config
-from abalone_core.train import run
+from abalone_core.runs import run
 
 
 @pytest.mark.slow

@@ -34,7 +34,8 @@ import torch
 from abalone_core import atomic
 from abalone_core.cli import embed_paths, main
 from abalone_core.config import Config
-from abalone_core.train import Trainer, run
+from abalone_core.runs import run
+from abalone_core.train import Trainer
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -137,7 +138,7 @@ def no_run_folder(c):
 
 
 def no_run_files(c):
-    from abalone_core.train import run_files
+    from abalone_core.runs import run_files
 
     assert run_files(c.out) == [] and not (c.out / "config.yaml").exists()
 

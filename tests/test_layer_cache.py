@@ -9,7 +9,7 @@ from transformers import BertConfig, BertModel
 
 from abalone_core.layer_cache import cache_key, frozen_states
 from abalone_core.model import ContrastiveModel, TextEncoder
-from abalone_core.train import run
+from abalone_core.runs import run
 
 
 def encoder(train_layers=None, layers=3, dropout=0.1):

@@ -284,9 +284,9 @@ def test_config_for_merges_profile_and_ignores_none(tmp_path):
 
 
 def _fake_training(monkeypatch, checkpoint_only=()):
-    """train.run replaced by a recorder that writes config.yaml and (unless the run's folder is
+    """runs.run replaced by a recorder that writes config.yaml and (unless the run's folder is
     in ``checkpoint_only``) metrics.json."""
-    from abalone_core import train
+    from abalone_core import runs
 
     calls = []
 
@@ -299,7 +299,7 @@ def _fake_training(monkeypatch, checkpoint_only=()):
             (Path(config.output_dir) / "metrics.json").write_text(json.dumps(out))
         return out
 
-    monkeypatch.setattr(train, "run", fake_run)
+    monkeypatch.setattr(runs, "run", fake_run)
     return calls
 
 
@@ -342,8 +342,8 @@ def test_run_or_load_ignores_the_device_and_how_lists_are_written(tmp_path, monk
 @pytest.mark.parametrize("change", [{"device": "cuda:1"}, {"output_dir": "elsewhere"}, {"seed": 5},
                                     {"probe": {"epochs": 3}}, {"temperature": 0.2}])
 def test_run_or_load_compares_configurations_as_the_trainer_resumes(tmp_path, change):
-    """One rule: notebook.config_differences says "another run" exactly when
-    train.Trainer.restore refuses the checkpoint."""
+    """One rule: Config.differences, by which run_or_load decides "another run", says so exactly
+    when train.Trainer.restore refuses the checkpoint."""
     from types import SimpleNamespace
 
     from abalone_core import notebook as nb
@@ -366,8 +366,8 @@ def test_run_or_load_compares_configurations_as_the_trainer_resumes(tmp_path, ch
         refused = True
     else:
         pytest.fail("Trainer.restore neither refused the checkpoint nor loaded it")
-    assert bool(nb.config_differences(other, cfg.to_dict())) == refused
-    assert set(nb.config_differences(other, cfg.to_dict())) == {*change} - {"output_dir", "device"}
+    assert bool(other.differences(cfg.to_dict())) == refused
+    assert set(other.differences(cfg.to_dict())) == {*change} - {"output_dir", "device"}
 
 
 def _record(objective="bce", **config):
@@ -439,8 +439,8 @@ def test_collect_results_counts_a_head_learning_rate_grid_once(tmp_path):
 
 
 def test_label_group_of_docs_uses_the_rarest_label():
-    from abalone_core import notebook as nb
+    from abalone_core.metrics import label_group_of_docs
 
     counts = np.array([100, 50, 10, 5, 2, 1])          # head: 0, 1; medium: 2, 3; tail: 4, 5
     y = np.array([[1, 0, 0, 0, 0, 0], [1, 0, 1, 0, 0, 0], [0, 1, 0, 0, 0, 1], [0, 0, 0, 0, 0, 0]])
-    assert nb.label_group_of_docs(y, counts).tolist() == ["head", "medium", "tail", "none"]
+    assert label_group_of_docs(y, counts).tolist() == ["head", "medium", "tail", "none"]

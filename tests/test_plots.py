@@ -139,14 +139,14 @@ def test_seed_scores():
 
 
 def test_balance_slider_frames_steps_and_values(y, groups):
-    from abalone_core import worked_example as we
+    from abalone_core.balance import balance_grid
     from abalone_core.losses import base_loss
 
     rng = np.random.default_rng(2)
     z = rng.normal(size=(len(y), 6))
     protos = rng.normal(size=(y.shape[1], 6))
     betas, taus = (0.01, 0.1, 1.0), (0.1, 0.5)
-    grid = we.balance_grid(z[:16], y[:16], groups, protos, z[16:48], y[16:48], betas=betas, temperatures=taus)
+    grid = balance_grid(z[:16], y[:16], groups, protos, z[16:48], y[16:48], betas=betas, temperatures=taus)
     fig = plots.balance_slider(grid)
     assert len(fig.data) == 2 * 3                            # (L_Base, L_MSC) x three panels
     assert len(fig.frames) == len(betas) * len(taus)

@@ -7,7 +7,8 @@ import pytest
 import torch
 
 from abalone_core.config import CONTRASTIVE, OBJECTIVES, TFIDF, Config
-from abalone_core.train import Interrupted, Trainer, param_groups, run
+from abalone_core.runs import run
+from abalone_core.train import Interrupted, Trainer, param_groups
 
 
 def read_history(path):
@@ -198,7 +199,7 @@ def test_resume_with_changes_applies_the_new_learning_rates(tiny_config):
 
 
 def test_allow_changes_names_only_optimisation_settings(tiny_config):
-    from abalone_core.train import allowed_changes
+    from abalone_core.runs import allowed_changes
 
     assert allowed_changes(True) == ("lr_backbone", "lr_head", "weight_decay", "grad_clip", "mixed_precision")
     with pytest.raises(ValueError, match="temperature"):
@@ -230,9 +231,9 @@ def test_no_step_is_applied_and_no_weights_written_after_a_non_finite_loss(tiny_
 
 
 def test_hardware_reports_the_runs_device(tiny_config):
-    from abalone_core import provenance, train
+    from abalone_core import provenance, runs
 
-    assert train.hardware is provenance.hardware
+    assert runs.hardware is provenance.hardware
     cpu = provenance.hardware("cpu")
     assert cpu["device"] == "cpu" and cpu["gpu"] is None  # a CPU run on a GPU machine names no GPU
     sweep_keys = {"platform", "python", "torch", "cpu_count", "host", "gpus", "gpu"}
@@ -301,3 +302,48 @@ def test_history_lines_are_whole_after_resume(tiny_config, monkeypatch):
     monkeypatch.setattr(Trainer, "_step", original)
     run(cfg, progress=False)
     assert [r["step"] for r in read_history(Path(cfg.output_dir) / "history.jsonl")] == [1, 2, 3, 4, 5, 6]
+
+
+def test_a_run_leaves_the_process_deterministic_setting_as_it_was(tiny_config, monkeypatch):
+    """Deterministic algorithms are on while a run trains and evaluates, and the kernel's own
+    setting (and cuDNN's flags) are back afterwards, also after a run that raises."""
+    from abalone_core.train import deterministic_mode
+
+    seen = []
+    original = Trainer._step
+
+    def step(self, batch):
+        seen.append(torch.are_deterministic_algorithms_enabled())
+        return original(self, batch)
+
+    monkeypatch.setattr(Trainer, "_step", step)
+    before = torch.are_deterministic_algorithms_enabled()
+    cudnn = (torch.backends.cudnn.deterministic, torch.backends.cudnn.benchmark)
+    try:
+        torch.use_deterministic_algorithms(False)
+        run(tiny_config(objective="bce", max_steps=2, output_dir=str(Path(tiny_config().output_dir) / "a")),
+            progress=False)
+        assert seen and all(seen), "training ran without deterministic algorithms"
+        assert not torch.are_deterministic_algorithms_enabled()
+
+        def broken(self, batch):
+            assert torch.are_deterministic_algorithms_enabled()
+            raise RuntimeError("broken step")
+
+        monkeypatch.setattr(Trainer, "_step", broken)
+        with pytest.raises(RuntimeError, match="broken step"):
+            run(tiny_config(objective="bce", max_steps=2, output_dir=str(Path(tiny_config().output_dir) / "b")),
+                progress=False)
+        assert not torch.are_deterministic_algorithms_enabled()
+
+        torch.use_deterministic_algorithms(True)  # a kernel's own strict setting stays strict
+        with deterministic_mode(True):
+            assert torch.is_deterministic_algorithms_warn_only_enabled()
+        assert torch.are_deterministic_algorithms_enabled()
+        assert not torch.is_deterministic_algorithms_warn_only_enabled()
+        with deterministic_mode(False):
+            pass
+        assert torch.are_deterministic_algorithms_enabled()
+        assert (torch.backends.cudnn.deterministic, torch.backends.cudnn.benchmark) == cudnn
+    finally:
+        torch.use_deterministic_algorithms(before)

@@ -15,6 +15,7 @@ import torch
 
 from abalone_core import analysis, losses
 from abalone_core import worked_example as we
+from abalone_core.balance import balance_grid, repulsion_by_label
 from abalone_core.metrics import frequency_groups
 from reference import loop_loss
 
@@ -242,18 +243,18 @@ def test_repulsion_by_label_matches_a_loop(batch, loss, temperature, beta):
     kw = {}
     if loss == "msc":
         kw = dict(prototypes=batch["prototypes"], queue_z=batch["queue_z"], queue_y=batch["queue_y"])
-    got = we.repulsion_by_label(batch["z"], batch["y"], loss, temperature, beta, **kw)
+    got = repulsion_by_label(batch["z"], batch["y"], loss, temperature, beta, **kw)
     np.testing.assert_allclose(got, _repulsion_loop(batch["z"], batch["y"], loss, temperature, beta, **kw), rtol=1e-10)
     if loss == "msc":   # every key is labelled: each anchor spreads a total of 1
         assert got.sum() == pytest.approx((batch["y"].sum(axis=1) > 0).sum())
     with pytest.raises(ValueError, match="prototypes"):
-        we.repulsion_by_label(batch["z"], batch["y"], "msc", temperature, beta)
+        repulsion_by_label(batch["z"], batch["y"], "msc", temperature, beta)
 
 
 def test_balance_grid(batch):
     betas, taus = (0.1, 1.0), (0.1, 0.5)
-    grid = we.balance_grid(batch["z"], batch["y"], batch["groups"], batch["prototypes"], batch["queue_z"],
-                           batch["queue_y"], betas=betas, temperatures=taus)
+    grid = balance_grid(batch["z"], batch["y"], batch["groups"], batch["prototypes"], batch["queue_z"],
+                        batch["queue_y"], betas=betas, temperatures=taus)
     assert len(grid) == len(betas) * len(taus) * 2 * 3
     shares = ["attraction_share", "repulsion_share", "gradient_share"]
     sums = grid.groupby(["beta", "temperature", "loss"])[shares].sum()

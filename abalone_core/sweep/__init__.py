@@ -35,7 +35,7 @@ the notebook is executed with the cell's values, the fixed parameters, and
 
 * ``result_path = <output_dir>/results/<run id>.json``: **the notebook must write its
   metrics there as a JSON object** (for ``notebooks/run.ipynb``: ``metrics.json`` of
-  :func:`abalone_core.train.run`, scores under ``test``);
+  :func:`abalone_core.runs.run`, scores under ``test``);
 * ``run_dir = <output_dir>/runs/<run id>`` (if the notebook declares it): its working folder;
 * ``device`` (when devices are given): the device of the worker running it;
 * for ``depends_on`` entries: the ``run_dir`` of the cell it depends on (the same cell with
@@ -75,7 +75,6 @@ or in the grid file::
 """
 from __future__ import annotations
 
-from .. import paper as _paper
 from .check import check_runs
 from .cli import add_parser, cmd_sweep
 from .executors import ExecutorSpec
@@ -84,10 +83,6 @@ from ..provenance import git_state, gpu_names, hardware, versions
 from .store import records
 from .tables import RECORD_METRICS, aggregate, dataset_label, export, metric_value, records_table, write_table
 
-# The paper's figures live in abalone_core.paper; these names stay for chapter 8 and its tests.
-PAPER: dict[tuple[str, str], dict[str, float]] = _paper.scores()
-PAPER_NAMES = _paper.NAMES
-
 __all__ = ["Sweep", "aggregate", "records", "records_table", "RECORD_METRICS", "export", "metric_value", "run_id",
-           "write_table", "add_parser", "cmd_sweep", "PAPER", "PAPER_NAMES", "hardware", "versions", "git_state",
+           "write_table", "add_parser", "cmd_sweep", "hardware", "versions", "git_state",
            "gpu_names", "STATUSES", "ExecutorSpec", "dataset_label", "check_runs"]

@@ -105,7 +105,7 @@ def aggregate(source, rows="objective", columns=("dataset",), metrics=("micro_f1
         columns: parameters whose values head column groups (``("dataset",)``), or ``()``.
             ``dataset`` values are :func:`dataset_label` s.
         metrics: names read by :func:`metric_value` (F1 in percent, Hamming x 10^3 for
-            :func:`abalone_core.train.run`; ``silhouette``, ``davies_bouldin`` at the top level).
+            :func:`abalone_core.runs.run`; ``silhouette``, ``davies_bouldin`` at the top level).
         over: the parameter averaged over. Any other parameter that varies raises ValueError:
             put it in rows or columns, or keep one value with ``where``.
         where: ``{parameter: value}`` filter applied first (``dataset``: its label).

@@ -1,0 +1,359 @@
+"""The run lifecycle: one entry point, :func:`run`, shared by ``abalone train``, the sweeps and the notebooks.
+
+:func:`run` follows the paper's protocol for ``config.objective``:
+
+* contrastive (``base``, ``bqueue``, ``bqproto``, ``msc``): pre-train, keep three candidate
+  encoders (last, lowest training loss, lowest validation loss), linear-evaluate each and
+  report the one with the best validation micro-F1;
+* supervised (``bce``, ``focal``, ``asymmetric``), optionally from a contrastive encoder
+  (``init_from``, the L_*-FT rows): train a classifier, keep the best validation micro-F1;
+  with ``lr_head_grid``, one such run per head learning rate and the best on validation;
+* ``frozen``: no training, linear evaluation of the pre-trained backbone (the L_MLM row);
+* ``tfidf-linear``: no network, TF-IDF features and linear classifiers.
+
+The training itself is :class:`abalone_core.train.Trainer`'s; this module owns the run
+folder. It holds ``config.yaml``, ``history.jsonl`` (one line per evaluation),
+``checkpoint.pt`` (everything needed to resume) and ``metrics.json`` (final scores).
+A run stopped by SIGTERM/SIGINT saves a checkpoint at the end of the current step;
+``run(config, resume=True)`` (the default) continues it and ends with the same numbers.
+
+Nothing is lost or mixed:
+
+* every file is written atomically (:mod:`abalone_core.atomic`), and a run folder is
+  locked by the process that trains in it (a second one gets :class:`RunLocked`);
+* a folder belongs to one configuration, whatever the objective (the rule is
+  :meth:`Config.differences <abalone_core.config.Config.differences>`): another
+  configuration, a finished run whose ``checkpoint.pt`` is gone, or an unreadable
+  checkpoint or history is refused (:class:`~abalone_core.train.RunFolderError`) until ``resume=False``
+  (``abalone train --restart``);
+* a non-finite loss or gradient stops the run before the optimiser applies it
+  (:class:`~abalone_core.train.NonFiniteLoss`), and non-finite weights are never written: the last good
+  checkpoint stays, and ``run(config, allow_changes=RESUMABLE_CHANGES)`` (``abalone train
+  --resume-with-changes``) resumes it with lower learning rates, clipping or another precision;
+* set-up problems (an unknown backbone, ``max_length`` above the backbone's positions, a
+  missing device, data without labels, an unwritable folder) are reported before training.
+"""
+from __future__ import annotations
+
+import os
+import time
+from contextlib import contextmanager
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from . import atomic
+from .config import FROZEN, RESUMABLE_CHANGES, TFIDF, Config, read_settings
+from .convergence import convergence
+from .data import SPLITS
+from .evaluate import score
+from .provenance import hardware
+from .train import (
+    Interrupted,
+    RunFolderError,
+    Trainer,
+    _finite,
+    _other_configuration,
+    check_backbone,
+    check_device,
+    load_run_dataset,
+    load_weights,
+    read_history,
+    seed_everything,
+)
+
+RUN_FILES = ("checkpoint.pt", "metrics.json", "history.jsonl", "model_best.pt")  # plus encoder_*.pt
+LOCK_NAME = ".lock"
+
+
+class RunLocked(RunFolderError):
+    """Another process is training in the same output folder."""
+
+
+def run(config: Config, resume: bool = True, progress: bool = True, allow_changes=()) -> dict:
+    """Train (or resume) and evaluate one configuration; returns and writes ``metrics.json``.
+
+    The returned dict holds ``test`` and ``validation`` scores (micro_f1, macro_f1, hamming,
+    f1_head/medium/tail, per_label_f1; the same at a threshold tuned on validation, ``*_tuned``;
+    P@k, nDCG@k, PSP@k, mAP), plus ``converged`` and its ``convergence`` details,
+    ``label_names``, ``train_label_counts``, timings and hardware. With ``lr_head_grid`` (rows
+    that train a classifier), one run per head learning rate and the best on validation.
+
+    Args:
+        resume: continue the checkpoint in ``output_dir`` (the folder must hold a run of the
+            same configuration, or none). False starts over there, replacing the folder's run
+            files (``abalone train --restart``).
+        allow_changes: settings of ``RESUMABLE_CHANGES`` (``lr_backbone``, ``lr_head``,
+            ``weight_decay``, ``grad_clip``, ``mixed_precision``) that may differ from the
+            checkpoint's and take their new values from here on, e.g. after a
+            :class:`~abalone_core.train.NonFiniteLoss`; True allows all of them (``--resume-with-changes``).
+    Raises:
+        ConfigError / ValueError (settings, data, backbone, device), RunFolderError (the
+        folder holds another configuration, a finished run without checkpoint, damaged
+        files), RunLocked, NonFiniteLoss, Interrupted, OSError (an unwritable folder, a
+        full disk): each with one line naming the setting, file or row and what to do,
+        and all but the last two before training starts.
+    """
+    allow = allowed_changes(allow_changes)
+    if config.objective == TFIDF:
+        return _run_tfidf(config, resume, allow)
+    check_device(config.device)
+    check_backbone(config.backbone)
+    if config.lr_head_grid and not config.contrastive and config.objective != FROZEN:
+        return _run_lr_head_grid(config, resume, progress, allow)
+    return _run_one(config, resume, progress, allow)
+
+
+def allowed_changes(allow_changes) -> tuple:
+    """``allow_changes`` of :func:`run` as a tuple of setting names (True: all of RESUMABLE_CHANGES)."""
+    if allow_changes is True:
+        return RESUMABLE_CHANGES
+    allow = tuple(allow_changes or ())
+    unknown = sorted(set(allow) - set(RESUMABLE_CHANGES))
+    if unknown:
+        raise ValueError(f"allow_changes may name only {list(RESUMABLE_CHANGES)} (optimisation settings); "
+                         f"got {unknown}: other settings make another run, in another output folder")
+    return allow
+
+
+# --------------------------------------------------------------------------- #
+# The run folder: one configuration, one process, readable files
+# --------------------------------------------------------------------------- #
+@contextmanager
+def run_folder(out: Path):
+    """Check that ``out`` is writable (creating it), then hold its lock while the run works
+    there. Under torchrun only the first process locks (all processes share the folder)."""
+    out = Path(out)
+    atomic.check_writable(out)
+    if int(os.environ.get("RANK", "0")) != 0:
+        yield out
+        return
+    from filelock import FileLock, Timeout
+
+    lock = FileLock(str(out / LOCK_NAME), timeout=0)
+    try:
+        lock.acquire()
+    except Timeout:
+        raise RunLocked(f"{out} is in use: another training process works there (it holds {out / LOCK_NAME}); "
+                        "wait for it to finish, or choose another output folder") from None
+    try:
+        yield out
+    finally:
+        lock.release()
+
+
+def run_files(out: Path) -> list[Path]:
+    """The files (and head learning-rate sub-runs) a run leaves in its folder, config.yaml aside."""
+    out = Path(out)
+    if not out.is_dir():
+        return []
+    found = [out / n for n in RUN_FILES if (out / n).exists()]
+    found += sorted(out.glob("encoder_*.pt")) + sorted(p for p in out.glob("lr_head=*") if p.is_dir())
+    return found
+
+
+def clear_run_files(out: Path) -> None:
+    """Delete the files of the run a folder held (a restart); sub-run folders stay."""
+    for path in run_files(out):
+        if path.is_file():
+            path.unlink(missing_ok=True)
+
+
+def read_checkpoint(path: Path) -> dict:
+    """A run's ``checkpoint.pt``; an empty, truncated or corrupt file, or one holding NaN
+    weights, is a :class:`RunFolderError` naming it and offering ``--restart``."""
+    path = Path(path)
+    ckpt = load_weights(path, "checkpoint", map_location="cpu", weights_only=False)
+    needed = {"config", "model", "optimizer", "scheduler", "scaler", "state", "rng"}
+    if not isinstance(ckpt, dict) or not needed <= set(ckpt):
+        raise RunFolderError(f"{path} is not a training checkpoint of this package (keys missing); add --restart to "
+                             "train the run again")
+    model = ckpt["model"]
+    tensors = [v for v in model.values() if torch.is_tensor(v) and v.is_floating_point()]
+    if tensors and not bool(torch.stack([torch.isfinite(v).all() for v in tensors]).all()):
+        raise RunFolderError(f"{path} holds NaN or inf weights (saved after a non-finite loss by an earlier version); "
+                             "add --restart to train the run again")
+    return ckpt
+
+
+def inspect_run_folder(config: Config, resume: bool, allow=(), trains: bool | None = None) -> dict | None:
+    """Before any work: may this run use its folder? Returns the checkpoint to resume (None:
+    start from scratch). Refuses (:class:`~abalone_core.train.RunFolderError`) a folder holding another
+    configuration (whatever the objective), a finished run whose checkpoint is gone, and
+    damaged config.yaml, checkpoint.pt or history.jsonl, each with ``--restart`` as the way out."""
+    out = Path(config.output_dir)
+    files = run_files(out)
+    if not resume or not files:
+        return None
+    if trains is None:
+        trains = config.objective not in (FROZEN, TFIDF)
+    ckpt_path = out / "checkpoint.pt"
+    ckpt = None
+    saved_path = out / "config.yaml"
+    if saved_path.exists():
+        try:
+            saved = read_settings(saved_path)
+        except (ValueError, OSError) as err:
+            raise RunFolderError(f"{err} (the run folder's config.yaml is damaged); add --restart to replace "
+                                 "the run, or choose another output folder") from None
+    elif ckpt_path.exists():
+        ckpt = read_checkpoint(ckpt_path)
+        saved = ckpt["config"]
+        saved_path = ckpt_path
+    else:
+        names = ", ".join(p.name for p in files)
+        raise RunFolderError(f"{out} holds run files ({names}) but no config.yaml telling which configuration made "
+                             "them; add --restart to replace them, or choose another output folder")
+    differ = config.differences(saved)
+    refused = {k: v for k, v in differ.items() if k not in allow}
+    if refused:
+        raise RunFolderError(_other_configuration(saved_path, refused, allow))
+    if not trains:
+        return None
+    if not ckpt_path.exists():
+        if (out / "metrics.json").exists():
+            raise RunFolderError(
+                f"{out} holds a finished run (metrics.json) whose checkpoint.pt is missing, so it cannot be "
+                f"resumed; add --restart to train it again from the start (its run files are replaced), or see its "
+                f"scores with `abalone evaluate {out}`")
+        return None  # stopped before its first checkpoint: it starts over
+    if ckpt is None:
+        ckpt = read_checkpoint(ckpt_path)
+    if (out / "history.jsonl").exists():
+        read_history(out / "history.jsonl")
+    return ckpt
+
+
+
+# --------------------------------------------------------------------------- #
+# Runs
+# --------------------------------------------------------------------------- #
+def _run_tfidf(config: Config, resume: bool = True, allow=()) -> dict:
+    """The ``tfidf-linear`` row: no network, TF-IDF features and linear classifiers whose
+    settings and thresholds are chosen on validation (:mod:`abalone_core.tfidf`)."""
+    with run_folder(Path(config.output_dir)) as out:
+        inspect_run_folder(config, resume, allow)
+        return _tfidf_metrics(config, out)
+
+
+def _tfidf_metrics(config: Config, out: Path) -> dict:
+    from scipy.special import expit
+
+    from .metrics import best_global_threshold, multilabel_scores, ranking_scores
+    from .tfidf import tfidf_linear
+
+    out = Path(config.output_dir)
+    t0 = time.perf_counter()
+    seed_everything(config.seed)
+    ds = load_run_dataset(config)
+    parts = {s: ds.split(s) for s in SPLITS}
+    labels = {s: parts[s].labels.astype(np.int8) for s in SPLITS}
+    counts = labels["train"].sum(0)
+    if labels["train"].shape[1] == 0 or not (labels["train"].sum(1) > 0).any():
+        raise ValueError(f"dataset {ds.name!r}: none of the {len(labels['train'])} training documents has a label; "
+                         "check label_column and label_sep in dataset_kwargs, or the label column of the data")
+    r = tfidf_linear(list(parts["train"].texts), labels["train"], list(parts["validation"].texts),
+                     labels["validation"], list(parts["test"].texts), seed=config.seed)
+    scores = {"validation": r.validation_scores, "test": r.test_scores}
+    preds = {"validation": r.validation_pred, "test": r.test_pred}
+    # Decision values are not probabilities: the global tuned threshold works on their sigmoid.
+    probs = {s: expit(v) for s, v in scores.items()}
+    tuned = best_global_threshold(labels["validation"], probs["validation"])
+    metrics = {}
+    for s in ("validation", "test"):
+        d = score(labels[s], preds[s].astype(np.int8), counts)
+        d.update({f"{k}_tuned": v for k, v in multilabel_scores(labels[s], (probs[s] >= tuned).astype(np.int8)).items()})
+        d.update(ranking_scores(labels[s], scores[s], counts, n_train=len(labels["train"])))
+        metrics[s] = d
+    metrics.update({
+        "threshold": "per-label thresholds chosen on validation by the linear library", "tuned_threshold": tuned,
+        "tfidf": r.info, "objective": config.objective, "dataset": ds.name, "label_names": list(ds.label_names),
+        "train_label_counts": counts.astype(int).tolist(), "n_documents": {s: len(labels[s]) for s in SPLITS},
+        "steps": 0, "train_seconds": time.perf_counter() - t0, "wall_seconds_this_call": time.perf_counter() - t0,
+        "hardware": hardware("cpu"), "config": config.to_dict(), "converged": None,
+        "convergence": {"reason": "tfidf-linear: solved to the linear library's tolerance, no step budget"},
+    })
+    metrics = _finite(metrics)
+    clear_run_files(out)
+    config.save(out / "config.yaml")
+    atomic.write_json(out / "metrics.json", metrics)
+    return metrics
+
+
+def lr_head_run_dir(config: Config, lr: float) -> Path:
+    """Folder of the run of one head learning rate of ``config.lr_head_grid``."""
+    return Path(config.output_dir) / f"lr_head={lr:g}"
+
+
+def _run_lr_head_grid(config: Config, resume: bool, progress: bool, allow=()) -> dict:
+    with run_folder(Path(config.output_dir)) as out:
+        inspect_run_folder(config, resume, allow, trains=False)
+        if not resume:
+            clear_run_files(out)
+        config.save(out / "config.yaml")  # the folder now belongs to this grid
+        results = {}
+        for lr in config.lr_head_grid:
+            sub = config.replace(lr_head=lr, lr_head_grid=None, output_dir=str(lr_head_run_dir(config, lr)))
+            results[lr] = _run_one(sub, resume, progress, allow)
+        # The best validation micro-F1; ties go to the smaller learning rate.
+        best = max(results, key=lambda lr: (results[lr]["validation"]["micro_f1"], -lr))
+        metrics = {**results[best], "config": config.to_dict(), "lr_head_search": {
+            "grid": list(config.lr_head_grid), "selected": best, "selected_run": lr_head_run_dir(config, best).name,
+            "validation_micro_f1": {f"{lr:g}": r["validation"]["micro_f1"] for lr, r in results.items()},
+            "converged": {f"{lr:g}": r.get("converged") for lr, r in results.items()}}}
+        atomic.write_json(out / "metrics.json", _finite(metrics))
+        return metrics
+
+
+def _run_one(config: Config, resume: bool = True, progress: bool = True, allow=()) -> dict:
+    with run_folder(Path(config.output_dir)) as out:
+        ckpt = inspect_run_folder(config, resume, allow)
+        trainer = Trainer(config, progress)
+        t0 = time.perf_counter()
+        trainer.setup()
+        if config.objective != FROZEN and ckpt is not None:
+            trainer.restore(ckpt, allow)
+            ckpt = None
+        elif trainer.main:
+            clear_run_files(out)  # a restart, or a run stopped before its first checkpoint
+        if trainer.main:
+            config.save(out / "config.yaml")
+        if config.objective != FROZEN:
+            trainer.fit()
+        if not trainer.main:
+            return {}
+        try:
+            metrics = trainer.final_metrics()
+        except KeyboardInterrupt:
+            raise Interrupted(f"stopped during the final evaluation of {out}; the training is finished and saved "
+                              "(checkpoint.pt): run the same command again to evaluate it") from None
+        ds = trainer.data.dataset
+        state = getattr(trainer, "state", {})
+        metrics.update({
+            "objective": config.objective,
+            "dataset": ds.name,
+            "label_names": list(ds.label_names),
+            "train_label_counts": trainer.data.train_counts.astype(int).tolist(),
+            "n_documents": {s: len(trainer.data.ids[s]) for s in SPLITS},
+            "steps": state.get("step", 0),
+            "train_seconds": state.get("elapsed_s", 0.0),
+            "wall_seconds_this_call": time.perf_counter() - t0,
+            "hardware": hardware(str(trainer.device)),
+            "config": config.to_dict(),
+        })
+        if state.get("changes"):
+            metrics["resumed_with_changes"] = state["changes"]
+        metrics.update(run_convergence(config, out, getattr(trainer, "total_steps", 0)))
+        metrics = _finite(metrics)
+        atomic.write_json(out / "metrics.json", metrics)
+        return metrics
+
+
+def run_convergence(config: Config, out: Path, total_steps: int) -> dict:
+    """``converged`` and its ``convergence`` details from the run's history (None for ``frozen``)."""
+    if config.objective == FROZEN:
+        return {"converged": None, "convergence": {"reason": "frozen: nothing trained"}}
+    history = read_history(out / "history.jsonl")
+    c = convergence(history, total_steps, "val_loss" if config.contrastive else "val_micro_f1")
+    return {"converged": c["converged"], "convergence": c}
