@@ -98,7 +98,7 @@ ROWS = ["bce", "focal", "asymmetric", "db", "tfidf-linear", "mulsupcon", "msc"] 
 # sums over the $N \times L$ (document, label) pairs, so the question that separates them is how
 # much each pair is allowed to push on the network. On long-tailed multi-label data the pairs are
 # very unequal. In a batch of 32 disaster messages with 33 labels there are about a thousand pairs;
-# a few dozen are positive, most of them on head labels, and a tail label is positive in one batch
+# fewer than one in ten is positive, most of those on head labels, and a tail label is positive in one batch
 # out of several. The overwhelming majority of pairs are **easy negatives**: a label that the
 # document obviously does not carry and that the classifier already scores low.
 #
@@ -319,7 +319,9 @@ demo["micro_f1_tuned"] = [m["test"].get("micro_f1_tuned", np.nan) for m in metri
 demo["macro_f1_tuned"] = [m["test"].get("macro_f1_tuned", np.nan) for m in metrics.values()]
 display(Markdown(f"**Demonstration** ({profile} profile: {config('bce').max_steps} steps, "
                  f"{metrics['bce']['n_documents']['train']} training documents), test scores in percent"))
-demo.round(1)
+demo.round(1).rename(columns={"micro_f1": "micro-F1", "macro_f1": "macro-F1", "hamming": "Hamming x 1000",
+                               "f1_head": "head F1", "f1_medium": "medium F1", "f1_tail": "tail F1",
+                               "micro_f1_tuned": "micro-F1 tuned", "macro_f1_tuned": "macro-F1 tuned"})
 
 # %% [markdown]
 # The validation curves of the trained rows, and their training losses (each loss on its own
@@ -398,6 +400,8 @@ for d in datasets:
     for label, shown in (("F1 at the 0.5 threshold (percent)", first_metrics),
                          ("tuned threshold, and PSP@3 (percent)", second_metrics)):
         t = grid_table(d, shown).fillna("not finished").replace("", "not finished")
+        t.columns = [c.replace("micro_f1", "micro-F1").replace("macro_f1", "macro-F1").replace("f1_tail", "tail F1")
+                     .replace("_tuned", " tuned").replace("psp_at_3", "PSP@3") for c in t.columns]
         t["seeds"] = counts.to_numpy()
         display(Markdown(f"**{d}**, converged grid: {label}"))
         display(t)
@@ -517,6 +521,10 @@ for name, fn in batch_losses.items():
 solution1 = pd.DataFrame(rows).T
 display(solution1.style.format({"positive pairs": "{:.0f}", "share on positives": "{:.1%}",
                                 "share on tail positives": "{:.1%}"}))
+print(f"Of {int(batch.numel())} pairs, {int(batch.sum())} are positive. BCE sends "
+      f"{solution1.loc['BCE', 'share on positives']:.0%} of its gradient to them, focal "
+      f"{solution1.loc['Focal', 'share on positives']:.0%}, ASL {solution1.loc['ASL', 'share on positives']:.0%} "
+      f"and DB {solution1.loc['DB', 'share on positives']:.0%}.")
 
 # %% [markdown]
 # :::{admonition} Exercise 2: change the threshold

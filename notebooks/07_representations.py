@@ -363,7 +363,7 @@ for o, e in emb.items():
         rows.append({"encoder": runs[o], "share": share, "metric": metric, "classes": int(r["n_classes"]),
                      "documents": int(r["n_docs"]), "silhouette": r["silhouette"]})
 solution1 = pd.DataFrame(rows)
-display(solution1.pivot_table(index="encoder", columns=["metric", "share"], values="silhouette").round(3))
+display(solution1.pivot_table(index="encoder", columns=["metric", "share"], values="silhouette").style.format("{:.3f}"))
 display(solution1.groupby(["metric", "share"])[["classes", "documents"]].first())
 
 # %% [markdown]
@@ -411,7 +411,10 @@ for o, e in emb.items():
     kept[runs[o]] = np.mean([len(set(a) & set(b)) / k for a, b in zip(high, low)])
 kept = pd.Series(kept, name="share of neighbours kept on the map")
 display(kept.to_frame().style.format("{:.1%}"))
-print(f"a random map would keep about {k / (len(first['y']) - 1):.1%}")
+print(f"A random map would keep about {k / (len(first['y']) - 1):.1%}; the maps keep between {kept.min():.0%} and "
+      f"{kept.max():.0%}: " + ("most of a document's neighbours on a map are not its neighbours in the representation."
+                               if kept.max() < 0.5 else "at least half of a document's neighbours are kept on every map."
+                               if kept.min() >= 0.5 else "some maps keep more than half of them, others fewer."))
 
 # %% [markdown]
 # ## What we saw
