@@ -81,9 +81,9 @@ from abalone_core.metrics import frequency_groups
 from abalone_core.per_label import per_label_frame, support
 
 try:
-    from abalone_core.train import load_run_dataset
-except ImportError:  # the run helpers may live in their own module
     from abalone_core.runs import load_run_dataset
+except ImportError:  # older versions of the package keep it in abalone_core.train
+    from abalone_core.train import load_run_dataset
 
 chapter = nb.chapter(profile, runs_dir, dataset=dataset, backbone=backbone, max_steps=max_steps, seed=seed,
                      device=device)  # setup(), the run folder, the settings every run of the chapter shares
@@ -457,12 +457,13 @@ if chosen:
     chosen.columns = [f"chose {c:g}" for c in chosen.columns]
     display(chosen.astype(int))
     varied = sorted({row for (d, row), r in chosen.iterrows() if (r > 0).sum() > 1})
-    per_row = {row: chosen.columns[np.argmax(r.to_numpy())] for (d, row), r in chosen.iterrows()}
+    per_row = {(d, row): chosen.columns[np.argmax(r.to_numpy())] for (d, row), r in chosen.iterrows()}
     display(Markdown(
         ("Runs of the same row chose different rates for " + ", ".join(varied) + ". " if varied
          else "Within each row and dataset every finished run chose the same rate. ")
-        + ("Different rows chose different rates." if len(set(per_row.values())) > 1
-           else "All rows chose the same rate so far.")))
+        + ("Only one (dataset, row) has finished its search so far, so rows cannot be compared yet."
+           if len(per_row) < 2 else "Different rows or datasets chose different rates."
+           if len(set(per_row.values())) > 1 else "All rows chose the same rate so far.")))
 else:
     display(Markdown("No classifier row of the grid has finished its head learning-rate search yet."))
 

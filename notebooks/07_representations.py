@@ -75,9 +75,9 @@ from abalone_core.metrics import example_labels
 from abalone_core.per_label import support
 
 try:
-    from abalone_core.train import load_run_dataset
-except ImportError:  # the run helpers may live in their own module
     from abalone_core.runs import load_run_dataset
+except ImportError:  # older versions of the package keep it in abalone_core.train
+    from abalone_core.train import load_run_dataset
 
 chapter = nb.chapter(profile, runs_dir, dataset=dataset, backbone=backbone, max_steps=max_steps, seed=seed,
                      device=device)  # setup(), the run folder, the settings every run of the chapter shares
@@ -220,7 +220,7 @@ display(Markdown(
 # %% [markdown]
 # ## The evidence: the converged grid
 #
-# Every trained run of the converged grid also records the silhouette and Davies–Bouldin index of
+# Every run of the converged grid that has an encoder records the silhouette and Davies–Bouldin index of
 # its test representations at half of the combinations, on the whole test split. Rows are the
 # encoders of the grid in the paper's order (TF-IDF has no encoder and no row). Each cell is the
 # mean ± standard deviation over the finished seeds, and the last column counts them.
