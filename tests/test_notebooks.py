@@ -220,7 +220,7 @@ def test_paper_rows_and_tables_come_from_paper_py():
     assert not [n for n in dir(nb) if n.startswith("PAPER_") or n == "LOSS_NAMES"], "no copies of paper.py"
     assert all(nb.row_name(o) == name for o, name in paper.NAMES.items())
     assert nb.row_name("frozen") == paper.NAMES["frozen"]  # one name for the frozen row, everywhere
-    assert nb.row_name("bqueue-ft") == f"{paper.NAMES['bqueue']}-FT" and nb.row_name("tfidf-linear") == "tfidf-linear"
+    assert nb.row_name("bqueue-ft") == f"{paper.NAMES['bqueue']}-FT" and nb.row_name("tfidf-linear") == "TF-IDF" and nb.row_name("custom") == "custom"
     assert nb.row_order(["tfidf-linear", "msc-ft", "bce", "frozen", "msc"]) == ["frozen", "msc", "bce", "msc-ft",
                                                                                "tfidf-linear"]
     linear = nb.paper_table("linear").set_index("objective")
