@@ -77,12 +77,10 @@ from abalone_core import losses, plots
 from abalone_core import notebook as nb
 from abalone_core.convergence import convergence
 from abalone_core.memory import LabelQueue, MomentumEncoder
-from abalone_core.train import build_encoder, make_scheduler
+from abalone_core.encoders import build_encoder
+from abalone_core.train import make_scheduler
 
-try:
-    from abalone_core.train import load_run_dataset
-except ImportError:  # the run helpers may live in their own module
-    from abalone_core.runs import load_run_dataset
+from abalone_core.run_data import load_run_dataset
 
 chapter = nb.chapter(profile, runs_dir, dataset=dataset, backbone=backbone, max_steps=max_steps, seed=seed,
                      device=device)  # setup(), the run folder, the settings every run of the chapter shares
@@ -274,9 +272,11 @@ def schedule(cfg, total_steps):
     return rates
 
 
-budgets = {"demonstration (30 steps)": configs["msc"].max_steps or 30, "converged grid (400 steps)": 400}
-curves = pd.concat([pd.DataFrame({"share of the run": np.arange(n) / n, "learning rate / peak": schedule(configs["msc"], n),
-                                  "budget": label}) for label, n in budgets.items()])
+demo_steps = configs["msc"].max_steps or 400               # the gpu profile sets epochs instead of steps
+budgets = {f"this chapter's runs ({demo_steps} steps)": demo_steps, "converged grid (400 steps)": 400}
+curves = pd.concat([pd.DataFrame({"share of the run": np.arange(n) / n,
+                                  "learning rate / peak": schedule(configs["msc"], n), "budget": label})
+                    for label, n in budgets.items()])
 fig = px.line(curves, x="share of the run", y="learning rate / peak", color="budget", template="plotly_white",
               title="Cosine schedule with 5 % warm-up")
 fig.update_xaxes(tickformat=".0%")
@@ -323,7 +323,13 @@ pd.DataFrame({names[o]: {"steps": int(m["steps"]), "training seconds": round(m["
 candidates = pd.DataFrame([{"run": names[o], "candidate": c, "validation micro-F1": v["validation_micro_f1"],
                             "test micro-F1": v["test_micro_f1"], "selected": c == m["selected_candidate"]}
                            for o, m in metrics.items() for c, v in m.get("candidates", {}).items()])
-candidates.set_index(["run", "candidate"]).round(1) if len(candidates) else None
+if len(candidates):
+    display(candidates.set_index(["run", "candidate"]).round(1))
+    alike = [r for r, part in candidates.groupby("run", sort=False) if part["validation micro-F1"].nunique() == 1]
+    display(Markdown(f"In {len(alike)} of {candidates['run'].nunique()} runs every candidate gives the same validation "
+                     "micro-F1: with a budget this short the last evaluation is usually also the one with the lowest "
+                     "training and validation loss, and the candidates are then most likely one and the same encoder."
+                     if alike else "Every run's candidates differ on validation micro-F1."))
 
 # %% [markdown]
 # ## Training curves
@@ -334,6 +340,12 @@ candidates.set_index(["run", "candidate"]).round(1) if len(candidates) else None
 # near the logarithm of its own weighted number of keys, so compare shapes (how far and how fast
 # each one falls) and never levels. The training curve is noisier than the validation curve: it
 # averages ten batches, while the validation loss is computed on the same documents every time.
+#
+# The queue leaves one trace in the training curve. The first point of a loss with a queue averages
+# steps taken while the queue was still filling, with fewer keys and hence a lower loss. Its training
+# curve can therefore *rise* at first, and the "lowest training loss" candidate of the previous
+# section can point at an early encoder for a reason that has nothing to do with its quality. The
+# validation loss, computed with the queue as it stands at each evaluation, does not have this bias.
 
 # %%
 history = pd.concat([nb.history(cfg.output_dir).assign(run=names[o]) for o, cfg in configs.items()])
@@ -348,8 +360,10 @@ for column, title in (("train_loss", "Training loss (mean since the previous eva
 drop = {run: (h["val_loss"].iloc[0] - h["val_loss"].min()) / h["val_loss"].iloc[0]
         for run, h in history.sort_values("step").groupby("run", sort=False) if "val_loss" in h}
 first_step = int(history["step"].min())
+lowest_train = {run: int(h.loc[h["train_loss"].idxmin(), "step"]) for run, h in history.groupby("run", sort=False)}
 display(Markdown(f"Relative fall of the validation loss from the first evaluation (step {first_step}) to the lowest: "
-                 + ", ".join(f"{r} {v:.1%}" for r, v in drop.items()) + "."))
+                 + ", ".join(f"{r} {v:.1%}" for r, v in drop.items()) + ". The lowest training loss is at step "
+                 + ", ".join(f"{s} for {r}" for r, s in lowest_train.items()) + "."))
 
 # %% [markdown]
 # ## What "converged" means
@@ -370,7 +384,8 @@ display(Markdown(f"Relative fall of the validation loss from the first evaluatio
 # %%
 judged = pd.DataFrame({names[o]: convergence(nb.history(cfg.output_dir).to_dict("records"), metrics[o]["steps"],
                                              "val_loss") for o, cfg in configs.items()}).T
-judged[["evaluations", "improvement", "tolerance", "converged"]]
+judged[["evaluations", "improvement", "tolerance", "converged"]].style.format(
+    {"evaluations": "{:.0f}", "improvement": "{:.2%}", "tolerance": "{:.0%}"}, na_rep="")
 
 # %% tags=["hide-input"]
 yes = [r for r, v in judged["converged"].items() if v is True]
@@ -380,7 +395,9 @@ display(Markdown(
     f"In the demonstration {len(yes)} of {len(judged)} runs pass the rule"
     + (f" ({', '.join(yes)})" if yes else "")
     + f". The last quarter of the {steps} steps holds {n_last} evaluation{'s' if n_last != 1 else ''}, so the verdict "
-      "rests on very few numbers: the demonstration is not evidence, whatever the rule says."))
+      "rests on very few numbers. Moreover the cosine schedule brings the learning rate close to 0 in the last "
+      "quarter, so a short run can stop improving because it stopped moving, not because it reached what its loss "
+      "can teach: the demonstration is not evidence, whatever the rule says."))
 
 # %% [markdown]
 # ## Training only the top layers, and caching the rest
@@ -428,6 +445,7 @@ pd.DataFrame({"whole encoder (this demonstration, the paper)": trainable(configs
 
 # %%
 listing = pd.concat([nb.checkpoints(cfg.output_dir).assign(run=names[o]) for o, cfg in configs.items()])
+listing = listing[~listing["file"].str.startswith(".")]   # the lock file of a run in progress
 listing.pivot(index="file", columns="run", values="MB").round(1)
 
 # %% [markdown]
@@ -456,8 +474,9 @@ display(solution1.round(3))
 same = abs(solution1.loc[1.0, "L_MSC"] - solution1.loc[1.0, "L_BQProto"]) < 1e-6
 print(f"At beta = 1, L_MSC = {solution1.loc[1.0, 'L_MSC']:.3f} and L_BQProto = {solution1.loc[1.0, 'L_BQProto']:.3f}: "
       + ("the same value on this batch." if same else
-         "they differ. L_MSC averages one term per label of the anchor (each with its own positives and "
-         "prototype), L_BQProto one Jaccard-weighted average over all positives; beta does not touch L_BQProto."))
+         "close, because at initialisation every key is about equally likely whatever the weights of the positives, "
+         "but not the same function: L_MSC averages one term per label of the anchor (each with its own positives "
+         "and prototype), L_BQProto one Jaccard-weighted average over all positives. Beta does not touch L_BQProto."))
 
 # %% [markdown]
 # :::{admonition} Exercise 2: queue size and momentum
@@ -486,8 +505,9 @@ solution2 = pd.DataFrame({name: {"steps to fill the queue": math.ceil(k / 32), "
                           for name, (k, m, n) in settings.items()}).T
 display(solution2.style.format({"steps to fill the queue": "{:.0f}", "steps a key stays": "{:.0f}",
                                 "m^n": "{:.3f}", "measured": "{:.3f}"}))
-print("With m = 0.999 the key encoder of a 30-step run is still 97 % its initial weights: the queue's keys "
-      "barely follow the encoder. m = 0.99 over 400 steps keeps under 2 % of the start.")
+demo, grid = solution2.loc["demonstration", "measured"], solution2.loc["converged grid", "measured"]
+print(f"With m = 0.999 the key encoder of a 30-step run is still {demo:.0%} its initial weights: the queue's keys "
+      f"barely follow the encoder. m = 0.99 over 400 steps keeps {grid:.1%} of the start.")
 
 # %% [markdown]
 # :::{admonition} Exercise 3: when does the rule say converged?
