@@ -123,7 +123,9 @@ def embed_paths(out: str) -> tuple[Path, Path]:
 def cmd_embed(args) -> int:
     from . import atomic
     from .evaluate import embed
-    from .train import check_device, load_run_encoder, prepare_data
+    from .devices import check_device
+    from .encoders import load_run_encoder
+    from .run_data import prepare_data
 
     features, labels = embed_paths(args.out)
     if not features.parent.is_dir():
@@ -225,7 +227,7 @@ def main(argv: list[str] | None = None) -> int:
     except SystemExit as stop:  # --help, or a one-line usage error
         return stop.code if isinstance(stop.code, int) else EXIT_ERROR
     logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING, format="%(levelname)s %(message)s")
-    from .train import Interrupted
+    from .errors import Interrupted
 
     try:
         return args.fn(args)

@@ -389,8 +389,8 @@ def scores_table(runs: dict, split: str = "test") -> pd.DataFrame:
 
 # --------------------------------------------------------------------------- encoders of runs
 def run_encoder(run_dir):
-    """Rebuild the encoder of a finished run (see :func:`abalone_core.train.load_run_encoder`)."""
-    from .train import load_run_encoder
+    """Rebuild the encoder of a finished run (see :func:`abalone_core.encoders.load_run_encoder`)."""
+    from .encoders import load_run_encoder
 
     return load_run_encoder(run_dir)
 
@@ -403,7 +403,9 @@ def run_embeddings(run_dir, split: str = "test", batch_size: int = 64) -> dict:
         (N,), ``label_names`` (L,) and ``train_counts`` (L,) of the run's data.
     """
     from .evaluate import embed
-    from .train import cache_frozen_layers, prepare_data, resolve_device
+    from .devices import resolve_device
+    from .encoders import cache_frozen_layers
+    from .run_data import prepare_data
 
     encoder, tokenizer, cfg = run_encoder(run_dir)
     data = prepare_data(cfg, tokenizer)

@@ -24,10 +24,10 @@ Nothing is lost or mixed:
 * a folder belongs to one configuration, whatever the objective (the rule is
   :meth:`Config.differences <abalone_core.config.Config.differences>`): another
   configuration, a finished run whose ``checkpoint.pt`` is gone, or an unreadable
-  checkpoint or history is refused (:class:`~abalone_core.train.RunFolderError`) until ``resume=False``
+  checkpoint or history is refused (:class:`~abalone_core.errors.RunFolderError`) until ``resume=False``
   (``abalone train --restart``);
 * a non-finite loss or gradient stops the run before the optimiser applies it
-  (:class:`~abalone_core.train.NonFiniteLoss`), and non-finite weights are never written: the last good
+  (:class:`~abalone_core.errors.NonFiniteLoss`), and non-finite weights are never written: the last good
   checkpoint stays, and ``run(config, allow_changes=RESUMABLE_CHANGES)`` (``abalone train
   --resume-with-changes``) resumes it with lower learning rates, clipping or another precision;
 * set-up problems (an unknown backbone, ``max_length`` above the backbone's positions, a
@@ -49,19 +49,11 @@ from .convergence import convergence
 from .data import SPLITS
 from .evaluate import score
 from .provenance import hardware
-from .train import (
-    Interrupted,
-    RunFolderError,
-    Trainer,
-    _finite,
-    _other_configuration,
-    check_backbone,
-    check_device,
-    load_run_dataset,
-    load_weights,
-    read_history,
-    seed_everything,
-)
+from .devices import check_device, seed_everything
+from .encoders import check_backbone, load_weights
+from .errors import Interrupted, RunFolderError
+from .run_data import load_run_dataset
+from .train import Trainer, _finite, _other_configuration, read_history
 
 RUN_FILES = ("checkpoint.pt", "metrics.json", "history.jsonl", "model_best.pt")  # plus encoder_*.pt
 LOCK_NAME = ".lock"
@@ -87,7 +79,7 @@ def run(config: Config, resume: bool = True, progress: bool = True, allow_change
         allow_changes: settings of ``RESUMABLE_CHANGES`` (``lr_backbone``, ``lr_head``,
             ``weight_decay``, ``grad_clip``, ``mixed_precision``) that may differ from the
             checkpoint's and take their new values from here on, e.g. after a
-            :class:`~abalone_core.train.NonFiniteLoss`; True allows all of them (``--resume-with-changes``).
+            :class:`~abalone_core.errors.NonFiniteLoss`; True allows all of them (``--resume-with-changes``).
     Raises:
         ConfigError / ValueError (settings, data, backbone, device), RunFolderError (the
         folder holds another configuration, a finished run without checkpoint, damaged
@@ -179,7 +171,7 @@ def read_checkpoint(path: Path) -> dict:
 
 def inspect_run_folder(config: Config, resume: bool, allow=(), trains: bool | None = None) -> dict | None:
     """Before any work: may this run use its folder? Returns the checkpoint to resume (None:
-    start from scratch). Refuses (:class:`~abalone_core.train.RunFolderError`) a folder holding another
+    start from scratch). Refuses (:class:`~abalone_core.errors.RunFolderError`) a folder holding another
     configuration (whatever the objective), a finished run whose checkpoint is gone, and
     damaged config.yaml, checkpoint.pt or history.jsonl, each with ``--restart`` as the way out."""
     out = Path(config.output_dir)

@@ -1,10 +1,9 @@
-"""Training: the :class:`Trainer` and its building blocks.
+"""Training: the :class:`Trainer`, its optimiser groups and schedules, the supervised losses
+and the run's ``history.jsonl``.
 
-The building blocks: seeding and deterministic mode (:func:`deterministic_mode`), devices
-and processes, the backbone and its encoder, the data of a run (loaded, subsampled,
-tokenised), optimiser groups and schedules, the supervised losses, the weights a run saves
-and how to read them back (:func:`load_weights`, :func:`load_run_encoder`), and its
-``history.jsonl``.
+What it builds on lives in its own modules: devices, seeding and deterministic kernels
+(:mod:`abalone_core.devices`), the encoder and the saved weights (:mod:`abalone_core.encoders`),
+the run's data (:mod:`abalone_core.run_data`) and the errors (:mod:`abalone_core.errors`).
 
 :class:`Trainer` trains one configuration in its output folder: contrastive pre-training
 (keeping three candidate encoders), a supervised classifier (keeping the best validation
@@ -20,13 +19,9 @@ import hashlib
 import json
 import logging
 import math
-import os
 import random
-import re
 import signal
 import time
-from contextlib import contextmanager, nullcontext
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -36,60 +31,25 @@ from torch.nn.parallel import DistributedDataParallel
 from tqdm.auto import tqdm
 
 from . import atomic
-from .batching import LengthBucketSampler, TokenizedDataset, collate, tokenize
-from .config import RESUMABLE_CHANGES, TFIDF, Config
-from .data import SPLITS, MultiLabelDataset, load_dataset
-from .evaluate import embed, linear_evaluation, predict_proba, read_metrics, score, split_scores
+from .batching import LengthBucketSampler, TokenizedDataset, collate
+from .config import RESUMABLE_CHANGES, Config
+from .data import SPLITS
+from .devices import autocast_for, deterministic_mode, init_distributed, resolve_device, seed_everything
+from .encoders import build_encoder, cache_frozen_layers, load_encoder_state, load_weights
+from .errors import Interrupted, NonFiniteLoss, RunFolderError
+from .evaluate import embed, linear_evaluation, predict_proba, score, split_scores
 from .losses import NonFiniteError, asymmetric_loss, bce_loss, db_loss, focal_loss
-from .model import MINILM, ContrastiveModel, TextClassifier, TextEncoder, load_backbone
+from .model import ContrastiveModel, TextClassifier
 from .probe import ProbeConfig
+from .run_data import prepare_data
 
 logger = logging.getLogger(__name__)
 CANDIDATES = ("last", "best_train_loss", "best_val_loss")
 
 
-class Interrupted(RuntimeError):
-    """Raised after a SIGTERM/SIGINT once the checkpoint is safely written."""
-
-
-class RunFolderError(ValueError):
-    """The output folder holds something this run must not touch or cannot use (another
-    configuration, a finished run without its checkpoint, an unreadable file); the message
-    names the file and the way out (``--restart``)."""
-
-
-class NonFiniteLoss(FloatingPointError):
-    """The loss or the gradient became NaN or inf; the step was not applied and the last
-    good checkpoint is unchanged."""
-
-
 # --------------------------------------------------------------------------- #
 # Set-up helpers
 # --------------------------------------------------------------------------- #
-def seed_everything(seed: int) -> None:
-    """Seed Python's, NumPy's and torch's generators (deterministic kernels: :func:`deterministic_mode`)."""
-    random.seed(seed)
-    np.random.seed(seed)
-    torch.manual_seed(seed)
-
-
-@contextmanager
-def deterministic_mode(flag: bool = True):
-    """Deterministic torch algorithms (warning where an operation has none) inside the block
-    when ``flag``; on leaving it, even by an exception, torch's previous setting and cuDNN's
-    ``deterministic`` and ``benchmark`` flags are back, so a notebook kernel keeps its own."""
-    before = (torch.are_deterministic_algorithms_enabled(), torch.is_deterministic_algorithms_warn_only_enabled())
-    cudnn = (torch.backends.cudnn.deterministic, torch.backends.cudnn.benchmark)
-    if flag:
-        os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
-        torch.use_deterministic_algorithms(True, warn_only=True)
-    try:
-        yield
-    finally:
-        torch.use_deterministic_algorithms(before[0], warn_only=before[1])
-        torch.backends.cudnn.deterministic, torch.backends.cudnn.benchmark = cudnn
-
-
 def _deterministic(method):
     """A :class:`Trainer` method run in :func:`deterministic_mode` of the trainer's configuration."""
     @functools.wraps(method)
@@ -97,196 +57,6 @@ def _deterministic(method):
         with deterministic_mode(self.config.deterministic):
             return method(self, *args, **kwargs)
     return wrapped
-
-
-def init_distributed() -> tuple[int, int]:
-    """(rank, world size). Starts the process group when launched by torchrun/accelerate
-    (``WORLD_SIZE`` > 1): NCCL on GPUs, gloo on CPUs."""
-    world = int(os.environ.get("WORLD_SIZE", "1"))
-    if world > 1 and not dist.is_initialized():
-        dist.init_process_group("nccl" if torch.cuda.is_available() else "gloo")
-    if dist.is_available() and dist.is_initialized():
-        return dist.get_rank(), dist.get_world_size()
-    return 0, 1
-
-
-def resolve_device(name: str) -> torch.device:
-    if name == "auto":
-        if torch.cuda.is_available():
-            return torch.device("cuda", int(os.environ.get("LOCAL_RANK", "0")))
-        return torch.device("cpu")
-    return torch.device(name)
-
-
-def check_device(name: str) -> torch.device:
-    """:func:`resolve_device`, refusing a device this machine does not have (before any work)."""
-    device = resolve_device(name)
-    if device.type == "cuda":
-        if not torch.cuda.is_available():
-            raise ValueError(f"device={name!r}: this torch ({torch.__version__}) sees no CUDA GPU; "
-                             "use device=cpu or device=auto")
-        count = torch.cuda.device_count()
-        if (device.index or 0) >= count:
-            raise ValueError(f"device={name!r}: this machine has {count} CUDA GPU(s), cuda:0 to cuda:{count - 1}; "
-                             "choose one of them or device=auto")
-    if device.type == "mps" and not (getattr(torch.backends, "mps", None) and torch.backends.mps.is_available()):
-        raise ValueError(f"device={name!r}: Apple's MPS is not available here; use device=cpu or device=auto")
-    return device
-
-
-HUB_ID = re.compile(r"[A-Za-z0-9][\w.-]*(/[A-Za-z0-9][\w.-]*)?")
-
-
-def _hub_offline() -> bool:
-    return any(os.environ.get(v, "").strip().lower() in ("1", "true", "yes", "on")
-               for v in ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE"))
-
-
-def check_backbone(name: str) -> None:
-    """Fail fast on a backbone that cannot load: a missing folder, a name that is no Hub id,
-    or a Hub id absent from the local cache while the Hub is off (``HF_HUB_OFFLINE=1``),
-    instead of minutes of download retries. A Hub id with the Hub on is left to
-    ``from_pretrained``."""
-    if name == MINILM:
-        return
-    folder = Path(name).expanduser()
-    if folder.exists():
-        if not folder.is_dir():
-            raise ValueError(f"backbone={name!r} is a file; give a model folder (with config.json) or a Hub id")
-        if not (folder / "config.json").exists():
-            raise ValueError(f"backbone folder {folder} has no config.json: it is not a saved transformers "
-                             "model (save one with model.save_pretrained(folder) and tokenizer.save_pretrained(folder))")
-        return
-    hint = "the offline default is backbone=minilm"
-    if name.startswith((".", "/", "~")) or "\\" in name or HUB_ID.fullmatch(name) is None:
-        raise ValueError(f"backbone={name!r}: no such folder, and it is not a Hugging Face Hub id "
-                         f"(owner/name); give an existing model folder or a Hub id ({hint})")
-    if _hub_offline():
-        try:
-            from huggingface_hub import try_to_load_from_cache
-
-            cached = try_to_load_from_cache(name, "config.json")
-        except Exception:  # noqa: BLE001 - an unusual cache layout: let from_pretrained decide
-            return
-        if not isinstance(cached, str):
-            raise ValueError(f"backbone={name!r} is not a local folder, and with HF_HUB_OFFLINE=1 it must be in the "
-                             f"Hub cache, where it is not; on a machine with the Hub run `hf download {name}` (or "
-                             f"unset HF_HUB_OFFLINE), or give a local folder ({hint})")
-
-
-def max_positions(backbone) -> int | None:
-    """Longest input, in tokens, that a backbone's position embeddings allow (None if unknown).
-    RoBERTa-style models reserve ``padding_idx + 1`` positions."""
-    positions = getattr(getattr(backbone, "config", None), "max_position_embeddings", None)
-    if not isinstance(positions, int) or positions <= 0:
-        return None
-    padding_idx = getattr(getattr(backbone, "embeddings", None), "padding_idx", None)
-    return positions - (padding_idx + 1 if isinstance(padding_idx, int) else 0)
-
-
-def autocast_for(config: Config, device: torch.device):
-    """(context factory, needs GradScaler): bf16 where supported, fp16 with a scaler, or off."""
-    mode = config.mixed_precision
-    if mode == "auto":
-        if device.type != "cuda":
-            mode = "no"
-        else:
-            mode = "bf16" if torch.cuda.is_bf16_supported() else "fp16"
-    if mode == "no":
-        return nullcontext, False
-    dtype = torch.bfloat16 if mode == "bf16" else torch.float16
-    return (lambda: torch.autocast(device.type, dtype=dtype)), mode == "fp16"
-
-
-@dataclass
-class Data:
-    """A dataset with its token ids and label arrays per split."""
-
-    dataset: MultiLabelDataset
-    ids: dict
-    labels: dict
-    pad_token_id: int
-
-    @property
-    def train_counts(self) -> np.ndarray:
-        return self.labels["train"].sum(0)
-
-
-def load_run_dataset(config: Config) -> MultiLabelDataset:
-    """The dataset of a run: loaded, subsampled (``subset``, drawn with the run's seed), and
-    without labels that no training document carries."""
-    ds = load_dataset(config.dataset, **config.dataset_kwargs)
-    if config.subset:
-        ds = ds.sample({s: config.subset.get(s, len(ds)) for s in SPLITS}, seed=config.seed)
-        if (ds.label_counts("train") == 0).any():
-            ds = ds.drop_rare_labels(1)  # logs the labels it drops
-    return ds
-
-
-def prepare_data(config: Config, tokenizer) -> Data:
-    """Load, subsample and tokenise the dataset named by the configuration (cached)."""
-    ds = load_run_dataset(config)
-    for s in SPLITS:
-        if not (ds.splits == s).any():
-            raise ValueError(f"dataset {ds.name!r} has no {s!r} documents; check `subset` or the split column")
-    ids = {}
-    for s in SPLITS:
-        part = ds.split(s)
-        ids[s] = _cached_tokens(part.texts, tokenizer, config, s)
-    labels = {s: ds.split(s).labels.astype(np.float32) for s in SPLITS}
-    pad = tokenizer.pad_token_id
-    if pad is None:
-        raise ValueError(f"tokenizer of {config.backbone!r} has no pad token; set tokenizer.pad_token")
-    return Data(ds, ids, labels, pad)
-
-
-def _cached_tokens(texts, tokenizer, config: Config, split: str):
-    from .data import data_dir
-
-    h = hashlib.sha1()
-    h.update(f"{config.backbone}|{config.max_length}|{type(tokenizer).__name__}|{len(tokenizer)}".encode())
-    for t in texts:
-        h.update(t.encode("utf-8", "replace"))
-        h.update(b"\0")
-    path = data_dir() / "tokens" / f"{h.hexdigest()[:20]}.pt"
-    if path.exists():
-        try:
-            return torch.load(path)
-        except Exception as err:  # noqa: BLE001 - a damaged cache file: tokenise again
-            logger.warning("token cache %s is unreadable (%s); tokenising again", path, err)
-    ids = tokenize(texts, tokenizer, config.max_length)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    # A private temporary name: runs of a sweep may tokenise the same split at once.
-    atomic.save_torch(ids, path)
-    return ids
-
-
-def build_encoder(config: Config) -> tuple[TextEncoder, object]:
-    """The encoder and tokenizer of a configuration; ``max_length`` above the backbone's
-    position embeddings is refused here, before any data is tokenised."""
-    check_backbone(config.backbone)
-    backbone, tokenizer = load_backbone(config.backbone, dropout=config.dropout)
-    limit = max_positions(backbone)
-    if limit is not None and config.max_length > limit:
-        raise ValueError(f"max_length={config.max_length} is above the {limit} positions of backbone "
-                         f"{config.backbone!r}; set max_length to {limit} or less")
-    encoder = TextEncoder(backbone, pooling=config.pooling, dim=config.proj_dim, train_layers=config.train_layers)
-    return encoder, tokenizer
-
-
-def cache_frozen_layers(config: Config, encoder: TextEncoder, tokenizer, data: "Data", device,
-                        progress: bool = True) -> None:
-    """Replace ``data.ids`` by the frozen bottom's cached states (``train_layers`` set and
-    ``layer_cache`` not ``off``); nothing to do otherwise."""
-    if config.train_layers is None or config.layer_cache == "off":
-        return
-    from .layer_cache import frozen_states
-
-    tag = f"{config.backbone}|{type(tokenizer).__name__}|{len(tokenizer)}|{config.max_length}"
-    encoder.to(device)
-    data.ids = {s: frozen_states(encoder, ids, tag, config.layer_cache, batch_size=2 * config.batch_size,
-                                 device=device, progress=progress)
-                for s, ids in data.ids.items()}
 
 
 def param_groups(model: torch.nn.Module, config: Config) -> list[dict]:
@@ -336,77 +106,6 @@ def supervised_loss_fn(config: Config, class_counts=None, n_train: int | None = 
         counts = torch.as_tensor(np.asarray(class_counts), dtype=torch.float32)
         return lambda x, y: db_loss(x, y, counts.to(x.device), n_train)
     return lambda x, y: asymmetric_loss(x, y, config.asl_gamma_pos, config.asl_gamma_neg, config.asl_margin)
-
-
-def load_weights(path: str | Path, what: str = "weights", map_location="cpu", weights_only: bool | None = None):
-    """``torch.load`` of a run file; a missing, empty, truncated or corrupt file is a
-    :class:`RunFolderError` naming it."""
-    path = Path(path)
-    if not path.exists():
-        raise FileNotFoundError(f"no {what} at {path}")
-    if path.stat().st_size == 0:
-        raise RunFolderError(f"{path} is empty ({what}; a write was cut short); train that run again "
-                             "(abalone train --restart)")
-    try:
-        if weights_only is None:
-            return torch.load(path, map_location=map_location)
-        return torch.load(path, map_location=map_location, weights_only=weights_only)
-    except Exception as err:  # noqa: BLE001 - any unpickling failure means a damaged file
-        reason = str(err).splitlines()[0] if str(err) else type(err).__name__
-        raise RunFolderError(f"{path} is unreadable ({what}, truncated or corrupt: {reason[:120]}); train that "
-                             "run again (abalone train --restart)") from None
-
-
-def load_encoder_state(path: str | Path) -> dict:
-    """Encoder weights from a contrastive run directory (its selected candidate) or a file."""
-    path = Path(path)
-    if path.is_dir():
-        metrics = path / "metrics.json"
-        if not metrics.exists():
-            raise FileNotFoundError(f"{path} has no metrics.json: finish (or resume) that contrastive run first")
-        chosen = read_metrics(path).get("selected_candidate", "last")
-        path = path / f"encoder_{chosen}.pt"
-    if not path.exists():
-        raise FileNotFoundError(f"no encoder weights at {path}")
-    return load_weights(path, "encoder weights")
-
-
-def load_run_encoder(run_dir):
-    """Rebuild the encoder of a finished run, projection head discarded.
-
-    Contrastive runs load their selected candidate, supervised runs the encoder part of
-    ``model_best.pt`` (on top of ``init_from`` for fine-tuning), ``frozen`` runs the
-    pre-trained backbone.
-
-    Returns:
-        (encoder, tokenizer, config)
-    """
-    run_dir = Path(run_dir)
-    if not run_dir.is_dir():
-        raise FileNotFoundError(f"run folder {run_dir} does not exist: give the --output folder of `abalone train`")
-    if not (run_dir / "metrics.json").exists():
-        raise FileNotFoundError(f"{run_dir} has no metrics.json: train (or resume) it first")
-    search = read_metrics(run_dir).get("lr_head_search")
-    if search:  # a head learning-rate grid: the selected run
-        run_dir = run_dir / search["selected_run"]
-    if not (run_dir / "config.yaml").exists():
-        raise FileNotFoundError(f"{run_dir} has no config.yaml: it is not a finished run folder")
-    cfg = Config.from_file(run_dir / "config.yaml")
-    if cfg.objective == TFIDF:
-        raise ValueError(f"{run_dir} is a tfidf-linear run: it has no encoder to embed with")
-    encoder, tokenizer = build_encoder(cfg)
-    if cfg.contrastive:
-        encoder.load_state_dict(load_encoder_state(run_dir))
-    elif cfg.objective != "frozen":
-        if cfg.init_from:
-            encoder.load_state_dict(load_encoder_state(cfg.init_from))
-        state = load_weights(run_dir / "model_best.pt", "classifier weights")
-        body = {k[len("encoder."):]: v for k, v in state.items() if k.startswith("encoder.")}
-        missing, unexpected = encoder.load_state_dict(body, strict=False)
-        if unexpected or any(not k.startswith("head.") for k in missing):
-            raise RunFolderError(f"{run_dir}/model_best.pt does not match the encoder of its config.yaml; train "
-                                 "that run again (abalone train --restart)")
-    return encoder.eval(), tokenizer, cfg
 
 
 # --------------------------------------------------------------------------- #

@@ -79,7 +79,8 @@ from abalone_core.config import Config
 from abalone_core.data import load_dataset
 from abalone_core.evaluate import embed
 from abalone_core.metrics import frequency_groups
-from abalone_core.train import build_encoder, resolve_device
+from abalone_core.devices import resolve_device
+from abalone_core.encoders import build_encoder
 
 train = load_dataset(dataset).split("train")
 labelled = np.flatnonzero(train.labels.any(axis=1))

@@ -80,10 +80,7 @@ from abalone_core.config import Config
 from abalone_core.metrics import frequency_groups
 from abalone_core.per_label import per_label_frame, support
 
-try:
-    from abalone_core.runs import load_run_dataset
-except ImportError:  # older versions of the package keep it in abalone_core.train
-    from abalone_core.train import load_run_dataset
+from abalone_core.run_data import load_run_dataset
 
 chapter = nb.chapter(profile, runs_dir, dataset=dataset, backbone=backbone, max_steps=max_steps, seed=seed,
                      device=device)  # setup(), the run folder, the settings every run of the chapter shares

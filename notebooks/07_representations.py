@@ -74,10 +74,7 @@ from abalone_core import sweep as sw
 from abalone_core.metrics import example_labels
 from abalone_core.per_label import support
 
-try:
-    from abalone_core.runs import load_run_dataset
-except ImportError:  # older versions of the package keep it in abalone_core.train
-    from abalone_core.train import load_run_dataset
+from abalone_core.run_data import load_run_dataset
 
 chapter = nb.chapter(profile, runs_dir, dataset=dataset, backbone=backbone, max_steps=max_steps, seed=seed,
                      device=device)  # setup(), the run folder, the settings every run of the chapter shares

@@ -294,10 +294,7 @@ from abalone_core.config import Config
 from abalone_core.per_label import per_label_frame, support
 from abalone_core.sweep.tables import finished
 
-try:
-    from abalone_core.train import load_run_dataset
-except ImportError:  # the run lifecycle lives in its own module
-    from abalone_core.runs import load_run_dataset
+from abalone_core.run_data import load_run_dataset
 
 
 def mean_per_label(path, dataset: str, objective: str) -> dict | None:

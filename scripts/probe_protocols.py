@@ -70,7 +70,9 @@ def encoder_embeddings(config: Config, state_path: Path | None = None) -> dict:
     import torch
 
     from abalone_core.evaluate import embed
-    from abalone_core.train import build_encoder, deterministic_mode, prepare_data, seed_everything
+    from abalone_core.devices import deterministic_mode, seed_everything
+    from abalone_core.encoders import build_encoder
+    from abalone_core.run_data import prepare_data
 
     seed_everything(config.seed)
     with deterministic_mode():

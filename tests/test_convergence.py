@@ -6,7 +6,7 @@ import pytest
 
 from abalone_core.convergence import convergence
 from abalone_core.runs import run
-from abalone_core.train import load_run_encoder
+from abalone_core.encoders import load_run_encoder
 
 
 def hist(values, key="val_loss", total=100):

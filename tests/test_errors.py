@@ -459,7 +459,7 @@ def test_mistake_is_one_clear_line(name, ctx, capsys, monkeypatch):
         case.setup(*(ctx, monkeypatch)[:case.setup.__code__.co_argcount])
     # Work that must not start: embedding for --out into a missing folder.
     if name == "embed/out-folder-missing":
-        monkeypatch.setattr("abalone_core.train.load_run_encoder",
+        monkeypatch.setattr("abalone_core.encoders.load_run_encoder",
                             lambda *a, **k: pytest.fail("the encoder was loaded before --out was checked"))
     before = snapshot(ctx.tmp)
     started = time.perf_counter()

@@ -8,7 +8,8 @@ import torch
 
 from abalone_core.config import CONTRASTIVE, OBJECTIVES, TFIDF, Config
 from abalone_core.runs import run
-from abalone_core.train import Interrupted, Trainer, param_groups
+from abalone_core.errors import Interrupted
+from abalone_core.train import Trainer, param_groups
 
 
 def read_history(path):
@@ -155,7 +156,7 @@ def test_token_cache_is_safe_for_concurrent_runs(tiny_config, tmp_path):
     import threading
 
     from abalone_core.model import load_backbone
-    from abalone_core.train import _cached_tokens
+    from abalone_core.run_data import _cached_tokens
 
     config = tiny_config()
     _, tokenizer = load_backbone(config.backbone)
@@ -207,7 +208,7 @@ def test_allow_changes_names_only_optimisation_settings(tiny_config):
 
 
 def test_no_step_is_applied_and_no_weights_written_after_a_non_finite_loss(tiny_config, monkeypatch):
-    from abalone_core.train import NonFiniteLoss
+    from abalone_core.errors import NonFiniteLoss
 
     cfg = tiny_config(objective="bce", max_steps=4, save_every=1)
     original = Trainer._loss
@@ -257,7 +258,7 @@ def test_hardware_names_the_gpu_of_the_configured_index(monkeypatch):
 def test_max_length_is_checked_against_the_backbone(tiny_config):
     from transformers import RobertaConfig, RobertaModel
 
-    from abalone_core.train import max_positions
+    from abalone_core.encoders import max_positions
 
     roberta = RobertaModel(RobertaConfig(vocab_size=20, hidden_size=8, num_hidden_layers=1, num_attention_heads=2,
                                          intermediate_size=16, max_position_embeddings=34))
@@ -268,7 +269,7 @@ def test_max_length_is_checked_against_the_backbone(tiny_config):
 
 
 def test_backbone_checks_fail_fast_offline(monkeypatch, tmp_path):
-    from abalone_core.train import check_backbone
+    from abalone_core.encoders import check_backbone
 
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     with pytest.raises(ValueError, match="HF_HUB_OFFLINE=1"):
@@ -307,7 +308,7 @@ def test_history_lines_are_whole_after_resume(tiny_config, monkeypatch):
 def test_a_run_leaves_the_process_deterministic_setting_as_it_was(tiny_config, monkeypatch):
     """Deterministic algorithms are on while a run trains and evaluates, and the kernel's own
     setting (and cuDNN's flags) are back afterwards, also after a run that raises."""
-    from abalone_core.train import deterministic_mode
+    from abalone_core.devices import deterministic_mode
 
     seen = []
     original = Trainer._step

@@ -1,0 +1,172 @@
+"""The encoder of a run: its backbone checked before any download (:func:`check_backbone`),
+built with its tokenizer (:func:`build_encoder`), the frozen bottom's states cached
+(:func:`cache_frozen_layers`), and the weights a finished run saved read back
+(:func:`load_weights`, :func:`load_run_encoder`). Used by :mod:`abalone_core.train`,
+:mod:`abalone_core.runs`, the command line and the chapters that embed documents.
+"""
+from __future__ import annotations
+
+import os
+import re
+from pathlib import Path
+
+import torch
+
+from .config import TFIDF, Config
+from .errors import RunFolderError
+from .evaluate import read_metrics
+from .model import MINILM, TextEncoder, load_backbone
+from .run_data import Data
+
+
+HUB_ID = re.compile(r"[A-Za-z0-9][\w.-]*(/[A-Za-z0-9][\w.-]*)?")
+
+
+def _hub_offline() -> bool:
+    return any(os.environ.get(v, "").strip().lower() in ("1", "true", "yes", "on")
+               for v in ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE"))
+
+
+def check_backbone(name: str) -> None:
+    """Fail fast on a backbone that cannot load: a missing folder, a name that is no Hub id,
+    or a Hub id absent from the local cache while the Hub is off (``HF_HUB_OFFLINE=1``),
+    instead of minutes of download retries. A Hub id with the Hub on is left to
+    ``from_pretrained``."""
+    if name == MINILM:
+        return
+    folder = Path(name).expanduser()
+    if folder.exists():
+        if not folder.is_dir():
+            raise ValueError(f"backbone={name!r} is a file; give a model folder (with config.json) or a Hub id")
+        if not (folder / "config.json").exists():
+            raise ValueError(f"backbone folder {folder} has no config.json: it is not a saved transformers "
+                             "model (save one with model.save_pretrained(folder) and tokenizer.save_pretrained(folder))")
+        return
+    hint = "the offline default is backbone=minilm"
+    if name.startswith((".", "/", "~")) or "\\" in name or HUB_ID.fullmatch(name) is None:
+        raise ValueError(f"backbone={name!r}: no such folder, and it is not a Hugging Face Hub id "
+                         f"(owner/name); give an existing model folder or a Hub id ({hint})")
+    if _hub_offline():
+        try:
+            from huggingface_hub import try_to_load_from_cache
+
+            cached = try_to_load_from_cache(name, "config.json")
+        except Exception:  # noqa: BLE001 - an unusual cache layout: let from_pretrained decide
+            return
+        if not isinstance(cached, str):
+            raise ValueError(f"backbone={name!r} is not a local folder, and with HF_HUB_OFFLINE=1 it must be in the "
+                             f"Hub cache, where it is not; on a machine with the Hub run `hf download {name}` (or "
+                             f"unset HF_HUB_OFFLINE), or give a local folder ({hint})")
+
+
+def max_positions(backbone) -> int | None:
+    """Longest input, in tokens, that a backbone's position embeddings allow (None if unknown).
+    RoBERTa-style models reserve ``padding_idx + 1`` positions."""
+    positions = getattr(getattr(backbone, "config", None), "max_position_embeddings", None)
+    if not isinstance(positions, int) or positions <= 0:
+        return None
+    padding_idx = getattr(getattr(backbone, "embeddings", None), "padding_idx", None)
+    return positions - (padding_idx + 1 if isinstance(padding_idx, int) else 0)
+
+
+def build_encoder(config: Config) -> tuple[TextEncoder, object]:
+    """The encoder and tokenizer of a configuration; ``max_length`` above the backbone's
+    position embeddings is refused here, before any data is tokenised."""
+    check_backbone(config.backbone)
+    backbone, tokenizer = load_backbone(config.backbone, dropout=config.dropout)
+    limit = max_positions(backbone)
+    if limit is not None and config.max_length > limit:
+        raise ValueError(f"max_length={config.max_length} is above the {limit} positions of backbone "
+                         f"{config.backbone!r}; set max_length to {limit} or less")
+    encoder = TextEncoder(backbone, pooling=config.pooling, dim=config.proj_dim, train_layers=config.train_layers)
+    return encoder, tokenizer
+
+
+def cache_frozen_layers(config: Config, encoder: TextEncoder, tokenizer, data: "Data", device,
+                        progress: bool = True) -> None:
+    """Replace ``data.ids`` by the frozen bottom's cached states (``train_layers`` set and
+    ``layer_cache`` not ``off``); nothing to do otherwise."""
+    if config.train_layers is None or config.layer_cache == "off":
+        return
+    from .layer_cache import frozen_states
+
+    tag = f"{config.backbone}|{type(tokenizer).__name__}|{len(tokenizer)}|{config.max_length}"
+    encoder.to(device)
+    data.ids = {s: frozen_states(encoder, ids, tag, config.layer_cache, batch_size=2 * config.batch_size,
+                                 device=device, progress=progress)
+                for s, ids in data.ids.items()}
+
+
+def load_weights(path: str | Path, what: str = "weights", map_location="cpu", weights_only: bool | None = None):
+    """``torch.load`` of a run file; a missing, empty, truncated or corrupt file is a
+    :class:`RunFolderError` naming it."""
+    path = Path(path)
+    if not path.exists():
+        raise FileNotFoundError(f"no {what} at {path}")
+    if path.stat().st_size == 0:
+        raise RunFolderError(f"{path} is empty ({what}; a write was cut short); train that run again "
+                             "(abalone train --restart)")
+    try:
+        if weights_only is None:
+            return torch.load(path, map_location=map_location)
+        return torch.load(path, map_location=map_location, weights_only=weights_only)
+    except Exception as err:  # noqa: BLE001 - any unpickling failure means a damaged file
+        reason = str(err).splitlines()[0] if str(err) else type(err).__name__
+        raise RunFolderError(f"{path} is unreadable ({what}, truncated or corrupt: {reason[:120]}); train that "
+                             "run again (abalone train --restart)") from None
+
+
+def load_encoder_state(path: str | Path) -> dict:
+    """Encoder weights from a contrastive run directory (its selected candidate) or a file."""
+    path = Path(path)
+    if path.is_dir():
+        metrics = path / "metrics.json"
+        if not metrics.exists():
+            raise FileNotFoundError(f"{path} has no metrics.json: finish (or resume) that contrastive run first")
+        chosen = read_metrics(path).get("selected_candidate", "last")
+        path = path / f"encoder_{chosen}.pt"
+    if not path.exists():
+        raise FileNotFoundError(f"no encoder weights at {path}")
+    return load_weights(path, "encoder weights")
+
+
+def load_run_encoder(run_dir):
+    """Rebuild the encoder of a finished run, projection head discarded.
+
+    Contrastive runs load their selected candidate, supervised runs the encoder part of
+    ``model_best.pt`` (on top of ``init_from`` for fine-tuning), ``frozen`` runs the
+    pre-trained backbone.
+
+    Returns:
+        (encoder, tokenizer, config)
+    """
+    run_dir = Path(run_dir)
+    if not run_dir.is_dir():
+        raise FileNotFoundError(f"run folder {run_dir} does not exist: give the --output folder of `abalone train`")
+    if not (run_dir / "metrics.json").exists():
+        raise FileNotFoundError(f"{run_dir} has no metrics.json: train (or resume) it first")
+    search = read_metrics(run_dir).get("lr_head_search")
+    if search:  # a head learning-rate grid: the selected run
+        run_dir = run_dir / search["selected_run"]
+    if not (run_dir / "config.yaml").exists():
+        raise FileNotFoundError(f"{run_dir} has no config.yaml: it is not a finished run folder")
+    cfg = Config.from_file(run_dir / "config.yaml")
+    if cfg.objective == TFIDF:
+        raise ValueError(f"{run_dir} is a tfidf-linear run: it has no encoder to embed with")
+    encoder, tokenizer = build_encoder(cfg)
+    if cfg.contrastive:
+        encoder.load_state_dict(load_encoder_state(run_dir))
+    elif cfg.objective != "frozen":
+        if cfg.init_from:
+            encoder.load_state_dict(load_encoder_state(cfg.init_from))
+        state = load_weights(run_dir / "model_best.pt", "classifier weights")
+        body = {k[len("encoder."):]: v for k, v in state.items() if k.startswith("encoder.")}
+        missing, unexpected = encoder.load_state_dict(body, strict=False)
+        if unexpected or any(not k.startswith("head.") for k in missing):
+            raise RunFolderError(f"{run_dir}/model_best.pt does not match the encoder of its config.yaml; train "
+                                 "that run again (abalone train --restart)")
+    return encoder.eval(), tokenizer, cfg
+
+
+__all__ = ["check_backbone", "max_positions", "build_encoder", "cache_frozen_layers", "load_weights",
+           "load_encoder_state", "load_run_encoder"]
