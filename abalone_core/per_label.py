@@ -8,7 +8,6 @@ about the loss. Chapters 5 to 8 show these tables so that such labels are visibl
 """
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import numpy as np
@@ -83,28 +82,29 @@ def grid_records(path, dataset: str | None = None, objectives=None) -> list[dict
     Args:
         path: the grid's ``runs.jsonl`` (a missing file gives no run: the grid may not have
             started).
-        dataset: keep the runs of this dataset only (None: all).
-        objectives: keep the runs of these objectives only (None: all).
+        dataset: keep the runs of this dataset only (its label in the sweep tables; None: all).
+        objectives: keep the runs of these rows only (the grid's ``objective`` parameter, so
+            ``msc-ft`` is its own row; None: all).
     Returns:
-        list of the ``metrics`` records of the lines whose ``status`` is ``done`` (a line
-        without a status counts as done), in file order.
+        list of the ``metrics`` records of the finished runs (read with
+        :func:`abalone_core.sweep.tables.finished`), in file order.
     """
+    from .sweep.tables import finished, labelled
+
     path = Path(path)
     if not path.is_file():
         return []
+    recs = finished(path)
     out = []
-    for line in path.read_text().splitlines():
-        if not line.strip():
+    for params, metrics in zip(recs["parameters"], recs["metrics"]):
+        params = labelled(params or {})
+        if not metrics or "test" not in metrics:
             continue
-        row = json.loads(line)
-        m = row.get("metrics") or {}
-        if row.get("status", "done") != "done" or "test" not in m:
+        if dataset is not None and params.get("dataset") != dataset:
             continue
-        if dataset is not None and m.get("dataset", (m.get("config") or {}).get("dataset")) != dataset:
+        if objectives is not None and params.get("objective") not in objectives:
             continue
-        if objectives is not None and m.get("objective") not in objectives:
-            continue
-        out.append(m)
+        out.append(metrics)
     return out
 
 

@@ -68,7 +68,7 @@ import numpy as np
 import pandas as pd
 from IPython.display import Markdown, display
 
-from abalone_core import analysis, plots
+from abalone_core import analysis, maps, plots
 from abalone_core import notebook as nb
 from abalone_core import sweep as sw
 from abalone_core.metrics import example_labels
@@ -200,7 +200,7 @@ for o, e in emb.items():
         except ValueError as err:  # e.g. as many combinations as documents on a small test split
             print(f"{runs[o]}, share {share}: skipped ({err})")
 curve = pd.concat(parts)
-fig = plots.color_by_loss(plots.clustering_curves(curve, by="loss",
+fig = plots.color_by_loss(maps.clustering_curves(curve, by="loss",
                                                   title="Demonstration: clustering quality against the share kept"))
 fig.update_yaxes(title_text="silhouette (cosine)", col=1).update_yaxes(title_text="Davies-Bouldin index", col=2).show()
 
@@ -314,7 +314,7 @@ display(Markdown(
 # encoder, to the next. This last point matters when maps of several encoders are laid side by
 # side, because their axes have no common meaning. Two things help. The same documents are placed
 # in every panel, on one fixed axis range, and each map is rotated (or reflected) onto the first
-# by an orthogonal Procrustes fit {cite:p}`schonemann1966procrustes` (`plots.align_to`). The
+# by an orthogonal Procrustes fit {cite:p}`schonemann1966procrustes` (`maps.align_to`). The
 # rotation removes the arbitrary orientation without changing any distance inside a map. It does
 # not make the coordinates comparable: "up" in one panel is still not the same thing as "up" in
 # another. Documents without labels are hidden, and all labelled documents not carrying one of
@@ -322,7 +322,7 @@ display(Markdown(
 
 # %%
 labelled_maps = {runs[o]: analysis.project_umap(e["x"], n_neighbors=umap_neighbors, seed=seed) for o, e in emb.items()}
-fig = plots.umap_panels(labelled_maps, first["y"], chosen=list(chosen.values()), names=names,
+fig = maps.umap_panels(labelled_maps, first["y"], chosen=list(chosen.values()), names=names,
                         groups=label_support["group"].to_numpy(), unlabelled="hide",
                         title="Demonstration: the same test documents under each encoder (maps rotated onto the first)")
 fig.show()
@@ -375,7 +375,7 @@ display(solution1.groupby(["metric", "share"])[["classes", "documents"]].first()
 x_msc = emb["msc"]["x"]
 neighbour_maps = {f"{k} neighbours": analysis.project_umap(x_msc, n_neighbors=k, seed=seed)
                   for k in (umap_neighbors, 5, 50) if k < len(x_msc)}
-plots.umap_panels(neighbour_maps, first["y"], chosen=list(chosen.values()), names=names,
+maps.umap_panels(neighbour_maps, first["y"], chosen=list(chosen.values()), names=names,
                   groups=label_support["group"].to_numpy(), title="L_MSC with three neighbourhood sizes").show()
 # What to look for: with few neighbours each document's graph only links it to its closest documents, so a
 # label's documents tend to fall apart into small islands; with many neighbours the graph links wider regions,

@@ -219,12 +219,8 @@ if "cpu_converged" in runs:
 # %%
 for name, part in runs.items():
     names = {o: nb.row_name(o) for o in part["objective"].unique()}
-    fig = plots.seed_scores(part, metrics=("micro_f1", "macro_f1"), names=names,
-                            title=f"{name}: test F1 over seeds")
-    for trace in fig.data:  # one colour per loss across the book
-        if trace.type == "bar":
-            trace.marker.color = [plots.loss_color(x) or "#c6dbef" for x in trace.x]
-    fig.show()
+    plots.seed_scores(part, metrics=("micro_f1", "macro_f1"), names=names,
+                      title=f"{name}: test F1 over seeds").show()
 
 # %% [markdown]
 # ## The paper's claims, judged on paired seeds
@@ -291,27 +287,14 @@ for name, claims in verdicts.items():
 
 # %% tags=["hide-input"]
 from abalone_core.config import Config
-from abalone_core.per_label import per_label_frame, support
-from abalone_core.sweep.tables import finished
-
+from abalone_core.per_label import grid_records, mean_over_seeds, per_label_frame, support
 from abalone_core.run_data import load_run_dataset
-
-
-def mean_per_label(path, dataset: str, objective: str) -> dict | None:
-    """Mean test per-label F1 over the seeds of one row of a grid, as a metrics-like record."""
-    recs = finished(path)
-    picked = [m for p, m in zip(recs["parameters"], recs["metrics"])
-              if p.get("dataset") == dataset and p.get("objective") == objective and m]
-    if not picked:
-        return None
-    return {"label_names": picked[0]["label_names"],
-            "test": {"per_label_f1": np.mean([m["test"]["per_label_f1"] for m in picked], axis=0).tolist()}}
-
 
 per_label = {}
 if "cpu_converged" in runs:
     for dataset in runs["cpu_converged"]["dataset"].unique():
-        rows = {nb.row_name(o): mean_per_label(paths["cpu_converged"], dataset, o) for o in ("base", "msc", "bce")}
+        rows = {nb.row_name(o): mean_over_seeds(grid_records(paths["cpu_converged"], dataset, objectives=(o,)))
+                for o in ("base", "msc", "bce")}
         rows = {k: v for k, v in rows.items() if v is not None}
         if not rows:
             continue
@@ -329,9 +312,9 @@ lines = []
 for dataset, table in per_label.items():
     empty = table[table["test docs"] == 0]
     few = table[(table["test docs"] > 0) & (table["test docs"] < 5)]
-    lines.append(f"- {dataset}: {len(table)} labels; {len(empty)} have no test document"
-                 + (f" ({', '.join(empty.index[:6])}{', ...' if len(empty) > 6 else ''})" if len(empty) else "")
-                 + f", and {len(few)} have fewer than five.")
+    lines.append(f"- {dataset}: {len(table)} labels; {len(empty)} {'has' if len(empty) == 1 else 'have'} no test "
+                 "document" + (f" ({', '.join(empty.index[:6])}{', ...' if len(empty) > 6 else ''})" if len(empty) else "")
+                 + f", and {len(few)} {'has' if len(few) == 1 else 'have'} fewer than five.")
 if lines:
     display(Markdown("\n".join(lines)))
 

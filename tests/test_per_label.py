@@ -40,12 +40,14 @@ def test_grid_records_keeps_finished_runs_of_the_asked_rows(tmp_path):
     import json
 
     def line(objective, data, status="done"):
-        return json.dumps({"status": status, "metrics": {"objective": objective, "dataset": data,
-                                                         "label_names": ["a"], "test": {"per_label_f1": [1.0]}}})
+        return json.dumps({"status": status, "parameters": {"objective": objective, "dataset": data, "seed": 0},
+                           "metrics": {"objective": objective, "dataset": data,
+                                       "label_names": ["a"], "test": {"per_label_f1": [1.0]}}})
     path = tmp_path / "runs.jsonl"
     path.write_text("\n".join([line("msc", "disaster"), line("base", "disaster"), line("msc", "foldoc"),
-                               line("msc", "disaster", status="failed"), ""]))
-    assert [m["objective"] for m in grid_records(path, "disaster")] == ["msc", "base"]
+                               line("msc", "disaster", status="failed"), line("msc-ft", "disaster"), ""]))
+    assert [m["objective"] for m in grid_records(path, "disaster")] == ["msc", "base", "msc-ft"]
+    assert len(grid_records(path, "disaster", objectives=("msc-ft",))) == 1  # the grid's row, not the loss
     assert [m["dataset"] for m in grid_records(path, objectives=("msc",))] == ["disaster", "foldoc"]
     assert grid_records(tmp_path / "missing.jsonl") == []
 

@@ -3,7 +3,7 @@ import pandas as pd
 import plotly.graph_objects as go
 import pytest
 
-from abalone_core import analysis, plots
+from abalone_core import analysis, maps, plots
 from abalone_core.metrics import frequency_groups
 
 
@@ -99,20 +99,20 @@ def test_clustering_curves():
     frame = pd.DataFrame({"loss": ["base"] * 3 + ["msc"] * 3, "share": [0.1, 0.5, 1.0] * 2,
                           "silhouette": [0.1, 0.2, 0.3, 0.2, 0.3, 0.4],
                           "davies_bouldin": [2.0, 2.1, 2.2, 1.9, 2.0, 2.1]})
-    fig = plots.clustering_curves(frame)
+    fig = maps.clustering_curves(frame)
     assert len(fig.data) == 4
     assert list(fig.data[0].x) == [10.0, 50.0, 100.0]
-    assert len(plots.clustering_curves(frame[frame["loss"] == "msc"].drop(columns="loss")).data) == 2
+    assert len(maps.clustering_curves(frame[frame["loss"] == "msc"].drop(columns="loss")).data) == 2
 
 
 def test_umap_scatter():
     xy = np.random.default_rng(0).normal(size=(12, 2))
     color = np.array(["head", "tail", "medium"] * 4)
-    fig = plots.umap_scatter(xy, color, hover=[f"doc {i}" for i in range(12)])
+    fig = maps.umap_scatter(xy, color, hover=[f"doc {i}" for i in range(12)])
     assert len(fig.data) == 3 and [t.name for t in fig.data] == ["head", "medium", "tail"]
     assert sum(len(t.x) for t in fig.data) == 12
     with pytest.raises(ValueError, match="xy must be"):
-        plots.umap_scatter(xy[:, :1], color)
+        maps.umap_scatter(xy[:, :1], color)
 
 
 def test_training_curves():
@@ -133,6 +133,7 @@ def test_seed_scores():
     bar = fig.data[0]
     assert list(bar.x) == ["L_MSC", "bce"]
     assert bar.y.tolist() == [2.0, 3.0]  # msc on dataset a: mean of 0, 2, 4
+    assert list(bar.marker.color) == [plots.LOSS_COLORS["L_MSC"], "#c6dbef"]  # a loss's colour; others neutral
     assert len(fig.data[1].y) == 6
     with pytest.raises(ValueError, match="needs columns"):
         plots.seed_scores(frame, metrics=("hamming",))
@@ -216,9 +217,9 @@ def test_align_to_undoes_a_rotation_and_a_reflection():
     theta = 1.1
     rot = np.array([[np.cos(theta), -np.sin(theta)], [np.sin(theta), np.cos(theta)]]) @ np.diag([1, -1])
     moved = ref @ rot + np.array([5.0, -3.0])
-    assert np.allclose(plots.align_to(moved, ref), ref, atol=1e-9)
+    assert np.allclose(maps.align_to(moved, ref), ref, atol=1e-9)
     with pytest.raises(ValueError, match="must both be"):
-        plots.align_to(moved[:, :1], ref)
+        maps.align_to(moved[:, :1], ref)
 
 
 def test_umap_panels_same_documents_same_range_unlabelled_hidden():
@@ -226,8 +227,8 @@ def test_umap_panels_same_documents_same_range_unlabelled_hidden():
     y = (rng.random((40, 6)) < 0.3).astype(int)
     y[:5] = 0                                                   # five documents without labels
     ref = rng.normal(size=(40, 2))
-    maps = {"L_MLM": ref, "L_MSC": ref @ np.array([[0.0, 1.0], [-1.0, 0.0]]) * 1.0 + 10}
-    fig = plots.umap_panels(maps, y, chosen=[0, 3], names=[f"l{i}" for i in range(6)])
+    encoders = {"L_MLM": ref, "L_MSC": ref @ np.array([[0.0, 1.0], [-1.0, 0.0]]) * 1.0 + 10}
+    fig = maps.umap_panels(encoders, y, chosen=[0, 3], names=[f"l{i}" for i in range(6)])
     per_panel = len(fig.data) // 2
     assert per_panel == 1 + 2                                   # other labels + two chosen labels
     shown = sum(len(t.x) for t in fig.data[:per_panel] if t.name == "other labels")
@@ -236,9 +237,9 @@ def test_umap_panels_same_documents_same_range_unlabelled_hidden():
     # aligned: the rotated copy lands on the reference; one range for every panel
     assert np.allclose(fig.data[per_panel + 1].x, fig.data[1].x)
     assert fig.layout.xaxis.range == fig.layout.xaxis2.range
-    grey = plots.umap_panels(maps, y, chosen=[0], unlabelled="grey")
+    grey = maps.umap_panels(encoders, y, chosen=[0], unlabelled="grey")
     assert grey.data[0].name == "no label" and len(grey.data[0].x) == int((~y.any(axis=1)).sum()) >= 5
     with pytest.raises(ValueError, match="expected"):
-        plots.umap_panels({"a": ref[:10]}, y, chosen=[0])
+        maps.umap_panels({"a": ref[:10]}, y, chosen=[0])
     with pytest.raises(ValueError, match="unlabelled"):
-        plots.umap_panels(maps, y, chosen=[0], unlabelled="drop")
+        maps.umap_panels(encoders, y, chosen=[0], unlabelled="drop")
