@@ -314,10 +314,11 @@ pd.DataFrame({names[o]: {"steps": int(m["steps"]), "training seconds": round(m["
 # once.
 #
 # The converged grid keeps only the lowest-validation-loss encoder (`candidates: [best_val_loss]`).
-# Over 400 steps with a cosine schedule the three candidates are usually the same encoder or nearly
-# so, and each extra candidate costs a linear evaluation on the whole splits, about as long as the
-# training itself on a CPU. The validation loss is the natural single choice: it is the
-# quantity the run actually optimises, measured on documents the encoder was not trained on.
+# Each extra candidate costs a linear evaluation on the whole splits, about as long as the training
+# itself on a CPU, so the grid saves two per run. The validation loss is the natural single choice:
+# it is the quantity the run optimises, measured on documents the encoder was not trained on, and
+# unlike the training loss it is not biased by a queue that is still filling (see the curves
+# below).
 
 # %% tags=["hide-input"]
 candidates = pd.DataFrame([{"run": names[o], "candidate": c, "validation micro-F1": v["validation_micro_f1"],
