@@ -116,17 +116,32 @@ def multilabel_scores(y_true, y_pred) -> dict:
     if y_true.shape != y_pred.shape:
         raise ValueError(f"y_true {y_true.shape} and y_pred {y_pred.shape} must have the same shape")
     return {
-        "micro_f1": 100.0 * f1_score(y_true, y_pred, average="micro", zero_division=0),
-        "macro_f1": 100.0 * f1_score(y_true, y_pred, average="macro", zero_division=0),
+        "micro_f1": 100.0 * f1_score(*_columns(y_true, y_pred), average="micro", zero_division=0,
+                                     labels=_positive(y_true)),
+        "macro_f1": 100.0 * f1_score(*_columns(y_true, y_pred), average="macro", zero_division=0,
+                                     labels=_positive(y_true)),
         "hamming": 1000.0 * hamming_loss(y_true, y_pred),
     }
+
+
+def _positive(y_true: np.ndarray):
+    """``labels=[1]`` for one label column (only the positive class is a label), else None."""
+    return [1] if y_true.shape[1] == 1 else None
+
+
+def _columns(y_true: np.ndarray, y_pred: np.ndarray):
+    """Arguments of scikit-learn's ``f1_score`` that keep the multi-label meaning for one label too:
+    scikit-learn reads an (N, 1) matrix as a binary target and would also score the negatives."""
+    if y_true.shape[1] == 1:
+        return y_true.ravel(), y_pred.ravel()
+    return y_true, y_pred
 
 
 def per_label_f1(y_true, y_pred) -> np.ndarray:
     """(L,) F1 of each label in percent (0 where a label is never true nor predicted)."""
     y_true = _as_binary(y_true, "y_true")
     y_pred = _as_binary(y_pred, "y_pred")
-    return 100.0 * f1_score(y_true, y_pred, average=None, zero_division=0)
+    return 100.0 * f1_score(*_columns(y_true, y_pred), average=None, zero_division=0, labels=_positive(y_true))
 
 
 def grouped_f1(y_true, y_pred, train_label_counts) -> dict:

@@ -17,6 +17,18 @@ def test_scores_match_sklearn_in_paper_units(seed):
     np.testing.assert_allclose(per_label_f1(y, p), 100 * f1_score(y, p, average=None, zero_division=0))
 
 
+def test_one_label_is_scored_on_its_positives_only():
+    """scikit-learn reads an (N, 1) matrix as a binary target; a single label must still score
+    the F1 of that label, not count the documents without it as a second class."""
+    y_true = np.array([[1], [0], [0], [0]])
+    y_pred = np.array([[1], [1], [0], [0]])
+    s = multilabel_scores(y_true, y_pred)
+    assert s["micro_f1"] == pytest.approx(100 * 2 / 3) and s["macro_f1"] == pytest.approx(100 * 2 / 3)
+    assert per_label_f1(y_true, y_pred).tolist() == pytest.approx([100 * 2 / 3])
+    two = multilabel_scores(np.hstack([y_true, y_true]), np.hstack([y_pred, y_pred]))
+    assert two["micro_f1"] == pytest.approx(s["micro_f1"])  # the same label twice: the same F1
+
+
 def test_frequency_groups_are_thirds_by_training_count():
     counts = np.array([5, 100, 1, 50, 7, 3, 9])  # 7 labels -> 3 head, 2 medium, 2 tail
     g = frequency_groups(counts)
