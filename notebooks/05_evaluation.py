@@ -313,9 +313,11 @@ fig.show()
 # row. Only runs of this one experiment are averaged: the demonstration above and the short
 # `sweep_cpu` grid have other budgets and never enter these means.
 #
-# The grid fills as runs finish. Each cell is the mean ± standard deviation over the finished
-# seeds, `seeds` counts them and `converged` counts those that passed the convergence rule. A row
-# with a single seed shows its value without a spread; a row with none says *not finished*.
+# The grid fills as runs finish. Each cell is the mean over the finished seeds ± the half-width of
+# its 95 % Student-t interval, with the number of seeds in brackets (chapter 8 explains the
+# interval); `seeds` counts them again and `converged` counts those that passed the convergence
+# rule. A row with a single seed shows its value without an interval; a row with none says
+# *not finished*.
 
 # %% tags=["hide-input"]
 grid_file = nb.results_dir(None) / "cpu_converged" / "runs.jsonl"
@@ -324,7 +326,7 @@ datasets = ["disaster", "foldoc"]
 runs_table = sw.records_table(grid_file) if grid_file.exists() else pd.DataFrame()
 
 
-def grid_table(d, columns, stat="text"):
+def grid_table(d, columns, stat="interval"):
     """The contrastive rows of dataset d (paper's names), one column per metric; unfinished rows kept."""
     try:
         table = sw.aggregate(grid_file, columns=(), where={"dataset": d}, metrics=columns, stat=stat, paper="none")

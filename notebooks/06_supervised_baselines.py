@@ -365,7 +365,8 @@ fig.update_layout(xaxis_title="training documents of the label", yaxis_title="te
 # several seeds per row. Only runs of this one experiment are averaged; the short runs above and
 # the undertrained `sweep_cpu` grid are different experiments and never enter these means. The
 # grid fills as runs finish, so a row may have fewer seeds than planned, or none yet. Each cell
-# is the mean ± standard deviation over the finished seeds, and the last column counts them.
+# mean over the finished seeds ± the half-width of its 95 % Student-t interval, with the number of
+# seeds in brackets (chapter 8 explains the interval); the last column counts the seeds again.
 
 # %% tags=["hide-input"]
 grid_file = nb.results_dir(results_dir) / grid / "runs.jsonl"
@@ -377,7 +378,7 @@ first_metrics = ("micro_f1", "macro_f1", "f1_tail")
 second_metrics = ("micro_f1_tuned", "macro_f1_tuned", "psp_at_3")
 
 
-def grid_table(dataset, metrics, stat="text"):
+def grid_table(dataset, metrics, stat="interval"):
     """Rows = the chapter's objectives (the paper's names), columns = metrics; empty rows kept."""
     names = {o: nb.row_name(o) for o in ROWS}
     try:
@@ -604,6 +605,6 @@ pd.DataFrame(rows).round(3)
 # - TF-IDF with per-label linear classifiers trains in seconds and sets the bar. MulSupCon is a
 #   per-label contrastive loss without prototypes or $\beta$, the row that shows what they add.
 # - The live runs of this chapter are a demonstration. The comparison comes from the converged
-#   grid, one experiment with one budget, reported as mean ± std with the number of finished
+#   grid, one experiment with one budget, reported as mean ± 95 % interval with the number of finished
 #   seeds; with fewer than two seeds a row is not yet comparable. The per-label support shows
 #   which tail labels the test split can score at all.

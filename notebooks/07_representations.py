@@ -220,7 +220,8 @@ display(Markdown(
 # Every run of the converged grid that has an encoder records the silhouette and Davies–Bouldin index of
 # its test representations at half of the combinations, on the whole test split. Rows are the
 # encoders of the grid in the paper's order (TF-IDF has no encoder and no row). Each cell is the
-# mean ± standard deviation over the finished seeds, and the last column counts them.
+# mean over the finished seeds ± the half-width of its 95 % Student-t interval, with the number of
+# seeds in brackets (chapter 8 explains the interval); the last column counts the seeds again.
 
 # %% tags=["hide-input"]
 grid_file = nb.results_dir(results_dir) / grid / "runs.jsonl"
@@ -231,7 +232,8 @@ geometry = ("silhouette", "davies_bouldin")
 tables, counts = {}, {}
 for d in datasets:
     try:
-        text = sw.aggregate(grid_file, columns=(), where={"dataset": d}, metrics=geometry, digits=3, paper="none")
+        text = sw.aggregate(grid_file, columns=(), where={"dataset": d}, metrics=geometry, digits=3, paper="none",
+                            stat="interval")
         mean = sw.aggregate(grid_file, columns=(), where={"dataset": d}, metrics=geometry, stat="mean", paper="none")
         n = sw.aggregate(grid_file, columns=(), where={"dataset": d}, metrics=("silhouette",), stat="count", paper="none")
     except (ValueError, FileNotFoundError, KeyError):  # no finished run of this dataset yet
@@ -423,7 +425,7 @@ print(f"A random map would keep about {k / (len(first['y']) - 1):.1%}; the maps 
 #   and averages over documents; Davies–Bouldin compares each class's spread with its worst
 #   neighbour and averages over classes. Negative silhouettes are expected when classes share
 #   labels, and the two scores can rank encoders differently.
-# - The demonstration encoders check the pipeline; the converged grid, with mean ± std over
+# - The demonstration encoders check the pipeline; the converged grid, with mean ± 95 % interval over
 #   finished seeds, is where the encoders are compared, and a row with fewer than two seeds is not
 #   yet comparable.
 # - Some tail labels have no test document at all; a map or a score of the test split cannot say
