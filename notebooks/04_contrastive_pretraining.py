@@ -73,13 +73,15 @@ import plotly.express as px
 import torch
 from IPython.display import Markdown, display
 
-from abalone_core import losses, plots
 from abalone_core import notebook as nb
+
+env = nb.setup()  # first: quiet progress bars and warnings for the imports below
+
+from abalone_core import losses, plots
 from abalone_core.convergence import convergence
 from abalone_core.memory import LabelQueue, MomentumEncoder
 from abalone_core.encoders import build_encoder
 from abalone_core.train import make_scheduler
-
 from abalone_core.run_data import load_run_dataset
 
 chapter = nb.chapter(profile, runs_dir, dataset=dataset, backbone=backbone, max_steps=max_steps, seed=seed,

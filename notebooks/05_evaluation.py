@@ -66,12 +66,14 @@ import plotly.express as px
 from IPython.display import Markdown, display
 
 from abalone_core import notebook as nb
+
+env = nb.setup()  # first: quiet progress bars and warnings for the imports below
+
 from abalone_core import plots
 from abalone_core import sweep as sw
 from abalone_core.config import Config
 from abalone_core.metrics import best_global_threshold, multilabel_scores, ranking_scores
 from abalone_core.per_label import grid_records, mean_over_seeds, per_label_frame, support
-
 from abalone_core.run_data import load_run_dataset
 
 chapter = nb.chapter(profile, runs_dir, dataset=dataset, backbone=backbone, max_steps=max_steps, seed=seed,

@@ -73,13 +73,15 @@ import pandas as pd
 import torch
 from IPython.display import Markdown, display
 
-from abalone_core import losses, plots
 from abalone_core import notebook as nb
+
+env = nb.setup()  # first: quiet progress bars and warnings for the imports below
+
+from abalone_core import losses, plots
 from abalone_core import sweep as sw
 from abalone_core.config import Config
 from abalone_core.metrics import frequency_groups
 from abalone_core.per_label import per_label_frame, support
-
 from abalone_core.run_data import load_run_dataset
 
 chapter = nb.chapter(profile, runs_dir, dataset=dataset, backbone=backbone, max_steps=max_steps, seed=seed,

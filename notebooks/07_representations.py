@@ -68,12 +68,14 @@ import numpy as np
 import pandas as pd
 from IPython.display import Markdown, display
 
-from abalone_core import analysis, maps, plots
 from abalone_core import notebook as nb
+
+env = nb.setup()  # first: quiet progress bars and warnings for the imports below
+
+from abalone_core import analysis, maps, plots
 from abalone_core import sweep as sw
 from abalone_core.metrics import example_labels
 from abalone_core.per_label import support
-
 from abalone_core.run_data import load_run_dataset
 
 chapter = nb.chapter(profile, runs_dir, dataset=dataset, backbone=backbone, max_steps=max_steps, seed=seed,
