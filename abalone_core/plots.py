@@ -347,7 +347,7 @@ def balance_slider(frame: pd.DataFrame, columns=("attraction_share", "repulsion_
     Args:
         frame: tidy frame with columns ``beta``, ``temperature``, ``loss``, ``group`` and
             ``columns`` (shares in [0, 1]), e.g.
-            :func:`abalone_core.worked_example.balance_grid`.
+            :func:`abalone_core.balance.balance_grid`.
         columns: one subplot per column.
         initial: the (beta, temperature) shown first; the first pair if absent or None.
     Returns:
