@@ -161,7 +161,7 @@ def aggregate(source, rows="objective", columns=("dataset",), metrics=("micro_f1
         long[m] = [metric_value(r or {}, m) for r in recs["metrics"]]
     groups = long.groupby(keys, sort=False, dropna=False)[metrics]
     stats = {"mean": groups.mean(), "std": groups.std(ddof=1), "count": groups.count()}
-    stats["half_width"] = groups.agg(lambda v: (lambda lo, hi: (hi - lo) / 2)(*t_interval(v.dropna())))
+    stats["half_width"] = groups.agg(lambda v: np.diff(t_interval(v.dropna()))[0] / 2)
     texts = ("text", "interval")
 
     def label(values) -> str:
