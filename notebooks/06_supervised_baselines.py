@@ -66,8 +66,6 @@ results_dir = None     # None: results/ in the checkout (the committed grids)
 grid = "cpu_converged"  # the committed grid whose runs are the evidence of this chapter
 
 # %%
-import json
-
 import numpy as np
 import pandas as pd
 import torch
@@ -81,7 +79,7 @@ from abalone_core import losses, plots
 from abalone_core import sweep as sw
 from abalone_core.config import Config
 from abalone_core.metrics import frequency_groups
-from abalone_core.per_label import per_label_frame, support
+from abalone_core.per_label import grid_records, mean_over_seeds, per_label_frame, support
 from abalone_core.run_data import load_run_dataset
 
 chapter = nb.chapter(profile, runs_dir, dataset=dataset, backbone=backbone, max_steps=max_steps, seed=seed,
@@ -372,9 +370,7 @@ fig.update_layout(xaxis_title="training documents of the label", yaxis_title="te
 
 # %% tags=["hide-input"]
 grid_file = nb.results_dir(results_dir) / grid / "runs.jsonl"
-records = ([json.loads(line) for line in grid_file.read_text().splitlines() if line.strip()]
-           if grid_file.exists() else [])
-records = [r for r in records if r.get("status", "done") == "done" and r.get("metrics", {}).get("objective") in ROWS]
+records = grid_records(grid_file, objectives=ROWS)  # finished runs' metrics records
 datasets = ["disaster", "foldoc"]
 first_metrics = ("micro_f1", "macro_f1", "f1_tail")
 second_metrics = ("micro_f1_tuned", "macro_f1_tuned", "psp_at_3")
@@ -446,10 +442,9 @@ display(Markdown("\n".join(lines)))
 # favoured some losses over others.
 
 # %% tags=["hide-input"]
-chosen = [{"dataset": r["metrics"].get("dataset"), "row": nb.row_name(r["metrics"]["objective"]),
-           "seed": r["metrics"]["config"].get("seed"),
-           "head learning rate": r["metrics"].get("lr_head_search", {}).get("selected")}
-          for r in records if "lr_head_search" in r.get("metrics", {})]
+chosen = [{"dataset": m.get("dataset"), "row": nb.row_name(m["objective"]), "seed": m["config"].get("seed"),
+           "head learning rate": m["lr_head_search"].get("selected")}
+          for m in records if "lr_head_search" in m]
 if chosen:
     chosen = pd.DataFrame(chosen)
     chosen = chosen.pivot_table(index=["dataset", "row"], columns="head learning rate", values="seed",
@@ -480,10 +475,9 @@ for d in datasets:
     counts_d = support(load_run_dataset(Config(dataset=d)))
     runs = {}
     for o in ROWS:
-        mine = [r["metrics"] for r in records if r["metrics"].get("dataset") == d and r["metrics"]["objective"] == o]
-        if mine:
-            runs[nb.row_name(o)] = {"label_names": mine[0]["label_names"],
-                                    "test": {"per_label_f1": np.mean([m["test"]["per_label_f1"] for m in mine], axis=0)}}
+        mean = mean_over_seeds(grid_records(grid_file, dataset=d, objectives=(o,)))
+        if mean is not None:
+            runs[nb.row_name(o)] = mean
     table = per_label_frame(runs, counts_d)
     no_test = int((table["test docs"] == 0).sum())
     display(Markdown(f"**{d}**: {len(table)} labels, {no_test} without a test document; tail labels below "

@@ -62,8 +62,6 @@ results_dir = None     # None: results/ in the checkout (the committed grids)
 grid = "cpu_converged"  # the committed grid whose runs are the evidence of this chapter
 
 # %%
-import json
-
 import numpy as np
 import pandas as pd
 from IPython.display import Markdown, display
@@ -227,8 +225,6 @@ display(Markdown(
 
 # %% tags=["hide-input"]
 grid_file = nb.results_dir(results_dir) / grid / "runs.jsonl"
-records = ([json.loads(line) for line in grid_file.read_text().splitlines() if line.strip()]
-           if grid_file.exists() else [])
 datasets = ["disaster", "foldoc"]
 geometry = ("silhouette", "davies_bouldin")
 tables, counts = {}, {}
