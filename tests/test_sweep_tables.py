@@ -161,6 +161,19 @@ def test_dataset_kwargs_that_differ_within_one_dataset_still_refuse_to_average(t
         sw.aggregate(fake_results(tmp_path, rows))
 
 
+def test_a_column_may_have_its_own_budget_but_its_rows_may_not_differ(tmp_path):
+    """max_steps set per dataset is fine (each column compares its own rows); a row of one
+    dataset trained for another budget than its neighbours is refused."""
+    rows = [({"objective": o, "seed": s, "dataset": d, "max_steps": steps},
+             {"test": {"micro_f1": 50.0 + s}}, "done")
+            for d, steps in (("disaster", 400), ("foldoc", 800)) for o in ("msc", "base") for s in (0, 1)]
+    table = sw.aggregate(fake_results(tmp_path / "ok", rows), metrics=("micro_f1",), stat="mean")
+    assert table.at["msc", "foldoc micro_f1"] == 50.5
+    rows[0][0]["max_steps"] = 800  # disaster msc seed 0: another budget than the rest of its column
+    with pytest.raises(ValueError, match=r"\['max_steps'\] vary between the runs of one column"):
+        sw.aggregate(fake_results(tmp_path / "bad", rows), metrics=("micro_f1",))
+
+
 # --------------------------------------------------------------------------- the committed numbers
 @pytest.mark.parametrize("folder, grid", [("sweep_cpu", "cpu_grid"), ("gpu_grid", "gpu_grid")])
 def test_the_committed_tables_are_reproduced_byte_for_byte(tmp_path, folder, grid):

@@ -75,18 +75,18 @@ def _canonical(value) -> str:
     return json.dumps(value, sort_keys=True)
 
 
-def _varying(params: "pd.DataFrame", keys: list, over: str) -> list[str]:
-    """Parameters outside rows, columns and ``over`` that take several values. ``dataset_kwargs``
-    may differ between datasets when ``dataset`` is a key (it is what tells them apart)."""
+def _varying(params: "pd.DataFrame", keys: list, over: str, col_keys: list = ()) -> list[str]:
+    """Parameters outside rows, columns and ``over`` that take several values within one
+    column group: every row of a column must share them (a column may use its own settings,
+    e.g. a dataset its ``dataset_kwargs`` or its step budget, since its rows are compared
+    with each other and never with another column's)."""
     out = []
+    groups = [params[c].map(_canonical) for c in col_keys]
     for k in params.columns:
         if k in keys or k == over:
             continue
         values = params[k].map(_canonical)
-        if k == "dataset_kwargs" and "dataset" in keys:
-            several = (values.groupby(params["dataset"].map(_canonical)).nunique() > 1).any()
-        else:
-            several = values.nunique() > 1
+        several = (values.groupby(groups).nunique() > 1).any() if groups else values.nunique() > 1
         if several:
             out.append(k)
     return out
@@ -106,7 +106,8 @@ def aggregate(source, rows="objective", columns=("dataset",), metrics=("micro_f1
             ``dataset`` values are :func:`dataset_label` s.
         metrics: names read by :func:`metric_value` (F1 in percent, Hamming x 10^3 for
             :func:`abalone_core.runs.run`; ``silhouette``, ``davies_bouldin`` at the top level).
-        over: the parameter averaged over. Any other parameter that varies raises ValueError:
+        over: the parameter averaged over. Any other parameter that varies within a column
+            (between the rows of one dataset, say) raises ValueError:
             put it in rows or columns, or keep one value with ``where``.
         where: ``{parameter: value}`` filter applied first (``dataset``: its label).
         stat: ``"text"`` (``"mean ± std"``, sample std over ``over``; the mean alone for one run),
@@ -148,10 +149,10 @@ def aggregate(source, rows="objective", columns=("dataset",), metrics=("micro_f1
     missing = [k for k in keys if k not in params]
     if missing:
         raise ValueError(f"{missing} are not parameters of these runs; they have {sorted(params.columns)}")
-    varying = _varying(params, keys, over)
+    varying = _varying(params, keys, over, col_keys)
     if varying:
-        raise ValueError(f"{varying} vary between runs but are not in rows, columns or over: add them to one "
-                         "of these, or keep one value with where={...}")
+        raise ValueError(f"{varying} vary between the runs of one column but are not in rows, columns or over: "
+                         "add them to one of these, or keep one value with where={...}")
 
     def plain(v):  # lists and dicts cannot be group keys
         return v if isinstance(v, (str, int, float, bool)) or v is None else json.dumps(v)
