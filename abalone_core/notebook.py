@@ -257,6 +257,29 @@ def results_dir(path=None, repository: str = REPOSITORY) -> Path:
     return clone / "results"
 
 
+def grid_settings(name: str = "cpu_converged", results=None) -> dict:
+    """The settings every run of the committed grid ``sweeps/<name>.yaml`` shares, flat: its
+    ``parameters`` with ``overrides`` merged in (``train_layers``, ``max_steps``, ...), and
+    ``supervised_overrides`` under its own key (used by chapters 4 to 8 to state the grid's
+    budget from the grid file instead of repeating it).
+
+    Args:
+        name: the grid file's name without ``.yaml``.
+        results: the committed results folder (default :func:`results_dir`); the grid file is
+            read from ``sweeps/`` beside it.
+    """
+    import yaml
+
+    path = results_dir(results).parent / "sweeps" / f"{name}.yaml"
+    if not path.is_file():
+        raise FileNotFoundError(f"{path} does not exist: give the name of a grid file in sweeps/")
+    params = dict((yaml.safe_load(path.read_text(encoding="utf-8")) or {}).get("parameters") or {})
+    flat = {k: v for k, v in params.items() if k != "overrides"}
+    flat.update(params.get("overrides") or {})
+    flat.setdefault("supervised_overrides", {})
+    return flat
+
+
 def config_for(profile: str, objective: str, runs_dir=None, name: str | None = None, **overrides) -> Config:
     """The configuration of one book run.
 
@@ -495,5 +518,5 @@ def collect_results(*roots) -> pd.DataFrame:
 
 __all__ = ["PROFILES", "RENDERER", "row_name", "row_order", "paper_table", "in_colab",
            "register_renderer", "setup", "profile_overrides", "repo_root", "runs_dir", "results_dir", "config_for",
-           "Chapter", "chapter", "saved_config", "run_or_load", "history", "checkpoints",
+           "grid_settings", "Chapter", "chapter", "saved_config", "run_or_load", "history", "checkpoints",
            "scores_table", "run_encoder", "run_embeddings", "collect_results"]

@@ -1,6 +1,8 @@
 """Where chapter 8 finds the committed results: the checkout, ./results, or a clone (Colab)."""
 import subprocess
 
+import pytest
+
 from abalone_core import notebook as nb
 
 
@@ -37,3 +39,23 @@ def test_a_failed_clone_falls_back_to_the_working_directory(tmp_path, monkeypatc
 def test_inside_the_checkout_the_results_are_its_own():
     assert nb.results_dir() == nb.repo_root() / "results"
     assert nb.results_dir("elsewhere").name == "elsewhere"
+
+
+def test_grid_settings_flatten_the_grid_file_overrides_over_parameters(tmp_path):
+    (tmp_path / "results").mkdir()
+    (tmp_path / "sweeps").mkdir()
+    (tmp_path / "sweeps" / "g.yaml").write_text(
+        "parameters:\n  max_steps: 800\n  batch_size: 32\n"
+        "  overrides: {train_layers: 1, batch_size: 16}\n"
+        "  supervised_overrides: {lr_head_grid: [0.03, 0.1]}\n")
+    settings = nb.grid_settings("g", results=tmp_path / "results")
+    assert settings == {"max_steps": 800, "batch_size": 16, "train_layers": 1,
+                        "supervised_overrides": {"lr_head_grid": [0.03, 0.1]}}
+    with pytest.raises(FileNotFoundError, match="missing.yaml"):
+        nb.grid_settings("missing", results=tmp_path / "results")
+
+
+def test_the_committed_converged_grid_states_its_budget():
+    settings = nb.grid_settings("cpu_converged")
+    assert settings["train_layers"] >= 1 and settings["max_steps"] > 0
+    assert len(settings["supervised_overrides"]["lr_head_grid"]) >= 2
