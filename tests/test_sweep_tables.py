@@ -9,6 +9,7 @@ import os
 import sqlite3
 
 import numpy as np
+import pandas as pd
 import pytest
 import yaml
 
@@ -109,6 +110,22 @@ def test_export_writes_a_committable_copy_that_aggregates_the_same(tmp_path):
     assert "subset" not in flat  # dict parameters stay in runs.jsonl
     one = flat[(flat["objective"] == "msc") & (flat["seed"] == 2)].iloc[0]
     assert one["micro_f1"] == 53.0 and one["silhouette"] == pytest.approx(0.2) and one["hardware"] == "CPU (2 cores)"
+
+
+def test_the_flat_table_says_how_far_each_run_is_from_converging(tmp_path):
+    record = {"test": {"micro_f1": 50.0}}
+    rows = [({"objective": "bce", "seed": 0, "dataset": "disaster"},
+             {**record, "converged": False,
+              "convergence": {"metric": "val_micro_f1", "improvement": 1.5, "tolerance": 0.5}}, "done"),
+            ({"objective": "msc", "seed": 0, "dataset": "disaster"},
+             {**record, "converged": True,
+              "convergence": {"metric": "val_loss", "improvement": 0.002, "tolerance": 0.01}}, "done"),
+            ({"objective": "frozen", "seed": 0, "dataset": "disaster"},
+             {**record, "converged": None, "convergence": {"reason": "frozen: nothing trained"}}, "done")]
+    flat = sw.records_table(fake_results(tmp_path, rows)).set_index("objective")
+    assert flat.at["bce", "gain_vs_tolerance"] == pytest.approx(3.0)
+    assert flat.at["msc", "gain_vs_tolerance"] == pytest.approx(0.2)
+    assert flat["gain_vs_tolerance"].isna().sum() == 1 and pd.isna(flat.at["frozen", "gain_vs_tolerance"])
 
 
 # --------------------------------------------------------------------------- datasets by name

@@ -215,11 +215,20 @@ def aggregate(source, rows="objective", columns=("dataset",), metrics=("micro_f1
     return pd.DataFrame(table, index=index)
 
 
+def _gain_vs_tolerance(record) -> float:
+    if not isinstance(record, dict) or not record.get("tolerance") or record.get("improvement") is None:
+        return float("nan")
+    return float(record["improvement"]) / float(record["tolerance"])
+
+
 def records_table(source, metrics=RECORD_METRICS) -> "pd.DataFrame":
     """Finished runs as a flat table: one row per run (index ``run_id``), a column per grid
     parameter of scalar value (``dataset``: its :func:`dataset_label`), one per metric (read by
     :func:`metric_value`; NaN where a run lacks it), ``converged`` (True / False, None when the
-    record cannot tell or nothing was trained), ``minutes`` (wall time of the run) and
+    record cannot tell or nothing was trained), ``gain_vs_tolerance`` (the last-quarter
+    improvement of the run's selection metric divided by the rule's tolerance,
+    :mod:`abalone_core.convergence`: below 1 is converged, 3 means still improving at three
+    times the tolerance; NaN without a record), ``minutes`` (wall time of the run) and
     ``hardware`` (the GPU, else the CPU threads)."""
     import pandas as pd
 
@@ -232,6 +241,7 @@ def records_table(source, metrics=RECORD_METRICS) -> "pd.DataFrame":
         result = r["metrics"] or {}
         rows.append({"run_id": rid, **params, **{m: metric_value(result, m) for m in metrics},
                      "converged": result.get("converged"),
+                     "gain_vs_tolerance": _gain_vs_tolerance(result.get("convergence")),
                      "minutes": (r["duration_s"] or float("nan")) / 60,
                      "hardware": hw.get("gpu") or f"CPU ({hw.get('cpu_count', '?')} cores)"})
     return pd.DataFrame(rows).set_index("run_id") if rows else pd.DataFrame()
