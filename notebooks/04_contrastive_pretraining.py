@@ -177,7 +177,7 @@ for step in range(1, 4):
 # average of the encoder's recent history, with a memory of about $1/(1-m)$ steps. That memory
 # should be comparable to the time a key spends in the queue. Exercise 2 shows what this means
 # for a 30-step demonstration: with $m = 0.999$ the key encoder has hardly left its starting point
-# when the run ends, which is why the converged grid uses $m = 0.99$ over its 400 steps.
+# when the run ends, which is why the converged grid uses $m = 0.99$ over its 800 steps.
 #
 # ## The four losses on one batch
 #
@@ -274,8 +274,10 @@ def schedule(cfg, total_steps):
     return rates
 
 
-demo_steps = configs["msc"].max_steps or 400               # the gpu profile sets epochs instead of steps
-budgets = {f"this chapter's runs ({demo_steps} steps)": demo_steps, "converged grid (400 steps)": 400}
+grid = nb.grid_settings("cpu_converged")                    # the settings of the committed grid
+demo_steps = configs["msc"].max_steps or grid["max_steps"]  # the gpu profile sets epochs instead of steps
+budgets = {f"this chapter's runs ({demo_steps} steps)": demo_steps,
+           f"converged grid ({grid['max_steps']} steps)": grid["max_steps"]}
 curves = pd.concat([pd.DataFrame({"share of the run": np.arange(n) / n,
                                   "learning rate / peak": schedule(configs["msc"], n), "budget": label})
                     for label, n in budgets.items()])
@@ -406,10 +408,12 @@ display(Markdown(
 # ## Training only the top layers, and caching the rest
 #
 # Training the whole encoder is what the paper does on a GPU. On a CPU a step of MiniLM with batch
-# 32 costs a forward and a backward pass through all six transformer layers, and 400 steps on the
+# 32 costs a forward and a backward pass through all six transformer layers, and 800 steps on the
 # whole disaster corpus for five seeds of several losses would take days. `Config.train_layers`
-# offers a middle way: with `train_layers = 2`, the embeddings and the bottom four layers are
-# frozen and only the top two layers, the projection head (and the prototypes) train.
+# offers a middle way: with `train_layers = k`, the embeddings and the bottom $6 - k$ layers are
+# frozen and only the top $k$ layers, the projection head (and the prototypes) train. The
+# converged grid uses $k = 1$, which makes a step about seven times cheaper than training the
+# whole encoder (`benchmarks/bench_step.py`; $k = 2$ is about three times cheaper).
 #
 # Freezing alone saves the backward pass through the frozen part. The larger saving comes from
 # noticing that a frozen bottom gives **the same output for a document at every step**. So
@@ -417,11 +421,11 @@ display(Markdown(
 # on a dataset does it; the file is keyed by the backbone, tokenizer, `max_length`, the cut, the
 # storage precision, the frozen weights and the token ids, so any change makes a new file) and
 # stores them in float16. Training, validation, the momentum key encoder and the linear probe then
-# run only the top two layers on these stored states. A step becomes several times cheaper, and
+# run only the top $k$ layers on these stored states. A step becomes several times cheaper, and
 # the key encoder shares the frozen bottom instead of copying it.
 #
 # The price is expressiveness: the bottom layers keep their pre-trained features, so the loss can
-# only reshape what the top two layers and the head make of them. This is a *different experiment*
+# only reshape what the top layers and the head make of them. This is a *different experiment*
 # from the paper's full fine-tuning, which is why the book states `train_layers` beside every
 # result, and why its CPU evidence compares the losses with each other under the same setting,
 # never with the paper's values.
@@ -435,7 +439,8 @@ def trainable(cfg):
 
 
 pd.DataFrame({"whole encoder (this demonstration, the paper)": trainable(configs["msc"]),
-              "train_layers = 2 (the converged grid)": trainable(configs["msc"].replace(train_layers=2))}).T \
+              f"train_layers = {grid['train_layers']} (the converged grid)":
+                  trainable(configs["msc"].replace(train_layers=grid["train_layers"]))}).T \
     .style.format({"parameters": "{:,.0f}", "trained": "{:,.0f}", "share trained": "{:.0%}"})
 
 # %% [markdown]
@@ -484,7 +489,7 @@ print(f"At beta = 1, L_MSC = {solution1.loc[1.0, 'L_MSC']:.3f} and L_BQProto = {
 # %% [markdown]
 # :::{admonition} Exercise 2: queue size and momentum
 # For the demonstration ($K = 128$, $m = 0.999$, 30 steps) and the converged grid ($K = 512$,
-# $m = 0.99$, 400 steps), both with batches of 32: after how many steps is the queue full, how many
+# $m = 0.99$, 800 steps), both with batches of 32: after how many steps is the queue full, how many
 # steps does a key stay in it, and what weight $m^n$ does the key encoder still give to its
 # initial weights at the end of the run? Check $m^n$ with a `MomentumEncoder` on a tiny layer.
 # :::
@@ -502,15 +507,16 @@ def left_of_start(momentum, steps):
     return 1 - key.module.weight.mean().item()              # weight still on the start
 
 
-settings = {"demonstration": (128, 0.999, 30), "converged grid": (512, 0.99, 400)}
+settings = {"demonstration": (128, 0.999, 30), "converged grid": (512, grid["momentum"], grid["max_steps"])}
 solution2 = pd.DataFrame({name: {"steps to fill the queue": math.ceil(k / 32), "steps a key stays": k // 32,
                                  "m^n": m ** n, "measured": left_of_start(m, n)}
                           for name, (k, m, n) in settings.items()}).T
 display(solution2.style.format({"steps to fill the queue": "{:.0f}", "steps a key stays": "{:.0f}",
                                 "m^n": "{:.3f}", "measured": "{:.3f}"}))
-demo, grid = solution2.loc["demonstration", "measured"], solution2.loc["converged grid", "measured"]
+demo, kept = solution2.loc["demonstration", "measured"], solution2.loc["converged grid", "measured"]
 print(f"With m = 0.999 the key encoder of a 30-step run is still {demo:.0%} its initial weights: the queue's keys "
-      f"barely follow the encoder. m = 0.99 over 400 steps keeps {grid:.1%} of the start.")
+      f"barely follow the encoder. m = {grid['momentum']} over {grid['max_steps']} steps keeps {kept:.2%} "
+      "of the start.")
 
 # %% [markdown]
 # :::{admonition} Exercise 3: when does the rule say converged?
@@ -552,5 +558,5 @@ if len(ok) and len(not_ok):
 #   encoders in the paper's protocol, one (lowest validation loss) in the converged grid.
 # - "Converged" is a written rule: less than 1 % improvement of the best validation loss in the last
 #   quarter of the budget. The 30-step runs of this chapter are a demonstration; the evidence is
-#   the converged grid, which trains the top two layers of MiniLM on cached frozen layers so that
-#   400 steps on the whole corpora fit on a CPU.
+#   the converged grid, which trains the top layer of MiniLM on cached frozen layers so that
+#   800 steps on the whole corpora fit on a CPU.
