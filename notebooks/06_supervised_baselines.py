@@ -479,22 +479,21 @@ else:
 # probabilities sit in the wrong place can look best early in training, before they drift.
 
 # %% tags=["hide-input"]
-classifier_rows = [o for o in ROWS if o in ("bce", "focal", "asymmetric", "db")]
-calibration = pd.DataFrame([
-    {"dataset": m.get("dataset"), "row": nb.row_name(m["objective"]),
-     "tuned threshold": m.get("tuned_threshold"), "micro-F1 at 0.5": m["test"]["micro_f1"],
-     "micro-F1 tuned": m["test"].get("micro_f1_tuned"), "Hamming x1e3 at 0.5": m["test"].get("hamming"),
-     "mAP": m["test"].get("map"), "selected step": m.get("selected_step")}
-    for m in records if m.get("objective") in classifier_rows])
+classifier_rows = [nb.row_name(o) for o in ROWS if o in ("bce", "focal", "asymmetric", "db")]
+calibration_columns = {"tuned_threshold": "tuned threshold", "micro_f1": "micro-F1 at 0.5",
+                       "micro_f1_tuned": "micro-F1 tuned", "hamming": "Hamming x1e3 at 0.5", "map": "mAP",
+                       "selected_step": "selected step"}
+calibration = pd.concat({d: grid_table(d, tuple(calibration_columns), stat="mean").loc[classifier_rows]
+                         for d in datasets}, names=["dataset", "row"]).dropna(how="all")
+calibration = calibration.rename(columns=calibration_columns).astype(float)
 if len(calibration):
-    shown = calibration.groupby(["dataset", "row"], sort=False).mean(numeric_only=True)
     display(Markdown("Classifier rows of the converged grid, test split, mean over the finished seeds"))
-    display(shown.round(2))
+    display(calibration.round(2))
     lines = []
-    for (d, row), r in shown.iterrows():
-        if row == nb.row_name("bce") or (d, nb.row_name("bce")) not in shown.index:
+    for (d, row), r in calibration.iterrows():
+        if row == nb.row_name("bce") or (d, nb.row_name("bce")) not in calibration.index:
             continue
-        bce = shown.loc[(d, nb.row_name("bce"))]
+        bce = calibration.loc[(d, nb.row_name("bce"))]
         lines.append(f"- **{d}, {row}**: tuned threshold {r['tuned threshold']:.2f} (BCE {bce['tuned threshold']:.2f}); "
                      f"micro-F1 {r['micro-F1 at 0.5']:.1f} at 0.5 and {r['micro-F1 tuned']:.1f} tuned "
                      f"(BCE {bce['micro-F1 at 0.5']:.1f} and {bce['micro-F1 tuned']:.1f}); mAP {r['mAP']:.1f} "
