@@ -4,7 +4,12 @@ A run has converged when its selection metric stopped improving over the last qu
 its budget:
 
 * contrastive rows select on the validation loss: converged when the best loss of the last
-  quarter is less than 1 % below the best loss before it;
+  quarter is less than 1 % below the best loss before it. The loss judged is the one on
+  in-batch keys (``val_loss_in_batch``, :meth:`abalone_core.model.ContrastiveModel.validation_losses`):
+  the training loss also contrasts with the queue, whose keys come from the momentum
+  encoder and keep moving for about ``1 / (1 - momentum)`` steps after the encoder stops,
+  so it can fall in the last quarter while nothing is learnt. Records written before that
+  loss was kept are judged on ``val_loss``;
 * rows that train a classifier select on validation micro-F1: converged when the best F1 of
   the last quarter is less than 0.5 points above the best F1 before it.
 
@@ -17,6 +22,13 @@ import math
 
 LOSS_TOLERANCE = 0.01  # relative improvement of the validation loss
 F1_TOLERANCE = 0.5  # points of validation micro-F1
+LOSSES = ("val_loss", "val_loss_in_batch")
+
+
+def contrastive_metric(history: list[dict]) -> str:
+    """The loss a contrastive run is judged on: ``val_loss_in_batch`` when its history has it
+    (every run since that loss was recorded), else ``val_loss``."""
+    return "val_loss_in_batch" if any("val_loss_in_batch" in r for r in history) else "val_loss"
 
 
 def convergence(history: list[dict], total_steps: int, metric: str) -> dict:
@@ -25,16 +37,17 @@ def convergence(history: list[dict], total_steps: int, metric: str) -> dict:
     Args:
         history: records of ``history.jsonl`` (``step`` and the metric), in step order.
         total_steps: the run's optimiser-step budget.
-        metric: ``val_loss`` (lower is better) or ``val_micro_f1`` (higher is better).
+        metric: ``val_loss`` or ``val_loss_in_batch`` (lower is better) or ``val_micro_f1``
+            (higher is better).
     Returns:
         dict with ``converged`` (True, False, or None when the history cannot tell: fewer than
         one evaluation in each of the first three quarters and the last), ``metric``,
         ``improvement`` in the last quarter (relative for the loss, points for F1),
         ``tolerance`` and ``evaluations``.
     """
-    if metric not in ("val_loss", "val_micro_f1"):
-        raise ValueError(f"metric must be val_loss or val_micro_f1, got {metric!r}")
-    lower = metric == "val_loss"
+    if metric not in LOSSES + ("val_micro_f1",):
+        raise ValueError(f"metric must be one of {LOSSES + ('val_micro_f1',)}, got {metric!r}")
+    lower = metric in LOSSES
     cut = 0.75 * total_steps
     points = [(r["step"], r[metric]) for r in history
               if metric in r and r[metric] is not None and math.isfinite(r[metric])]
@@ -51,4 +64,4 @@ def convergence(history: list[dict], total_steps: int, metric: str) -> dict:
     return {**out, "converged": bool(improvement < out["tolerance"]), "improvement": float(improvement)}
 
 
-__all__ = ["convergence", "LOSS_TOLERANCE", "F1_TOLERANCE"]
+__all__ = ["convergence", "contrastive_metric", "LOSS_TOLERANCE", "F1_TOLERANCE"]

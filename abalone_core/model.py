@@ -280,20 +280,41 @@ class ContrastiveModel(nn.Module):
         if self.training and _distributed():
             z = torch.cat(dist_nn.all_gather(z.contiguous()))
             y = gather(labels)
+        k = self.key_encoder(input_ids, attention_mask) if self.queue is not None and self.training else None
+        loss = self._loss(z, y, queue=self.queue is not None)
+        if k is not None:
+            self.queue.enqueue(gather(k.float()), gather(labels))
+        return loss
+
+    def _loss(self, z: torch.Tensor, y: torch.Tensor, queue: bool) -> torch.Tensor:
         kwargs = {}
-        if self.queue is not None:
-            k = self.key_encoder(input_ids, attention_mask)
+        if queue:
             qz, qy = self.queue.keys()
             kwargs.update(queue_z=qz, queue_y=qy)
         if self.prototypes is not None:
             kwargs["prototypes"] = self.prototypes()
         if self.variant in OTHER_CONTRASTIVE:
-            loss = OTHER_CONTRASTIVE[self.variant](z, y, temperature=self.temperature, **kwargs)
-        else:
-            loss = contrastive_loss(z, y, variant=self.variant, temperature=self.temperature, beta=self.beta, **kwargs)
-        if self.queue is not None and self.training:
-            self.queue.enqueue(gather(k.float()), gather(labels))
-        return loss
+            return OTHER_CONTRASTIVE[self.variant](z, y, temperature=self.temperature, **kwargs)
+        return contrastive_loss(z, y, variant=self.variant, temperature=self.temperature, beta=self.beta, **kwargs)
+
+    @torch.no_grad()
+    def validation_losses(self, input_ids: torch.Tensor, attention_mask: torch.Tensor,
+                          labels: torch.Tensor) -> dict[str, float]:
+        """The loss of one validation batch, without touching the queue (chapter 4).
+
+        Returns ``val_loss``, the training loss (keys: the batch, the queue as it stands, the
+        prototypes), and ``val_loss_in_batch``, the same loss with the batch's own keys and the
+        prototypes only. The queue's keys come from the momentum encoder, which trails the
+        encoder by about ``1 / (1 - momentum)`` steps, so ``val_loss`` keeps falling while the
+        keys catch up even when the encoder no longer changes; ``val_loss_in_batch`` depends
+        on the current encoder alone, and is what :mod:`abalone_core.convergence` judges.
+        Without a queue (``base``) the two are equal.
+        """
+        z = self.encoder(input_ids, attention_mask)
+        out = {"val_loss_in_batch": float(self._loss(z, labels, queue=False))}
+        out["val_loss"] = (float(self._loss(z, labels, queue=True)) if self.queue is not None
+                           else out["val_loss_in_batch"])
+        return out
 
     @torch.no_grad()
     def momentum_update(self) -> None:

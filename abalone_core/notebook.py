@@ -257,23 +257,32 @@ def results_dir(path=None, repository: str = REPOSITORY) -> Path:
     return clone / "results"
 
 
-def grid_settings(name: str = "cpu_converged", results=None) -> dict:
-    """The settings every run of the committed grid ``sweeps/<name>.yaml`` shares, flat: its
-    ``parameters`` with ``overrides`` merged in (``train_layers``, ``max_steps``, ...), and
-    ``supervised_overrides`` under its own key (used by chapters 4 to 8 to state the grid's
-    budget from the grid file instead of repeating it).
+def grid_settings(name: str = "cpu_converged", results=None, dataset: str | None = None) -> dict:
+    """The settings the runs of the committed grid ``sweeps/<name>.yaml`` share, flat: its
+    ``parameters`` (with those its ``parameters_by`` gives ``dataset``, when named) and
+    ``overrides`` merged in (``train_layers``, ``max_steps``, ...), and ``supervised_overrides``
+    under its own key (used by chapters 4 to 8 to state the grid's budget from the grid file
+    instead of repeating it).
 
     Args:
         name: the grid file's name without ``.yaml``.
         results: the committed results folder (default :func:`results_dir`); the grid file is
             read from ``sweeps/`` beside it.
+        dataset: a dataset of the grid, for its own settings (``parameters_by: {dataset: ...}``).
     """
     import yaml
+
+    from .sweep.grid import cell_parameters
 
     path = results_dir(results).parent / "sweeps" / f"{name}.yaml"
     if not path.is_file():
         raise FileNotFoundError(f"{path} does not exist: give the name of a grid file in sweeps/")
-    params = dict((yaml.safe_load(path.read_text(encoding="utf-8")) or {}).get("parameters") or {})
+    spec = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+    by = spec.get("parameters_by") or {}
+    if dataset is not None and dataset not in (spec.get("grid") or {}).get("dataset", []):
+        raise ValueError(f"{path} has no dataset {dataset!r} in its grid")
+    params = cell_parameters(dict(spec.get("parameters") or {}), by, {} if dataset is None else {"dataset": dataset})
+    params.pop("dataset", None)
     flat = {k: v for k, v in params.items() if k != "overrides"}
     flat.update(params.get("overrides") or {})
     flat.setdefault("supervised_overrides", {})

@@ -45,7 +45,7 @@ import torch
 
 from . import atomic
 from .config import FROZEN, RESUMABLE_CHANGES, TFIDF, Config, read_settings
-from .convergence import convergence
+from .convergence import contrastive_metric, convergence
 from .data import SPLITS
 from .evaluate import score
 from .provenance import hardware
@@ -347,5 +347,5 @@ def run_convergence(config: Config, out: Path, total_steps: int) -> dict:
     if config.objective == FROZEN:
         return {"converged": None, "convergence": {"reason": "frozen: nothing trained"}}
     history = read_history(out / "history.jsonl")
-    c = convergence(history, total_steps, "val_loss" if config.contrastive else "val_micro_f1")
+    c = convergence(history, total_steps, contrastive_metric(history) if config.contrastive else "val_micro_f1")
     return {"converged": c["converged"], "convergence": c}

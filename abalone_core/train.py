@@ -333,8 +333,13 @@ class Trainer:
             # Batches of the global size, so the contrastive validation loss does not depend
             # on how many processes trained.
             sampler = LengthBucketSampler(self.val_set.lengths(), cfg.batch_size * self.world, shuffle=False)
-            losses = [float(self._loss(b)) for b in self._batches(self.val_set, sampler)]
-            return {"val_loss": float(np.mean(losses))}
+            losses = []
+            for batch in self._batches(self.val_set, sampler):
+                with self.autocast():
+                    losses.append(self.model.validation_losses(
+                        batch["input_ids"].to(self.device), batch["attention_mask"].to(self.device),
+                        batch["labels"].to(self.device)))
+            return {key: float(np.mean([l[key] for l in losses])) for key in ("val_loss", "val_loss_in_batch")}
         probs = predict_proba(self.model, self.data.ids["validation"], self.data.pad_token_id,
                               batch_size=2 * cfg.batch_size, device=self.device, progress=False)
         s = score(self.data.labels["validation"], (probs >= 0.5).astype(np.int8), self.data.train_counts)

@@ -4,7 +4,7 @@ from pathlib import Path
 
 import pytest
 
-from abalone_core.convergence import convergence
+from abalone_core.convergence import contrastive_metric, convergence
 from abalone_core.runs import run
 from abalone_core.encoders import load_run_encoder
 
@@ -43,9 +43,19 @@ def test_too_few_evaluations_cannot_tell():
         convergence([], 100, "train_loss")
 
 
+def test_contrastive_runs_are_judged_on_the_in_batch_loss_when_recorded():
+    lagging = [{"step": 25 * (i + 1), "val_loss": q, "val_loss_in_batch": b}
+               for i, (q, b) in enumerate([(5.0, 3.0), (4.0, 2.5), (3.5, 2.4), (3.2, 2.4)])]
+    assert contrastive_metric(lagging) == "val_loss_in_batch"
+    assert contrastive_metric([{"step": 1, "val_loss": 1.0}]) == "val_loss"  # older records
+    # the queue loss still falls 8.6 % in the last quarter; the in-batch loss is flat
+    assert convergence(lagging, 100, "val_loss")["converged"] is False
+    assert convergence(lagging, 100, "val_loss_in_batch")["converged"] is True
+
+
 def test_every_trained_run_records_convergence_and_new_metrics(tiny_config):
     m = run(tiny_config(objective="msc", max_steps=8, eval_every=2), progress=False)
-    assert m["converged"] in (True, False) and m["convergence"]["metric"] == "val_loss"
+    assert m["converged"] in (True, False) and m["convergence"]["metric"] == "val_loss_in_batch"
     for key in ("micro_f1_tuned", "macro_f1_tuned", "p_at_1", "p_at_3", "p_at_5", "ndcg_at_3", "ndcg_at_5",
                 "map", "psp_at_1", "psp_at_3", "psp_at_5"):
         assert key in m["test"], key

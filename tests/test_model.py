@@ -3,6 +3,7 @@ import pytest
 import torch
 from torch import nn
 
+from abalone_core.losses import contrastive_loss, mulsupcon_loss
 from abalone_core.memory import LabelQueue, MomentumEncoder
 from abalone_core.model import ContrastiveModel, Prototypes, ProjectionHead, TextClassifier
 from helpers import tiny_bert, tiny_encoder
@@ -93,6 +94,34 @@ def test_contrastive_variants_build_their_parts(variant, queue, prototypes):
         with torch.no_grad():
             model(ids, mask, labels)
         assert len(model.queue) == 4
+
+
+@pytest.mark.parametrize("variant", ["base", "bqueue", "msc", "mulsupcon"])
+def test_validation_losses_with_and_without_the_queue(variant):
+    """val_loss is the training loss in eval mode; val_loss_in_batch leaves the queue out; neither
+    touches the queue."""
+    model = ContrastiveModel(tiny_encoder(dim=DIM), LABELS, variant, queue_size=6, momentum=0.9)
+    ids, mask, labels = batch()
+    model.train()
+    model(ids, mask, labels)  # fills the queue (when there is one)
+    model(*batch(seed=1))
+    model.eval()
+    with torch.no_grad():
+        train_form = float(model(ids, mask, labels))
+    filled = None if model.queue is None else model.queue.z.clone()
+    losses = model.validation_losses(ids, mask, labels)
+    assert losses["val_loss"] == pytest.approx(train_form, rel=1e-6)
+    if model.queue is None:
+        assert losses["val_loss_in_batch"] == losses["val_loss"]
+    else:
+        assert torch.equal(model.queue.z, filled)
+        assert losses["val_loss_in_batch"] != pytest.approx(losses["val_loss"], rel=1e-4)
+        with torch.no_grad():  # the in-batch loss: the loss with no queue at all
+            z = model.encoder(ids, mask)
+            protos = None if model.prototypes is None else model.prototypes()
+            expected = (mulsupcon_loss(z, labels, temperature=0.1) if variant == "mulsupcon" else
+                        contrastive_loss(z, labels, variant=variant, temperature=0.1, prototypes=protos))
+        assert losses["val_loss_in_batch"] == pytest.approx(float(expected), rel=1e-6)
 
 
 def test_unknown_variant_is_refused():

@@ -61,3 +61,19 @@ def test_the_committed_converged_grid_states_its_budget():
     settings = nb.grid_settings("cpu_converged")
     assert settings["train_layers"] >= 1 and settings["max_steps"] > 0
     assert len(settings["supervised_overrides"]["lr_head_grid"]) >= 2
+
+
+def test_grid_settings_of_a_dataset_include_its_own_budget(tmp_path):
+    (tmp_path / "results").mkdir()
+    (tmp_path / "sweeps").mkdir()
+    (tmp_path / "sweeps" / "g.yaml").write_text(
+        "parameters:\n  max_steps: 800\n  overrides: {train_layers: 1, eval_every: 100}\n"
+        "parameters_by:\n  dataset:\n    b: {max_steps: 1600, overrides: {eval_every: 200}}\n"
+        "grid:\n  dataset: [a, b]\n")
+    results = tmp_path / "results"
+    assert nb.grid_settings("g", results=results)["max_steps"] == 800
+    assert nb.grid_settings("g", results=results, dataset="a")["eval_every"] == 100
+    b = nb.grid_settings("g", results=results, dataset="b")
+    assert (b["max_steps"], b["eval_every"], b["train_layers"]) == (1600, 200, 1)
+    with pytest.raises(ValueError, match="no dataset 'c'"):
+        nb.grid_settings("g", results=results, dataset="c")

@@ -156,3 +156,43 @@ def test_the_committed_grids_are_valid_run_by_run(name):
     sweep = sw.Sweep.from_file(ROOT / "sweeps" / f"{name}.yaml")
     bad = {rid: why for rid, why in sweep.check().items() if why is not None}
     assert not bad, json.dumps(bad, indent=1)[:2000]
+
+
+def test_parameters_by_gives_one_value_its_own_settings_and_keeps_the_others_ids(tmp_path):
+    """A dataset (here: a seed) can get its own budget; the other cells keep their parameters,
+    so their exported runs stay done while the changed cells run again."""
+    base = dict(grid={"seed": [0, 1]}, parameters={"pause": 0.0, "dataset_kwargs": {"a": 1, "b": 2}},
+                export="committed")
+    first = tmp_path / "first"
+    sw.Sweep.from_file(write_grid(first, **base)).run(progress=False)
+
+    clone = tmp_path / "clone"
+    (clone / "committed").mkdir(parents=True)
+    (clone / "committed" / "runs.jsonl").write_text((first / "committed" / "runs.jsonl").read_text())
+    sweep = sw.Sweep.from_file(write_grid(clone, **base, parameters_by={"seed": {1: {"pause": 0.01,
+                                                                                     "dataset_kwargs": {"b": 3}}}}))
+    runs = dict(sweep.runs())
+    assert runs["seed=0"] == {"pause": 0.0, "dataset_kwargs": {"a": 1, "b": 2}, "seed": 0}
+    # a mapping is merged key by key, a plain value replaced
+    assert runs["seed=1"] == {"pause": 0.01, "dataset_kwargs": {"a": 1, "b": 3}, "seed": 1}
+    assert sweep.notebook_parameters("seed=1")["pause"] == 0.01
+    assert sweep.import_export() == ["seed=0"]
+    st = sweep.run(progress=False)
+    assert (st["status"] == "done").all()
+    assert {p.stem for p in (clone / "out" / "notebooks").glob("*.ipynb")} == {"seed=1"}
+    recs = sw.records(clone / "committed" / "runs.jsonl")
+    assert recs.loc["seed=1", "metrics"]["dataset_kwargs"] == {"a": 1, "b": 3}  # what the notebook received
+    assert recs.loc["seed=0", "parameters"]["dataset_kwargs"] == {"a": 1, "b": 2}
+
+
+@pytest.mark.parametrize("by, message", [
+    ({"dataset": {"x": {"pause": 1}}}, "must be a grid key"),
+    ({"seed": {7: {"pause": 1}}}, "not among"),
+    ({"seed": {0: {}}}, "non-empty mapping"),
+    ({"seed": {0: {"seed": 1}}}, "cannot be overridden"),
+    ({"seed": {0: {"paws": 1}}}, "not parameters of"),
+    ({"seed": {0: {"result_path": "x.json"}}}, "set by the sweep"),
+])
+def test_bad_parameters_by_entries_are_rejected(tmp_path, by, message):
+    with pytest.raises(ValueError, match=message):
+        sw.Sweep.from_file(write_grid(tmp_path, grid={"seed": [0, 1]}, parameters_by=by))

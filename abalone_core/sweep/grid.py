@@ -21,7 +21,7 @@ if TYPE_CHECKING:
     import pandas as pd
 
 STATUSES = ("pending", "running", "done", "failed", "changed")
-FILE_KEYS = ("notebook", "output_dir", "parameters", "grid", "exclude", "depends_on",
+FILE_KEYS = ("notebook", "output_dir", "parameters", "parameters_by", "grid", "exclude", "depends_on",
              "estimate_minutes_per_run", "table", "export", "executor")
 INJECTED = ("result_path", "run_dir", "device")
 
@@ -72,6 +72,26 @@ def resolve_data_paths(params: dict, base: Path) -> dict:
     return {**params, "dataset_kwargs": out}
 
 
+def cell_parameters(parameters: dict, parameters_by: dict, cell: dict) -> dict:
+    """The parameters of one cell: the shared ``parameters``, then the ``parameters_by`` entries
+    that match the cell's values, then the cell itself. A matching entry replaces a shared
+    value, except that a mapping (e.g. ``overrides``) is merged key by key into the shared one.
+
+    >>> cell_parameters({"max_steps": 800, "overrides": {"a": 1, "b": 2}},
+    ...                 {"dataset": {"foldoc": {"max_steps": 1600, "overrides": {"b": 3}}}},
+    ...                 {"dataset": "foldoc", "seed": 0})
+    {'max_steps': 1600, 'overrides': {'a': 1, 'b': 3}, 'dataset': 'foldoc', 'seed': 0}
+    """
+    out = dict(parameters)
+    for key, by_value in parameters_by.items():
+        for name, value in by_value.get(cell.get(key), {}).items():
+            if isinstance(value, dict) and isinstance(out.get(name), dict):
+                out[name] = {**out[name], **value}
+            else:
+                out[name] = value
+    return {**out, **cell}
+
+
 def expand(grid: dict, exclude=()) -> list[dict]:
     """The cells of a grid, crossed in file order, less those matching an ``exclude`` entry."""
     keys = list(grid)
@@ -92,6 +112,10 @@ class Sweep:
         notebook: the parameterised notebook (a cell tagged ``parameters``).
         output_dir: folder of executed notebooks, run folders, results and the database.
         parameters: values given to every run.
+        parameters_by: ``{grid key: {value: {parameter: value}}}``: settings of the cells with
+            that value, e.g. ``{"dataset": {"foldoc": {"max_steps": 1600}}}`` gives FOLDOC its
+            own budget while the other cells keep theirs (and their run ids); see
+            :func:`cell_parameters`.
         grid: ``{parameter: [values]}`` crossed in file order.
         exclude: partial cells; a cell matching every item of one of them is dropped.
         depends_on: ``{parameter: {grid key: {value: value of the needed cell}}}``; e.g.
@@ -107,6 +131,7 @@ class Sweep:
     notebook: str | Path
     output_dir: str | Path
     parameters: dict = field(default_factory=dict)
+    parameters_by: dict = field(default_factory=dict)
     grid: dict = field(default_factory=dict)
     exclude: list = field(default_factory=list)
     depends_on: dict = field(default_factory=dict)
@@ -122,6 +147,7 @@ class Sweep:
         self.output_dir = (self.base_dir / self.output_dir).resolve()
         self.export = None if self.export is None else (self.base_dir / self.export).resolve()
         self.parameters = dict(self.parameters or {})
+        self.parameters_by = dict(self.parameters_by or {})
         self.grid = dict(self.grid or {})
         self.exclude = list(self.exclude or [])
         self.depends_on = dict(self.depends_on or {})
@@ -165,6 +191,21 @@ class Sweep:
         both = sorted(set(self.parameters) & set(self.grid))
         if both:
             raise ValueError(f"{both} appear in both parameters and grid: keep each in one place")
+        for key, by_value in self.parameters_by.items():
+            if key not in self.grid or not isinstance(by_value, dict):
+                raise ValueError(f"parameters_by[{key!r}] must be a grid key ({list(self.grid)}) mapped to "
+                                 f"{{value: {{parameter: value}}}}, got {by_value!r}")
+            for value, params in by_value.items():
+                if value not in self.grid[key]:
+                    raise ValueError(f"parameters_by[{key!r}] names {value!r}, which is not among grid[{key!r}] "
+                                     f"{self.grid[key]}")
+                if not isinstance(params, dict) or not params:
+                    raise ValueError(f"parameters_by[{key!r}][{value!r}] must be a non-empty mapping of "
+                                     f"parameters to values, got {params!r}")
+                clash = sorted(set(params) & set(self.grid))
+                if clash:
+                    raise ValueError(f"parameters_by[{key!r}][{value!r}] sets grid keys {clash}; a cell's grid "
+                                     "values cannot be overridden")
         for ex in self.exclude:
             if not isinstance(ex, dict) or not ex or not set(ex) <= set(self.grid):
                 raise ValueError(f"exclude entries must be non-empty mappings of grid keys {list(self.grid)} "
@@ -176,7 +217,8 @@ class Sweep:
                                  f"e.g. {{objective: {{msc-ft: msc}}}}; got {rule!r}")
             if param in self.parameters or param in self.grid:
                 raise ValueError(f"depends_on parameter {param!r} is also set in parameters or grid")
-        reserved = sorted(set(INJECTED) & (set(self.parameters) | set(self.grid) | set(self.depends_on)))
+        by_names = {n for by_value in self.parameters_by.values() for p in by_value.values() for n in p}
+        reserved = sorted(set(INJECTED) & (set(self.parameters) | by_names | set(self.grid) | set(self.depends_on)))
         if reserved:
             raise ValueError(f"{reserved} are set by the sweep for each run; remove them from the grid file")
         if self.estimate_minutes_per_run is not None and not self.estimate_minutes_per_run > 0:
@@ -186,7 +228,7 @@ class Sweep:
         if "result_path" not in declared:
             raise ValueError(f"{self.notebook.name} must declare result_path in its parameters cell and write "
                              "its metrics there as JSON")
-        unknown = sorted((set(self.parameters) | set(self.grid) | set(self.depends_on)) - declared)
+        unknown = sorted((set(self.parameters) | by_names | set(self.grid) | set(self.depends_on)) - declared)
         if unknown:
             raise ValueError(f"{unknown} are not parameters of {self.notebook.name}; it declares {sorted(declared)}")
         self._cells = self._expand()
@@ -247,9 +289,14 @@ class Sweep:
         return self.output_dir / "results.sqlite"
 
     def runs(self) -> list[tuple[str, dict]]:
-        """``(run id, parameters)`` of every cell in grid order; parameters = fixed values + cell,
-        as written in the grid file (these are recorded and compared with earlier runs)."""
-        return [(rid, {**self.parameters, **cell}) for rid, cell in self._cells.items()]
+        """``(run id, parameters)`` of every cell in grid order; parameters = fixed values, those of
+        ``parameters_by`` that match the cell, and the cell, as written in the grid file (these are
+        recorded and compared with earlier runs)."""
+        return [(rid, self.cell_parameters(rid)) for rid in self._cells]
+
+    def cell_parameters(self, rid: str) -> dict:
+        """The parameters of run ``rid`` as written in the grid file (see :func:`cell_parameters`)."""
+        return cell_parameters(self.parameters, self.parameters_by, self._cells[rid])
 
     def paths(self, rid: str) -> dict[str, Path]:
         """Where a run's files go: ``notebook`` (executed), ``result`` (metrics JSON), ``run_dir``."""
@@ -266,7 +313,7 @@ class Sweep:
         ``result_path``, ``run_dir`` (if declared), ``device`` (if given) and the ``run_dir``
         of each run it depends on."""
         paths = self.paths(rid)
-        params = resolve_data_paths({**self.parameters, **self._cells[rid]}, self.base_dir)
+        params = resolve_data_paths(self.cell_parameters(rid), self.base_dir)
         params["result_path"] = str(paths["result"])
         if "run_dir" in self._declared:
             params["run_dir"] = str(paths["run_dir"])
@@ -353,4 +400,4 @@ class Sweep:
         return aggregate(self, **{**self.table, **kwargs})
 
 
-__all__ = ["Sweep", "run_id", "resolve_data_paths", "STATUSES", "FILE_KEYS", "INJECTED"]
+__all__ = ["Sweep", "run_id", "cell_parameters", "resolve_data_paths", "STATUSES", "FILE_KEYS", "INJECTED"]
