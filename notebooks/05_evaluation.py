@@ -309,7 +309,8 @@ fig.show()
 #
 # The committed grid `results/cpu_converged` trains each contrastive row to convergence (chapter 4's
 # rule) on the **whole** splits of the disaster messages (33 labels) and FOLDOC (79 labels): MiniLM
-# with its top layer trained on cached frozen layers, 800 steps of batch 32, queue 512,
+# with its top layer trained on cached frozen layers, 800 steps of batch 32 on disaster and 1600 on
+# FOLDOC, queue 512,
 # momentum 0.99, and the same linear evaluation as above with the paper's full probe grid, scoring
 # the encoder with the lowest validation loss. L_MLM (the backbone, untrained) is the reference
 # row. Only runs of this one experiment are averaged: the demonstration above and the short
