@@ -302,3 +302,27 @@ def test_an_error_in_the_sweep_stops_its_notebooks(tmp_path, monkeypatch):
         kill_quietly(*(notebook_pids(pid_file) or []))
     assert sw.records(sweep).loc["seed=0", "status"] == "failed"
     assert not sweep.paths("seed=0")["result"].exists()
+
+
+def test_changed_runs_stop_the_sweep_unless_rerun_and_nothing_of_them_is_lost(tmp_path):
+    spec = dict(grid={"seed": [0, 1]}, parameters={"pause": 0.0})
+    path = write_grid(tmp_path, **spec)
+    sw.Sweep.from_file(path).run(progress=False)
+    old_result = json.loads((tmp_path / "out" / "results" / "seed=1.json").read_text())
+
+    path = write_grid(tmp_path, **spec, parameters_by={"seed": {1: {"pause": 0.01}}})
+    sweep = sw.Sweep.from_file(path)
+    assert sweep.status().loc["seed=1", "status"] == "changed"
+    with pytest.raises(ValueError, match="--rerun-changed"):
+        sweep.run(progress=False)
+    assert sweep.status().loc["seed=1", "status"] == "changed"  # refused before touching anything
+
+    st = sweep.run(progress=False, rerun_changed=True)
+    assert (st["status"] == "done").all()
+    assert sw.records(sweep).loc["seed=1", "parameters"]["pause"] == 0.01
+    (kept,) = (tmp_path / "out" / "superseded").iterdir()
+    old = [json.loads(l) for l in (kept / "runs.jsonl").read_text().splitlines()]
+    assert [r["run_id"] for r in old] == ["seed=1"] and old[0]["parameters"]["pause"] == 0.0
+    assert json.loads((kept / "result" / "seed=1.json").read_text()) == old_result
+    assert (kept / "notebook" / "seed=1.ipynb").is_file()
+    assert not (kept / "result" / "seed=0.json").exists()  # the unchanged run stays where it was

@@ -17,6 +17,8 @@ A grid file (YAML)::
     notebook: ../notebooks/run.ipynb     # relative paths start at the grid file's folder
     output_dir: out/losses
     parameters: {max_steps: 500, temperature: 0.1}   # the same for every run
+    parameters_by:                                    # optional: settings of some cells
+      dataset: {foldoc: {max_steps: 1000}}            # (a mapping value is merged key by key)
     grid:                                             # crossed: 3 x 3 x 2 = 18 runs
       objective: [msc, base, bce]
       seed: [0, 1, 2]
@@ -47,7 +49,11 @@ notebook. The executed notebooks go to ``<output_dir>/notebooks/<run id>.ipynb``
 per run to ``<output_dir>/results.sqlite`` (parameters, status, metrics, error, timestamps;
 hardware, versions and git revision from :mod:`abalone_core.provenance`). A rerun skips
 finished runs; failed ones (an exception, a stopped sweep, or a ``running`` row whose
-process is gone) run again with ``retry_failed``.
+process is gone) run again with ``retry_failed``. A finished run whose parameters the grid
+file has changed since (``changed``) stops the sweep before anything runs; with
+``rerun_changed`` (``--rerun-changed``) its files and record move to
+``<output_dir>/superseded/<time>/`` and it runs again. Because ``parameters_by`` changes only
+the cells it names, the other cells keep their run ids and finished runs.
 ``--dry-run`` builds every run's configuration and prints why one is invalid.
 
 With ``export``, the folder written by :func:`export` (``runs.jsonl`` and the table) is

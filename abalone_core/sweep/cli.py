@@ -26,6 +26,9 @@ def add_parser(subparsers) -> "argparse.ArgumentParser":
     p.add_argument("--dry-run", action="store_true",
                    help="check every run's configuration, list the runs, their status and the time left; run nothing")
     p.add_argument("--retry-failed", action="store_true", help="run failed runs again")
+    p.add_argument("--rerun-changed", action="store_true",
+                   help="run again the finished runs whose parameters the grid file has changed since (their "
+                        "files and records are moved to <output_dir>/superseded/ first)")
     p.add_argument("--aggregate", action="store_true",
                    help="tabulate finished runs into <output_dir>/table.csv and table.md and print it; run nothing")
     p.add_argument("--export", metavar="DIR",
@@ -121,7 +124,7 @@ def cmd_sweep(args) -> int:
         return code
     try:
         st = sweep.run(workers=args.workers, devices=args.devices, retry_failed=args.retry_failed,
-                       progress=not args.quiet, executor=spec)
+                       progress=not args.quiet, executor=spec, rerun_changed=args.rerun_changed)
     except KeyboardInterrupt:
         print(f"interrupted: the runs in progress were stopped and are recorded as failed in {sweep.db}; run the "
               "same command with --retry-failed to redo them", file=sys.stderr)

@@ -85,7 +85,7 @@ def make_pool(sweep: "Sweep", spec: ExecutorSpec, workers: int | None, devices):
 
 
 def run_sweep(sweep: "Sweep", workers: int | None = None, devices=None, retry_failed: bool = False,
-              progress: bool = True, executor=None) -> "pd.DataFrame":
+              progress: bool = True, executor=None, rerun_changed: bool = False) -> "pd.DataFrame":
     """Execute every pending run of ``sweep`` (and failed ones with ``retry_failed``); returns its status.
 
     Args:
@@ -96,11 +96,15 @@ def run_sweep(sweep: "Sweep", workers: int | None = None, devices=None, retry_fa
         devices: ``"cuda:0,cuda:1"`` or a list, one per worker (local executor); each run gets
             its worker's device as its ``device`` parameter. None: the notebook's own default.
         retry_failed: run failed runs (and their dependants) again.
+        rerun_changed: run again the finished runs whose parameters are not the grid's any more
+            (:func:`supersede` moves their files and records aside first); without it such runs
+            stop the sweep before anything runs.
         progress: a progress bar and one line per failure.
         executor: an :class:`~abalone_core.sweep.ExecutorSpec`, a name or a mapping; None: the
             grid file's ``executor`` section, else local.
     Raises:
-        ValueError: a finished run was made with other parameters than the grid's now.
+        ValueError: a finished run was made with other parameters than the grid's now, and
+            ``rerun_changed`` is false.
     """
     from tqdm.auto import tqdm
 
@@ -111,9 +115,15 @@ def run_sweep(sweep: "Sweep", workers: int | None = None, devices=None, retry_fa
     store.reconcile()
     st = sweep.status()
     changed = list(st.index[st["status"] == "changed"])
-    if changed:
+    if changed and not rerun_changed:
         raise ValueError(f"{len(changed)} finished runs were made with other parameters (e.g. {changed[0]}); "
-                         f"write this grid to another output_dir, or delete {sweep.db} to start over")
+                         "run again with --rerun-changed to keep them aside and redo them, or write this grid to "
+                         "another output_dir")
+    if changed:
+        folder = supersede(sweep, changed)
+        st = sweep.status()
+        if progress:
+            print(f"{len(changed)} runs made with other parameters were moved to {folder}; they run again")
     wanted = {"pending", "failed"} if retry_failed else {"pending"}
     waiting = [rid for rid in st.index if st.at[rid, "status"] in wanted]
     params = dict(sweep.runs())
@@ -185,6 +195,38 @@ def run_sweep(sweep: "Sweep", workers: int | None = None, devices=None, retry_fa
     return sweep.status()
 
 
+def supersede(sweep: "Sweep", rids: list[str]) -> "Path":
+    """Move the files of finished runs (executed notebook, result, run folder) to
+    ``<output_dir>/superseded/<time>/`` with their records (``runs.jsonl``, in the export's
+    format), and remove them from the store, so that they run again with the grid's parameters
+    without losing what they computed. Returns that folder."""
+    import shutil
+    import time
+    from pathlib import Path
+
+    from .store import records
+
+    folder = Path(sweep.output_dir) / "superseded" / time.strftime("%Y%m%d-%H%M%S")
+    folder.mkdir(parents=True, exist_ok=True)
+    recs = records(sweep)
+    lines = []
+    for rid in rids:
+        if rid in recs.index:
+            row = recs.loc[rid]
+            lines.append(json.dumps({"run_id": rid, **{k: row[k] for k in ("status", "parameters", "metrics",
+                                     "started", "finished", "duration_s", "git_revision")}},
+                                    sort_keys=True, default=str))
+        for kind, path in sweep.paths(rid).items():
+            if path.exists():
+                (folder / kind).mkdir(exist_ok=True)
+                shutil.move(str(path), str(folder / kind / path.name))
+    (folder / "runs.jsonl").write_text("\n".join(lines) + "\n")
+    store = Store(sweep.db)
+    for rid in rids:
+        store.forget(rid)
+    return folder
+
+
 def import_export(sweep: "Sweep") -> list[str]:
     """Record the finished runs of ``sweep.export``'s ``runs.jsonl`` as done in the sweep's store
     when the store lacks them (a fresh clone). Only runs whose parameters equal the grid's
@@ -233,4 +275,4 @@ def _blocked(sweep: "Sweep", rid: str, store: Store, coming: set[str]) -> str | 
     return None
 
 
-__all__ = ["run_sweep", "import_export", "make_pool", "local_devices", "thread_env"]
+__all__ = ["run_sweep", "supersede", "import_export", "make_pool", "local_devices", "thread_env"]

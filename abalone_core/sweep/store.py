@@ -157,6 +157,11 @@ class Store:
                  None if row.get("git_dirty") is None else int(row["git_dirty"]), row.get("attempts") or 1),
             )
 
+    def forget(self, rid: str) -> None:
+        """Remove a run's row (it reads as pending again)."""
+        with self._write() as db:
+            db.execute("DELETE FROM runs WHERE run_id = ?", (rid,))
+
     def finish(self, rid: str, status: str, metrics: dict | None, error: str | None, duration: float,
                hardware: dict | None = None) -> None:
         """Record the end of a run this process owns; ``hardware``: the machine that ran it
