@@ -411,6 +411,7 @@ judged[["metric", "evaluations", "improvement", "tolerance", "converged"]].style
 # %% tags=["hide-input"]
 last = {names[o]: nb.history(cfg.output_dir).iloc[-1] for o, cfg in configs.items()}
 pairs = [f"{r} {h['val_loss']:.3f} with the queue, {h['val_loss_in_batch']:.3f} in-batch"
+         if h["val_loss"] != h["val_loss_in_batch"] else f"{r} {h['val_loss']:.3f} (no queue: one loss)"
          for r, h in last.items() if pd.notna(h.get("val_loss_in_batch"))]
 if pairs:
     display(Markdown(
