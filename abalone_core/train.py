@@ -265,10 +265,12 @@ class Trainer:
         sched._last_lr = [g["lr"] for g in self.optimizer.param_groups]
 
     # ------------------------------------------------------------- training
+    def _on_device(self, batch) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """A batch's token ids, attention mask and labels on the training device."""
+        return tuple(batch[k].to(self.device, non_blocking=True) for k in ("input_ids", "attention_mask", "labels"))
+
     def _loss(self, batch) -> torch.Tensor:
-        ids = batch["input_ids"].to(self.device, non_blocking=True)
-        mask = batch["attention_mask"].to(self.device, non_blocking=True)
-        y = batch["labels"].to(self.device, non_blocking=True)
+        ids, mask, y = self._on_device(batch)
         # Training goes through the DDP wrapper (gradient averaging); evaluation does not.
         net = self.net if self.model.training else self.model
         with self.autocast():
@@ -336,9 +338,7 @@ class Trainer:
             losses = []
             for batch in self._batches(self.val_set, sampler):
                 with self.autocast():
-                    losses.append(self.model.validation_losses(
-                        batch["input_ids"].to(self.device), batch["attention_mask"].to(self.device),
-                        batch["labels"].to(self.device)))
+                    losses.append(self.model.validation_losses(*self._on_device(batch)))
             return {key: float(np.mean([l[key] for l in losses])) for key in ("val_loss", "val_loss_in_batch")}
         probs = predict_proba(self.model, self.data.ids["validation"], self.data.pad_token_id,
                               batch_size=2 * cfg.batch_size, device=self.device, progress=False)

@@ -43,18 +43,23 @@ def test_inside_the_checkout_the_results_are_its_own():
     assert nb.results_dir("elsewhere").name == "elsewhere"
 
 
+def write_grid_file(root, text: str):
+    """A checkout with ``sweeps/g.yaml`` holding ``text``; returns its results folder."""
+    (root / "results").mkdir()
+    (root / "sweeps").mkdir()
+    (root / "sweeps" / "g.yaml").write_text(text)
+    return root / "results"
+
+
 def test_grid_settings_flatten_the_grid_file_overrides_over_parameters(tmp_path):
-    (tmp_path / "results").mkdir()
-    (tmp_path / "sweeps").mkdir()
-    (tmp_path / "sweeps" / "g.yaml").write_text(
-        "parameters:\n  max_steps: 800\n  batch_size: 32\n"
-        "  overrides: {train_layers: 1, batch_size: 16}\n"
-        "  supervised_overrides: {lr_head_grid: [0.03, 0.1]}\n")
-    settings = nb.grid_settings("g", results=tmp_path / "results")
+    results = write_grid_file(tmp_path, "parameters:\n  max_steps: 800\n  batch_size: 32\n"
+                                        "  overrides: {train_layers: 1, batch_size: 16}\n"
+                                        "  supervised_overrides: {lr_head_grid: [0.03, 0.1]}\n")
+    settings = nb.grid_settings("g", results=results)
     assert settings == {"max_steps": 800, "batch_size": 16, "train_layers": 1,
                         "supervised_overrides": {"lr_head_grid": [0.03, 0.1]}}
     with pytest.raises(FileNotFoundError, match="missing.yaml"):
-        nb.grid_settings("missing", results=tmp_path / "results")
+        nb.grid_settings("missing", results=results)
 
 
 def test_the_committed_converged_grid_states_its_budget():
@@ -64,13 +69,10 @@ def test_the_committed_converged_grid_states_its_budget():
 
 
 def test_grid_settings_of_a_dataset_include_its_own_budget(tmp_path):
-    (tmp_path / "results").mkdir()
-    (tmp_path / "sweeps").mkdir()
-    (tmp_path / "sweeps" / "g.yaml").write_text(
-        "parameters:\n  max_steps: 800\n  overrides: {train_layers: 1, eval_every: 100}\n"
-        "parameters_by:\n  dataset:\n    b: {max_steps: 1600, overrides: {eval_every: 200}}\n"
-        "grid:\n  dataset: [a, b]\n")
-    results = tmp_path / "results"
+    results = write_grid_file(
+        tmp_path, "parameters:\n  max_steps: 800\n  overrides: {train_layers: 1, eval_every: 100}\n"
+                  "parameters_by:\n  dataset:\n    b: {max_steps: 1600, overrides: {eval_every: 200}}\n"
+                  "grid:\n  dataset: [a, b]\n")
     assert nb.grid_settings("g", results=results)["max_steps"] == 800
     assert nb.grid_settings("g", results=results, dataset="a")["eval_every"] == 100
     b = nb.grid_settings("g", results=results, dataset="b")

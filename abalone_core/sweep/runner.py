@@ -16,11 +16,12 @@ import threading
 from contextlib import contextmanager
 from typing import TYPE_CHECKING
 
+from .. import atomic
 from .execute import Task
 from .executors import ExecutorSpec, LocalPool, SubmititPool
 from ..provenance import git_state, hardware, versions
-from .store import Store
-from .tables import export
+from .store import Store, records
+from .tables import export, export_lines
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -204,23 +205,16 @@ def supersede(sweep: "Sweep", rids: list[str]) -> "Path":
     import time
     from pathlib import Path
 
-    from .store import records
-
     folder = Path(sweep.output_dir) / "superseded" / time.strftime("%Y%m%d-%H%M%S")
     folder.mkdir(parents=True, exist_ok=True)
     recs = records(sweep)
-    lines = []
+    lines = export_lines(recs[recs.index.isin(rids)], sweep.output_dir)
+    atomic.write_text(folder / "runs.jsonl", "\n".join(lines) + "\n")  # the records first: nothing is lost
     for rid in rids:
-        if rid in recs.index:
-            row = recs.loc[rid]
-            lines.append(json.dumps({"run_id": rid, **{k: row[k] for k in ("status", "parameters", "metrics",
-                                     "started", "finished", "duration_s", "git_revision")}},
-                                    sort_keys=True, default=str))
         for kind, path in sweep.paths(rid).items():
             if path.exists():
                 (folder / kind).mkdir(exist_ok=True)
                 shutil.move(str(path), str(folder / kind / path.name))
-    (folder / "runs.jsonl").write_text("\n".join(lines) + "\n")
     store = Store(sweep.db)
     for rid in rids:
         store.forget(rid)

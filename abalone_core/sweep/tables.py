@@ -247,22 +247,14 @@ def records_table(source, metrics=RECORD_METRICS) -> "pd.DataFrame":
     return pd.DataFrame(rows).set_index("run_id") if rows else pd.DataFrame()
 
 
-def export(source, dest: str | Path, **aggregate_kwargs) -> list[Path]:
-    """Publish a sweep's finished runs in a folder meant to be committed: ``runs.jsonl`` (one
-    line per run with its parameters, metrics, timing, hardware, versions and git revision,
-    readable again by :func:`~abalone_core.sweep.records` / :func:`aggregate`) and
-    ``table.csv`` / ``table.md`` (:func:`aggregate` with ``aggregate_kwargs``, or the sweep's
-    ``table`` defaults). Host names and process ids are left out, and paths inside the sweep's
-    folder (the runs' ``output_dir``, ``init_from``) are written relative to it. Returns the
-    paths written."""
-    dest = Path(dest)
-    dest.mkdir(parents=True, exist_ok=True)
-    recs = finished(source)
-    if recs.empty:
-        raise ValueError("no finished run to export (check the sweep's status)")
+def export_lines(recs: "pd.DataFrame", root: str | Path) -> list[str]:
+    """One JSON line per row of :func:`~abalone_core.sweep.records` ``recs``, as :func:`export`
+    writes them: parameters, metrics, timing, hardware, versions and git revision, without host
+    names or process ids, and with paths inside ``root`` (the sweep's folder) written relative
+    to it."""
+    root = str(Path(root).resolve())
     keep = ["status", "parameters", "metrics", "started", "finished", "duration_s", "device", "hardware",
             "versions", "git_revision", "git_dirty", "attempts"]
-    root = str(db_path(source).parent.resolve())
 
     def relative(value):  # paths inside the sweep's folder, written relative to it
         if isinstance(value, dict):
@@ -279,6 +271,23 @@ def export(source, dest: str | Path, **aggregate_kwargs) -> list[Path]:
         row["metrics"] = relative(r["metrics"])
         row["hardware"] = {k: v for k, v in (r["hardware"] or {}).items() if k != "host"}
         lines.append(json.dumps(row, sort_keys=True, default=str))
+    return lines
+
+
+def export(source, dest: str | Path, **aggregate_kwargs) -> list[Path]:
+    """Publish a sweep's finished runs in a folder meant to be committed: ``runs.jsonl`` (one
+    line per run with its parameters, metrics, timing, hardware, versions and git revision,
+    readable again by :func:`~abalone_core.sweep.records` / :func:`aggregate`) and
+    ``table.csv`` / ``table.md`` (:func:`aggregate` with ``aggregate_kwargs``, or the sweep's
+    ``table`` defaults). Host names and process ids are left out, and paths inside the sweep's
+    folder (the runs' ``output_dir``, ``init_from``) are written relative to it. Returns the
+    paths written."""
+    dest = Path(dest)
+    dest.mkdir(parents=True, exist_ok=True)
+    recs = finished(source)
+    if recs.empty:
+        raise ValueError("no finished run to export (check the sweep's status)")
+    lines = export_lines(recs, db_path(source).parent)
     runs = dest / "runs.jsonl"
     atomic.write_text(runs, "\n".join(lines) + "\n")
     table = {} if isinstance(source, (str, os.PathLike)) else source.table
@@ -299,5 +308,5 @@ def write_table(table: "pd.DataFrame", stem: str | Path) -> list[Path]:
     return [csv, md]
 
 
-__all__ = ["aggregate", "records_table", "export", "write_table", "metric_value", "dataset_label", "labelled",
-           "finished", "RECORD_METRICS"]
+__all__ = ["aggregate", "records_table", "export", "export_lines", "write_table", "metric_value",
+           "dataset_label", "labelled", "finished", "RECORD_METRICS"]
