@@ -186,7 +186,9 @@ class TextEncoder(nn.Module):
             kwargs = {"attention_mask": attention_mask, "encoder_attention_mask": None, "embedding_output": h,
                       "encoder_hidden_states": None}
             names = inspect.signature(create).parameters
-            kwargs.update({k: None for k in ("cache", "past_key_values", "cache_position") if k in names})
+            # the rest as the backbone's own forward passes them when a caller gives none
+            kwargs.update({k: None for k in ("cache", "past_key_values", "cache_position", "position_ids")
+                           if k in names})
             mask, _ = create(**{k: v for k, v in kwargs.items() if k in names})
             return mask
         return self.backbone.get_extended_attention_mask(attention_mask, attention_mask.shape)
