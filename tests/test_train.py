@@ -44,9 +44,11 @@ def _final_weights(cfg):
     return torch.load(f"{cfg.output_dir}/checkpoint.pt", weights_only=False)["model"]
 
 
-@pytest.mark.parametrize("objective", ["msc", "bce"])
-def test_interrupted_run_resumes_to_identical_numbers(tiny_config, tmp_path, monkeypatch, objective):
-    straight = tiny_config(objective=objective, max_steps=8, eval_every=3, output_dir=str(tmp_path / "a"))
+# train_layers=1: the top layer trained on the cached output of the frozen bottom (chapter 4)
+@pytest.mark.parametrize("objective,train_layers", [("msc", None), ("bce", None), ("msc", 1), ("bce", 1)])
+def test_interrupted_run_resumes_to_identical_numbers(tiny_config, tmp_path, monkeypatch, objective, train_layers):
+    straight = tiny_config(objective=objective, max_steps=8, eval_every=3, train_layers=train_layers,
+                           output_dir=str(tmp_path / "a"))
     expected = run(straight, progress=False)
 
     stopped = straight.replace(output_dir=str(tmp_path / "b"))
