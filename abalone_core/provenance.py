@@ -80,6 +80,7 @@ def hardware(device: str | None = None) -> dict:
             stands for what ``auto`` picks: the local rank's GPU if there is one, else the CPU.
     Returns:
         ``platform``, ``python``, ``torch``, ``abalone_core``, ``cpu_count``, ``cpu_threads``,
+        ``cpu_capability`` (the vector instruction set of torch's CPU kernels, e.g. ``AVX512``),
         ``host``, ``gpus`` (every GPU of the machine), ``device`` (the run's, resolved) and
         ``gpu`` (the name of the run's GPU; None for a CPU run, even on a GPU machine).
     """
@@ -91,15 +92,18 @@ def hardware(device: str | None = None) -> dict:
 
         threads = torch.get_num_threads()
         cuda = torch.cuda.is_available()
+        # CPUs of different vector widths round differently, so a run repeated on another
+        # machine can drift from its record over many steps; this says which kernels ran.
+        capability = torch.backends.cpu.get_cpu_capability()
     except ImportError:
-        threads, cuda = None, False
+        threads, cuda, capability = None, False, None
     if device in (None, "auto"):
         device = f"cuda:{int(os.environ.get('LOCAL_RANK', '0'))}" if (cuda or gpus) else "cpu"
     device = str(device)
     gpu = _device_gpu(device) if device.startswith("cuda") else None
     return {"platform": platform.platform(), "python": platform.python_version(), "torch": _version("torch"),
             "abalone_core": __version__, "cpu_count": os.cpu_count(), "cpu_threads": threads,
-            "host": socket.gethostname(), "gpus": list(gpus), "device": device, "gpu": gpu}
+            "cpu_capability": capability, "host": socket.gethostname(), "gpus": list(gpus), "device": device, "gpu": gpu}
 
 
 def git_state(folder: str | Path) -> tuple[str | None, bool | None]:

@@ -240,7 +240,8 @@ def test_hardware_reports_the_runs_device(tiny_config):
     cpu = provenance.hardware("cpu")
     assert cpu["device"] == "cpu" and cpu["gpu"] is None  # a CPU run on a GPU machine names no GPU
     sweep_keys = {"platform", "python", "torch", "cpu_count", "host", "gpus", "gpu"}
-    assert sweep_keys | {"abalone_core", "cpu_threads"} <= set(cpu)
+    assert sweep_keys | {"abalone_core", "cpu_threads", "cpu_capability"} <= set(cpu)
+    assert cpu["cpu_capability"] == torch.backends.cpu.get_cpu_capability()  # e.g. "AVX2", "AVX512"
     m = run(tiny_config(objective="frozen"), progress=False)
     assert m["hardware"]["device"] == "cpu" and m["hardware"]["cpu_threads"] >= 1
 
