@@ -103,7 +103,8 @@ def hardware(device: str | None = None) -> dict:
     gpu = _device_gpu(device) if device.startswith("cuda") else None
     return {"platform": platform.platform(), "python": platform.python_version(), "torch": _version("torch"),
             "abalone_core": __version__, "cpu_count": os.cpu_count(), "cpu_threads": threads,
-            "cpu_capability": capability, "host": socket.gethostname(), "gpus": list(gpus), "device": device, "gpu": gpu}
+            "cpu_capability": capability, "host": socket.gethostname(), "gpus": list(gpus), "device": device,
+            "gpu": gpu}
 
 
 def git_state(folder: str | Path) -> tuple[str | None, bool | None]:
