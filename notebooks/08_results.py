@@ -130,9 +130,9 @@ side.style.format(precision=2, na_rep="")
 #   MiniLM with its top layer (of 6) trained on the cached output of the frozen bottom
 #   (chapter 4), 800 optimiser steps of 32 documents on disaster and 1600 on FOLDOC (the same
 #   budget for every trained row of a dataset), 5 seeds for L_MLM, L_Base, L_BQueue,
-#   L_BQProto, L_MSC and BCE, 3 for the other rows. The grid takes hours on a 2-core CPU; its
-#   runs appear here as they are committed, and a row with fewer seeds than planned is simply
-#   an unfinished row.
+#   L_BQProto, L_MSC and BCE, 3 for the other rows: 96 runs, about 16 hours of one CPU core
+#   (8 with two workers). Its runs appear here as they are committed, so in a grid still
+#   running a row with fewer seeds than planned is simply an unfinished row.
 # * `gpu_grid` (`sweeps/gpu_grid.yaml`): the whole encoder trained on one GPU, the whole
 #   disaster splits, 1,000 steps, one seed: a sanity check of the full-budget code path, not a
 #   comparison (one seed gives no interval).
