@@ -21,6 +21,7 @@ import re
 import shutil
 import subprocess
 import tempfile
+from concurrent.futures import ThreadPoolExecutor
 from html.parser import HTMLParser
 from pathlib import Path
 
@@ -175,15 +176,42 @@ def test_plotly_and_mathjax_are_served_locally(html):
         assert tags and all("cdn." not in t and "https://" not in t for t in tags), tags
 
 
-@pytest.mark.parametrize("page", [f"notebooks/{n}" for n in EXPECTED] + PROSE)
+PAGES = [f"notebooks/{n}" for n in EXPECTED] + PROSE
+
+
+def open_page(html: Path, page: str) -> dict:
+    """``page`` in chromium: its DOM and JavaScript errors (:func:`rendered_dom`), and its
+    screenshot taken into :data:`SCREENSHOTS` (``taken``: chromium's completed process)."""
+    path = html / f"{page}.html"
+    dom, errors = rendered_dom(path)
+    shot = SCREENSHOTS / f"{Path(page).name}.png"
+    taken = chromium(path.as_uri(), f"--screenshot={shot}", "--window-size=1280,2000", "--hide-scrollbars")
+    return {"dom": dom, "errors": errors, "shot": shot, "taken": taken}
+
+
+@pytest.fixture(scope="session")
+def opened(html):
+    """Every page of :data:`PAGES` opened by :func:`open_page`, two chromium processes at a time:
+    the pages are independent, and the book's tests run last, when the second core is free.
+    Maps each page to its future; a page that fails raises in its own test only."""
+    SCREENSHOTS.mkdir(exist_ok=True)
+    (SCREENSHOTS / ".gitignore").write_text("*\n")  # screenshots are for looking at, not for committing
+    pool = ThreadPoolExecutor(max_workers=2)
+    try:
+        yield {page: pool.submit(open_page, html, page) for page in PAGES}
+    finally:
+        pool.shutdown(cancel_futures=True)
+
+
+@pytest.mark.parametrize("page", PAGES)
 @pytest.mark.browser
 @pytest.mark.slow
 @needs_chromium
-def test_page_renders_without_javascript_errors(html, page):
-    path = html / f"{page}.html"
-    source = path.read_text()
+def test_page_renders_without_javascript_errors(html, opened, page):
+    source = (html / f"{page}.html").read_text()
     figures = source.count('class="plotly-graph-div"')
-    dom, errors = rendered_dom(path)
+    result = opened[page].result()
+    dom, errors = result["dom"], result["errors"]
     assert not errors, errors
     if page.removeprefix("notebooks/") in WITH_FIGURES:
         assert figures > 0, f"{page} has no figure"
@@ -200,10 +228,7 @@ def test_page_renders_without_javascript_errors(html, page):
         slug = repo["url"].removeprefix("https://github.com/")
         colab = f"colab.research.google.com/github/{slug}/blob/{repo['branch']}/{page}.ipynb"
         assert colab in source, "missing Colab launch button"
-    SCREENSHOTS.mkdir(exist_ok=True)
-    (SCREENSHOTS / ".gitignore").write_text("*\n")  # screenshots are for looking at, not for committing
-    shot = SCREENSHOTS / f"{Path(page).name}.png"
-    taken = chromium(path.as_uri(), f"--screenshot={shot}", "--window-size=1280,2000", "--hide-scrollbars")
+    taken, shot = result["taken"], result["shot"]
     assert taken.returncode == 0 and shot.stat().st_size > 10_000, taken.stderr[-2000:]
     if leaks:  # the page's other checks passed
         pytest.xfail(f"{KNOWN_PATH_LEAKS[page]}: {leaks}")
