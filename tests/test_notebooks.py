@@ -444,3 +444,31 @@ def test_label_group_of_docs_uses_the_rarest_label():
     counts = np.array([100, 50, 10, 5, 2, 1])          # head: 0, 1; medium: 2, 3; tail: 4, 5
     y = np.array([[1, 0, 0, 0, 0, 0], [1, 0, 1, 0, 0, 0], [0, 1, 0, 0, 0, 1], [0, 0, 0, 0, 0, 0]])
     assert label_group_of_docs(y, counts).tolist() == ["head", "medium", "tail", "none"]
+
+
+def test_book_build_executes_chapters_without_runs_beside_the_chain_that_shares_them(tmp_path):
+    """scripts/build_book.py's execute_all: a chapter that declares no ``runs_dir`` runs while the
+    chapters that share the runs are still busy (here the first of them waits for a file the other
+    writes, which a one-at-a-time execution would never do), and results keep the chapters' order."""
+
+    flag = tmp_path / "written"
+
+    def chapter(name: str, parameters: str, code: str) -> Path:
+        nb = nbformat.v4.new_notebook()
+        nb.cells = [nbformat.v4.new_code_cell(parameters, metadata={"tags": ["parameters"]}),
+                    nbformat.v4.new_code_cell(code)]
+        nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
+        path = tmp_path / name
+        nbformat.write(nb, path)
+        return path
+
+    waits = chapter("04_waits.ipynb", "profile = 'cpu'\nruns_dir = None",
+                    f"import pathlib, time\nstart = time.time()\nwhile not pathlib.Path({str(flag)!r}).exists():\n"
+                    "    assert time.time() - start < 30, 'no chapter ran beside this one'\n    time.sleep(0.1)")
+    writes = chapter("01_writes.ipynb", "profile = 'cpu'", f"import pathlib\npathlib.Path({str(flag)!r}).write_text('x')")
+    build = load_build_script()
+    assert build.shares_runs(waits) and not build.shares_runs(writes)
+    results = build.execute_all([waits, writes], tmp_path / "executed", log=lambda *a: None)
+    assert list(results) == ["04_waits", "01_writes"]
+    assert [r["error"] for r in results.values()] == [None, None], results
+    assert (tmp_path / "executed" / "04_waits.ipynb").is_file()
