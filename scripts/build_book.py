@@ -22,6 +22,7 @@ import os
 import shutil
 import subprocess
 import sys
+import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -166,13 +167,19 @@ def execute_all(notebooks, out_dir: Path, profile: str = "cpu", runs_dir: str | 
     Returns:
         ``{chapter stem: {"seconds": float, "error": str | None}}``, in the order of ``notebooks``.
     """
+    lock = threading.Lock()  # one line of the log at a time
+
+    def say(text: str) -> None:
+        with lock:
+            log(text)
+
     def one(nb: Path) -> tuple[str, dict]:
-        log(f"executing {nb.name} ...")
+        say(f"executing {nb.name} ...")
         try:
             seconds, error = execute(nb, out_dir / nb.name, profile, runs_dir, timeout), None
         except Exception as err:  # papermill's error names the failing cell; keep going, fail at the end
             seconds, error = float("nan"), f"{type(err).__name__}: {err}"
-        log(f"  {nb.name}: " + (f"{seconds:.1f} s" if error is None else f"FAILED\n{error}"))
+        say(f"  {nb.name}: " + (f"{seconds:.1f} s" if error is None else f"FAILED\n{error}"))
         return nb.stem, {"seconds": seconds, "error": error}
 
     shared = [nb for nb in notebooks if shares_runs(nb)]
