@@ -26,8 +26,10 @@ from .losses import OTHER_CONTRASTIVE, SUPERVISED_LOSSES, VARIANTS
 SUPERVISED = tuple(SUPERVISED_LOSSES)  # bce, focal, asymmetric, db
 CONTRASTIVE = tuple(VARIANTS) + tuple(OTHER_CONTRASTIVE)  # base, bqueue, bqproto, msc; mulsupcon
 FROZEN = "frozen"  # no training: linear evaluation of the pre-trained backbone (L_MLM row)
-TFIDF = "tfidf-linear"  # TF-IDF features and one-vs-rest linear classifiers (abalone_core.tfidf)
-OBJECTIVES = CONTRASTIVE + SUPERVISED + (FROZEN, TFIDF)
+TFIDF = "tfidf-linear"  # TF-IDF features and one-vs-rest linear classifiers (abalone_core.tfidf), whole text
+TFIDF_CUT = "tfidf-cut"  # the same on the first max_length tokens, the text a neural row sees
+TFIDF_OBJECTIVES = (TFIDF, TFIDF_CUT)
+OBJECTIVES = CONTRASTIVE + SUPERVISED + (FROZEN,) + TFIDF_OBJECTIVES
 # Settings a checkpoint may be resumed with when they changed, if asked for explicitly.
 RESUMABLE_CHANGES = ("lr_backbone", "lr_head", "weight_decay", "grad_clip", "mixed_precision")
 
@@ -59,15 +61,25 @@ class Config:
         objective: ``base``/``bqueue``/``bqproto``/``msc`` (contrastive pre-training, then
             linear evaluation; ``mulsupcon``, Zhang and Wu's loss, likewise),
             ``bce``/``focal``/``asymmetric``/``db`` (supervised), ``frozen`` (linear evaluation
-            of the pre-trained backbone, the paper's L_MLM row), or ``tfidf-linear`` (no
-            network: TF-IDF and linear classifiers).
+            of the pre-trained backbone, the paper's L_MLM row), ``tfidf-linear`` (no
+            network: TF-IDF and linear classifiers on the whole documents, thresholds as the
+            library ships them) or ``tfidf-cut`` (the same on the first ``max_length`` tokens).
         temperature, beta, queue_size, momentum: contrastive settings.
         focal_gamma, asl_gamma_pos, asl_gamma_neg, asl_margin: supervised loss settings.
     Optimisation
         epochs, max_steps (a budget that overrides epochs when set), batch_size,
         lr_backbone, lr_head (head, prototypes, classifier), weight_decay (not on
         bias/LayerNorm), warmup_ratio, schedule (``auto``: cosine for contrastive,
-        linear for supervised), grad_clip, mixed_precision (``auto``/``bf16``/``fp16``/``no``).
+        linear for supervised; constant under ``early_stopping``), grad_clip, mixed_precision
+        (``auto``: bfloat16 autocast on a GPU or CPU that supports it, float16 on older GPUs,
+        float32 elsewhere; or ``bf16``/``fp16``/``no``; the losses are always float32).
+        early_stopping: None trains the whole budget (``max_steps`` or ``epochs``). With
+            ``p``, the budget becomes a cap and the run stops once its selection metric
+            (validation loss with in-batch keys for contrastive rows, validation micro-F1 for
+            classifiers) has not improved by more than the tolerance of
+            :mod:`abalone_core.convergence` for ``p`` evaluations in a row; such a run has
+            converged, one that reaches the cap has not. The learning rate stays constant
+            after warm-up, so stopping is never an artefact of a schedule decaying to zero.
         lr_head_grid: for the rows that train a classifier (supervised objectives), a list
             of head learning rates: one run per value (in ``output_dir/lr_head=<value>``), and
             the run with the best validation micro-F1 is the result (``lr_head`` is ignored).
@@ -122,6 +134,7 @@ class Config:
     schedule: str = "auto"
     grad_clip: float | None = 1.0
     mixed_precision: str = "auto"
+    early_stopping: int | None = None
 
     seed: int = 0
     deterministic: bool = True
@@ -201,6 +214,13 @@ class Config:
         need("mixed_precision", lambda: self.mixed_precision in ("auto", "bf16", "fp16", "no"),
              f"mixed_precision must be auto, bf16, fp16 or no, got {self.mixed_precision!r}")
         need("eval_every", lambda: self.eval_every >= 0, f"eval_every must be >= 0, got {self.eval_every}")
+        need("early_stopping", lambda: self.early_stopping is None or self.early_stopping >= 1,
+             f"early_stopping must be null (train the whole budget) or a patience >= 1 evaluations, "
+             f"got {self.early_stopping!r}")
+        need("early_stopping schedule", lambda: self.early_stopping is None or self.schedule in ("auto", "constant"),
+             f"early_stopping needs a learning rate that does not decay before the cap (schedule auto or "
+             f"constant), got schedule={self.schedule!r}: a decaying schedule makes any run look converged "
+             "near its end")
         need("save_every", lambda: self.save_every >= 0, f"save_every must be >= 0, got {self.save_every}")
         need("device", lambda: DEVICE.fullmatch(self.device) is not None,
              f"device must be auto, cpu, cuda, cuda:<index> or mps, got {self.device!r}")
@@ -256,6 +276,8 @@ class Config:
     def resolved_schedule(self) -> str:
         if self.schedule != "auto":
             return self.schedule
+        if self.early_stopping is not None:
+            return "constant"
         return "cosine" if self.contrastive else "linear"
 
     # ------------------------------------------------------------------ I/O
@@ -492,5 +514,5 @@ def parse_overrides(pairs: list[str]) -> dict[str, Any]:
     return out
 
 
-__all__ = ["Config", "ConfigError", "RESUMABLE_CHANGES", "OBJECTIVES", "CONTRASTIVE", "SUPERVISED", "FROZEN", "TFIDF", "PATH_KEYS",
+__all__ = ["Config", "ConfigError", "RESUMABLE_CHANGES", "OBJECTIVES", "CONTRASTIVE", "SUPERVISED", "FROZEN", "TFIDF", "TFIDF_CUT", "TFIDF_OBJECTIVES", "PATH_KEYS",
            "parse_overrides", "read_settings"]

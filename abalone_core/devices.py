@@ -73,14 +73,42 @@ def check_device(name: str) -> torch.device:
     return device
 
 
-def autocast_for(config: Config, device: torch.device):
-    """(context factory, needs GradScaler): bf16 where supported, fp16 with a scaler, or off."""
+def cpu_supports_bf16() -> bool:
+    """Whether this CPU computes bfloat16 matrix products natively (AMX tiles or AVX512-BF16),
+    as torch's own CPU checks report it; never guessed from the model name. Without either,
+    bfloat16 autocast on a CPU is emulated and slower than float32."""
+    cpu = getattr(torch, "cpu", None)
+    for check in ("_is_amx_tile_supported", "_is_avx512_bf16_supported"):
+        fn = getattr(cpu, check, None)
+        if fn is not None:
+            try:
+                if fn():
+                    return True
+            except RuntimeError:  # a build without the check
+                pass
+    return False
+
+
+def resolve_precision(config: Config, device: torch.device) -> str:
+    """What ``mixed_precision`` means on ``device``: ``bf16``, ``fp16`` or ``no``.
+
+    ``auto`` is bfloat16 on a GPU that supports it and on a CPU with AMX or AVX512-BF16
+    (:func:`cpu_supports_bf16`), float16 with a gradient scaler on older GPUs, and float32
+    everywhere else. The losses compute in float32 whatever the autocast
+    (:mod:`abalone_core.losses`)."""
     mode = config.mixed_precision
-    if mode == "auto":
-        if device.type != "cuda":
-            mode = "no"
-        else:
-            mode = "bf16" if torch.cuda.is_bf16_supported() else "fp16"
+    if mode != "auto":
+        return mode
+    if device.type == "cuda":
+        return "bf16" if torch.cuda.is_bf16_supported() else "fp16"
+    if device.type == "cpu" and cpu_supports_bf16():
+        return "bf16"
+    return "no"
+
+
+def autocast_for(config: Config, device: torch.device):
+    """(context factory, needs GradScaler) for :func:`resolve_precision`'s choice."""
+    mode = resolve_precision(config, device)
     if mode == "no":
         return nullcontext, False
     dtype = torch.bfloat16 if mode == "bf16" else torch.float16
@@ -88,4 +116,4 @@ def autocast_for(config: Config, device: torch.device):
 
 
 __all__ = ["seed_everything", "deterministic_mode", "init_distributed", "resolve_device", "check_device",
-           "autocast_for"]
+           "autocast_for", "cpu_supports_bf16", "resolve_precision"]

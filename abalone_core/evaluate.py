@@ -9,7 +9,8 @@ import torch
 from tqdm.auto import tqdm
 
 from .batching import make_loader
-from .metrics import best_global_threshold, grouped_f1, multilabel_scores, per_label_f1, ranking_scores
+from .metrics import (best_global_threshold, grouped_f1, label_thresholds, multilabel_scores, per_label_f1,
+                      ranking_scores)
 from .probe import ProbeConfig, linear_probe
 
 
@@ -87,36 +88,86 @@ def score(y_true, y_pred, train_label_counts) -> dict:
     return out
 
 
-def split_scores(labels: dict, probs: dict, train_label_counts, n_train: int, threshold: float = 0.5) -> dict:
-    """Validation and test scores of predicted probabilities, at two thresholds.
+DECISION_RULES = {
+    "": "0.5 (the released code's rule; the paper states none)",
+    "_tuned": "one threshold for every label, tuned on validation micro-F1",
+    "_label_tuned": "one threshold per label, each tuned on validation F1",
+}
 
-    * at ``threshold`` (0.5, the paper's rule): ``micro_f1``, ``macro_f1``, ``hamming``,
+
+def split_scores(labels: dict, probs: dict, train_label_counts, n_train: int, threshold: float = 0.5,
+                 decision_values: bool = False) -> dict:
+    """Validation and test scores of one row's scores, under three decision rules.
+
+    The same function scores every row (linear probe, classifiers, TF-IDF), so that a
+    comparison of F1 never mixes decision rules (:data:`DECISION_RULES`):
+
+    * at ``threshold`` (0.5 for probabilities): ``micro_f1``, ``macro_f1``, ``hamming``,
       ``f1_head``/``f1_medium``/``f1_tail``, ``per_label_f1`` (see :func:`score`);
     * at one global threshold tuned on the validation split (never on test):
       ``micro_f1_tuned``, ``macro_f1_tuned``, ``hamming_tuned``;
+    * at one threshold per label tuned on the validation split
+      (:func:`abalone_core.metrics.label_thresholds`; a label without a validation positive
+      keeps the global tuned threshold): ``micro_f1_label_tuned``, ``macro_f1_label_tuned``,
+      ``hamming_label_tuned``, ``f1_head_label_tuned``/``f1_medium_label_tuned``/``f1_tail_label_tuned``;
     * ranking scores, which need no threshold: P@k, nDCG@k, propensity-scored P@k and
       mAP (:func:`abalone_core.metrics.ranking_scores`).
 
     Args:
-        labels, probs: ``{"validation": (M, L), "test": (T, L)}`` 0/1 labels and probabilities.
+        labels, probs: ``{"validation": (M, L), "test": (T, L)}`` 0/1 labels and scores.
         train_label_counts: (L,) training label counts; n_train: training documents.
+        threshold: the fixed threshold, in the scores' units.
+        decision_values: the scores are a linear model's decision values (any real number)
+            rather than probabilities; the global threshold is then tuned on their sigmoid.
     Returns:
-        ``{"validation": {...}, "test": {...}, "threshold": threshold, "tuned_threshold": t}``.
+        ``{"validation": {...}, "test": {...}, "threshold": threshold, "tuned_threshold": t,
+        "label_thresholds": [...]}`` (thresholds in the scores' units).
     """
-    tuned = best_global_threshold(labels["validation"], probs["validation"])
+    def sigmoid(v):
+        return 1.0 / (1.0 + np.exp(-np.clip(np.asarray(v, dtype=np.float64), -50, 50)))
+
+    as_prob = sigmoid if decision_values else (lambda v: v)
+    tuned_p = best_global_threshold(labels["validation"], as_prob(probs["validation"]))
+    tuned = float(np.log(tuned_p / (1 - tuned_p))) if decision_values else tuned_p
+    per_label = label_thresholds(labels["validation"], probs["validation"], fallback=tuned)
     out = {}
     for s in ("validation", "test"):
         y, p = labels[s], probs[s]
         d = score(y, (p >= threshold).astype(np.int8), train_label_counts)
-        d.update({f"{k}_tuned": v for k, v in multilabel_scores(y, (p >= tuned).astype(np.int8)).items()})
+        d.update({f"{k}_tuned": v for k, v in multilabel_scores(y, (as_prob(p) >= tuned_p).astype(np.int8)).items()})
+        by_label = (p >= per_label).astype(np.int8)
+        d.update({f"{k}_label_tuned": v for k, v in multilabel_scores(y, by_label).items()})
+        d.update({f"f1_{g}_label_tuned": v for g, v in grouped_f1(y, by_label, train_label_counts).items()})
         d.update(ranking_scores(y, p, train_label_counts, n_train=n_train))
         out[s] = d
     out["threshold"], out["tuned_threshold"] = float(threshold), float(tuned)
+    out["label_thresholds"] = per_label.tolist()
     return out
 
 
+def save_scores(path, probs: dict) -> Path:
+    """Write a run's validation and test scores (float16, compressed ``.npz``) beside its
+    record, so that any decision rule or metric can be recomputed without training.
+
+    Args:
+        probs: ``{"validation": (M, L), "test": (T, L)}`` probabilities or decision values.
+    """
+    from . import atomic
+
+    path = Path(path)
+    with atomic.atomic_open(path, "wb") as f:
+        np.savez_compressed(f, **{s: np.asarray(v, dtype=np.float16) for s, v in probs.items()})
+    return path
+
+
+def read_scores(path) -> dict:
+    """``{"validation": (M, L), "test": (T, L)}`` float32 scores written by :func:`save_scores`."""
+    with np.load(Path(path)) as z:
+        return {k: z[k].astype(np.float32) for k in z.files}
+
+
 def linear_evaluation(features: dict, labels: dict, train_label_counts, probe: ProbeConfig | None = None,
-                      progress: bool = True) -> dict:
+                      progress: bool = True, keep_scores: bool = False) -> dict:
     """The paper's linear evaluation on cached features.
 
     Args:
@@ -127,7 +178,8 @@ def linear_evaluation(features: dict, labels: dict, train_label_counts, probe: P
     Returns:
         dict with ``validation`` and ``test`` scores (see :func:`split_scores`; F1 at the
         probe's threshold and at a global threshold tuned on validation) and the per-label
-        ``best_lr`` / ``best_weight_decay`` chosen on validation.
+        ``best_lr`` / ``best_weight_decay`` chosen on validation; with ``keep_scores``, also
+        ``scores``: the probe's validation and test probabilities (arrays, for :func:`save_scores`).
     """
     probe = probe or ProbeConfig()
     result = linear_probe(features["train"], labels["train"], features["validation"], labels["validation"],
@@ -135,4 +187,6 @@ def linear_evaluation(features: dict, labels: dict, train_label_counts, probe: P
     probs = {s: result.predict_proba(features[s]) for s in ("validation", "test")}
     out = split_scores(labels, probs, train_label_counts, n_train=len(labels["train"]), threshold=probe.threshold)
     out.update(best_lr=result.best_lr.tolist(), best_weight_decay=result.best_weight_decay.tolist())
+    if keep_scores:
+        out["scores"] = probs
     return out

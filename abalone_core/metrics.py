@@ -344,3 +344,43 @@ def best_global_threshold(y_true, y_score, grid=None, metric: str = "micro_f1") 
     top = np.flatnonzero(values >= values.max() - 1e-12)
     best = min(top, key=lambda i: (abs(grid[i] - 0.5), grid[i]))
     return float(grid[best])
+
+
+def label_thresholds(y_true, y_score, fallback: float) -> np.ndarray:
+    """One decision threshold per label, each maximising that label's F1 on the data given.
+
+    Tune on the validation split, never on test. The rule is the same for every kind of
+    score: a linear probe's or a classifier's probabilities, or a linear model's raw decision
+    values, since only the order of one label's scores matters. For each label, every cut
+    between two distinct validation scores is tried; the threshold is the midpoint of the
+    best cut (ties: the cut closest to ``fallback``), and a label is predicted when its score
+    is at least its threshold (``y_score >= t``).
+
+    A label with no positive validation document has no F1 to maximise: it keeps
+    ``fallback`` (the global threshold tuned on the same split, or the default one).
+
+    Args:
+        y_true: (N, L) 0/1 array of true labels (validation set).
+        y_score: (N, L) scores of the same documents; no NaN.
+        fallback: the threshold of labels that cannot be tuned.
+    Returns:
+        (L,) float64 thresholds, in the scores' units.
+
+    Used by :func:`abalone_core.evaluate.split_scores` (every row's ``*_label_tuned`` scores).
+    """
+    y_true, y_score = _pair(y_true, y_score)
+    out = np.full(y_true.shape[1], float(fallback))
+    for j in np.flatnonzero(y_true.any(axis=0)):
+        s, y = y_score[:, j], y_true[:, j]
+        order = np.argsort(-s, kind="stable")
+        s, y = s[order], y[order]
+        last = np.r_[s[1:] != s[:-1], True]  # the last document of each run of equal scores
+        tp = np.cumsum(y)[last]  # predicting every score >= s[i] positive
+        predicted = np.flatnonzero(last) + 1
+        f1 = 2 * tp / (predicted + y.sum())
+        cuts = s[last]
+        below = np.r_[cuts[1:], cuts[-1]]  # next lower distinct score (the lowest keeps itself)
+        mids = (cuts + below) / 2
+        top = np.flatnonzero(f1 >= f1.max() - 1e-12)
+        out[j] = mids[min(top, key=lambda i: (abs(mids[i] - fallback), mids[i]))]
+    return out

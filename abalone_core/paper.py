@@ -38,7 +38,7 @@ COST = "25 GPU-hours on one RTX A6000 for one 80-epoch contrastive run on AAPD"
 
 NAMES = {"frozen": "L_MLM", "base": "L_Base", "bqueue": "L_BQueue", "bqproto": "L_BQProto", "msc": "L_MSC",
          "bce": "BCE", "focal": "Focal", "asymmetric": "ASL", "base-ft": "L_Base-FT", "msc-ft": "L_MSC-FT",
-         "mulsupcon": "MulSupCon", "db": "DB", "tfidf-linear": "TF-IDF"}
+         "mulsupcon": "MulSupCon", "db": "DB", "tfidf-linear": "TF-IDF", "tfidf-cut": "TF-IDF (cut)"}
 
 
 def scores() -> dict[tuple[str, str], dict[str, float]]:

@@ -9,7 +9,12 @@
   (``init_from``, the L_*-FT rows): train a classifier, keep the best validation micro-F1;
   with ``lr_head_grid``, one such run per head learning rate and the best on validation;
 * ``frozen``: no training, linear evaluation of the pre-trained backbone (the L_MLM row);
-* ``tfidf-linear``: no network, TF-IDF features and linear classifiers.
+* ``tfidf-linear``: no network, TF-IDF features of the whole documents and linear
+  classifiers with the library's own per-label thresholds (LibMultiLabel as shipped);
+  ``tfidf-cut``: the same on the text a neural row sees (its first ``max_length`` tokens).
+
+Every row's validation and test scores are saved beside ``metrics.json`` (``scores.npz``,
+float16), so a decision rule or metric can be recomputed without training.
 
 The training itself is :class:`abalone_core.train.Trainer`'s; this module owns the run
 folder. It holds ``config.yaml``, ``history.jsonl`` (one line per evaluation),
@@ -44,18 +49,19 @@ import numpy as np
 import torch
 
 from . import atomic
-from .config import FROZEN, RESUMABLE_CHANGES, TFIDF, Config, read_settings
-from .convergence import contrastive_metric, convergence
+from .config import FROZEN, RESUMABLE_CHANGES, TFIDF, TFIDF_CUT, TFIDF_OBJECTIVES, Config, read_settings
+from .convergence import contrastive_metric, convergence, early_stopping
 from .data import SPLITS
-from .evaluate import score
+from .evaluate import save_scores, split_scores
 from .provenance import hardware
-from .devices import check_device, seed_everything
+from .devices import check_device, resolve_precision, seed_everything
 from .encoders import check_backbone, load_weights
 from .errors import Interrupted, RunFolderError
 from .run_data import load_run_dataset
 from .train import Trainer, _finite, _other_configuration, read_history
 
-RUN_FILES = ("checkpoint.pt", "metrics.json", "history.jsonl", "model_best.pt")  # plus encoder_*.pt
+SCORES_NAME = "scores.npz"  # validation and test scores of the reported model (evaluate.save_scores)
+RUN_FILES = ("checkpoint.pt", "metrics.json", "history.jsonl", "model_best.pt", SCORES_NAME)  # plus encoder_*.pt
 LOCK_NAME = ".lock"
 
 
@@ -88,7 +94,7 @@ def run(config: Config, resume: bool = True, progress: bool = True, allow_change
         and all but the last two before training starts.
     """
     allow = allowed_changes(allow_changes)
-    if config.objective == TFIDF:
+    if config.objective in TFIDF_OBJECTIVES:
         return _run_tfidf(config, resume, allow)
     check_device(config.device)
     check_backbone(config.backbone)
@@ -179,7 +185,7 @@ def inspect_run_folder(config: Config, resume: bool, allow=(), trains: bool | No
     if not resume or not files:
         return None
     if trains is None:
-        trains = config.objective not in (FROZEN, TFIDF)
+        trains = config.objective not in (FROZEN, *TFIDF_OBJECTIVES)
     ckpt_path = out / "checkpoint.pt"
     ckpt = None
     saved_path = out / "config.yaml"
@@ -229,10 +235,20 @@ def _run_tfidf(config: Config, resume: bool = True, allow=()) -> dict:
         return _tfidf_metrics(config, out)
 
 
-def _tfidf_metrics(config: Config, out: Path) -> dict:
-    from scipy.special import expit
+def cut_texts(texts, backbone: str, max_length: int) -> list[str]:
+    """The text a neural row sees: each document's first ``max_length`` tokens of the
+    backbone's tokenizer (special tokens included, as in training), decoded back to words
+    (for MiniLM: lower-cased, accents stripped). Used by the ``tfidf-cut`` row."""
+    from transformers import AutoTokenizer
 
-    from .metrics import best_global_threshold, multilabel_scores, ranking_scores
+    from .model import resolve_backbone
+
+    tokenizer = AutoTokenizer.from_pretrained(resolve_backbone(backbone))
+    ids = tokenizer(list(texts), truncation=True, max_length=max_length)["input_ids"]
+    return tokenizer.batch_decode(ids, skip_special_tokens=True, clean_up_tokenization_spaces=True)
+
+
+def _tfidf_metrics(config: Config, out: Path) -> dict:
     from .tfidf import tfidf_linear
 
     out = Path(config.output_dir)
@@ -245,30 +261,30 @@ def _tfidf_metrics(config: Config, out: Path) -> dict:
     if labels["train"].shape[1] == 0 or not (labels["train"].sum(1) > 0).any():
         raise ValueError(f"dataset {ds.name!r}: none of the {len(labels['train'])} training documents has a label; "
                          "check label_column and label_sep in dataset_kwargs, or the label column of the data")
-    r = tfidf_linear(list(parts["train"].texts), labels["train"], list(parts["validation"].texts),
-                     labels["validation"], list(parts["test"].texts), seed=config.seed)
+    texts = {s: list(parts[s].texts) for s in SPLITS}
+    if config.objective == TFIDF_CUT:
+        texts = {s: cut_texts(t, config.backbone, config.max_length) for s, t in texts.items()}
+    r = tfidf_linear(texts["train"], labels["train"], texts["validation"], labels["validation"], texts["test"],
+                     seed=config.seed)
     scores = {"validation": r.validation_scores, "test": r.test_scores}
-    preds = {"validation": r.validation_pred, "test": r.test_pred}
-    # Decision values are not probabilities: the global tuned threshold works on their sigmoid.
-    probs = {s: expit(v) for s, v in scores.items()}
-    tuned = best_global_threshold(labels["validation"], probs["validation"])
-    metrics = {}
-    for s in ("validation", "test"):
-        d = score(labels[s], preds[s].astype(np.int8), counts)
-        d.update({f"{k}_tuned": v for k, v in multilabel_scores(labels[s], (probs[s] >= tuned).astype(np.int8)).items()})
-        d.update(ranking_scores(labels[s], scores[s], counts, n_train=len(labels["train"])))
-        metrics[s] = d
+    # The library's own rule (its per-label thresholds, chosen by cross-validation on the
+    # training split) is the decision value's sign; the two tuned rules are every row's.
+    metrics = split_scores(labels, scores, counts, n_train=len(labels["train"]), threshold=0.0,
+                           decision_values=True)
     metrics.update({
-        "threshold": "per-label thresholds chosen on validation by the linear library", "tuned_threshold": tuned,
+        "threshold": "per-label thresholds chosen by the linear library (cross-validation on the training split)",
         "tfidf": r.info, "objective": config.objective, "dataset": ds.name, "label_names": list(ds.label_names),
+        "text": (f"the first {config.max_length} tokens of {config.backbone}'s tokenizer"
+                 if config.objective == TFIDF_CUT else "whole documents"),
         "train_label_counts": counts.astype(int).tolist(), "n_documents": {s: len(labels[s]) for s in SPLITS},
         "steps": 0, "train_seconds": time.perf_counter() - t0, "wall_seconds_this_call": time.perf_counter() - t0,
         "hardware": hardware("cpu"), "config": config.to_dict(), "converged": None,
-        "convergence": {"reason": "tfidf-linear: solved to the linear library's tolerance, no step budget"},
+        "convergence": {"reason": f"{config.objective}: solved to the linear library's tolerance, no step budget"},
     })
     metrics = _finite(metrics)
     clear_run_files(out)
     config.save(out / "config.yaml")
+    save_scores(out / SCORES_NAME, scores)
     atomic.write_json(out / "metrics.json", metrics)
     return metrics
 
@@ -294,6 +310,9 @@ def _run_lr_head_grid(config: Config, resume: bool, progress: bool, allow=()) ->
             "grid": list(config.lr_head_grid), "selected": best, "selected_run": lr_head_run_dir(config, best).name,
             "validation_micro_f1": {f"{lr:g}": r["validation"]["micro_f1"] for lr, r in results.items()},
             "converged": {f"{lr:g}": r.get("converged") for lr, r in results.items()}}}
+        chosen_scores = lr_head_run_dir(config, best) / SCORES_NAME
+        if chosen_scores.exists():
+            atomic.write_bytes(out / SCORES_NAME, chosen_scores.read_bytes())
         atomic.write_json(out / "metrics.json", _finite(metrics))
         return metrics
 
@@ -320,6 +339,7 @@ def _run_one(config: Config, resume: bool = True, progress: bool = True, allow=(
         except KeyboardInterrupt:
             raise Interrupted(f"stopped during the final evaluation of {out}; the training is finished and saved "
                               "(checkpoint.pt): run the same command again to evaluate it") from None
+        save_scores(out / SCORES_NAME, metrics.pop("scores"))
         ds = trainer.data.dataset
         state = getattr(trainer, "state", {})
         metrics.update({
@@ -332,6 +352,7 @@ def _run_one(config: Config, resume: bool = True, progress: bool = True, allow=(
             "train_seconds": state.get("elapsed_s", 0.0),
             "wall_seconds_this_call": time.perf_counter() - t0,
             "hardware": hardware(str(trainer.device)),
+            "precision": resolve_precision(config, trainer.device),
             "config": config.to_dict(),
         })
         if state.get("changes"):
@@ -343,9 +364,15 @@ def _run_one(config: Config, resume: bool = True, progress: bool = True, allow=(
 
 
 def run_convergence(config: Config, out: Path, total_steps: int) -> dict:
-    """``converged`` and its ``convergence`` details from the run's history (None for ``frozen``)."""
+    """``converged`` and its ``convergence`` details from the run's history (None for
+    ``frozen``): the early-stopping rule when the run used it, else the last-quarter rule
+    (:mod:`abalone_core.convergence`)."""
     if config.objective == FROZEN:
         return {"converged": None, "convergence": {"reason": "frozen: nothing trained"}}
     history = read_history(out / "history.jsonl")
-    c = convergence(history, total_steps, contrastive_metric(history) if config.contrastive else "val_micro_f1")
+    metric = contrastive_metric(history) if config.contrastive else "val_micro_f1"
+    if config.early_stopping is not None:
+        c = early_stopping(history, metric, config.early_stopping, cap=total_steps)
+    else:
+        c = convergence(history, total_steps, metric)
     return {"converged": c["converged"], "convergence": c}

@@ -33,6 +33,7 @@ from tqdm.auto import tqdm
 from . import atomic
 from .batching import LengthBucketSampler, TokenizedDataset, collate
 from .config import RESUMABLE_CHANGES, Config
+from .convergence import early_stopping
 from .data import SPLITS
 from .devices import autocast_for, deterministic_mode, init_distributed, resolve_device, seed_everything
 from .encoders import build_encoder, cache_frozen_layers, load_encoder_state, load_weights
@@ -356,6 +357,9 @@ class Trainer:
         record.update(self._validate())
         st["loss_sum"], st["loss_n"] = 0.0, 0
         atomic.append_line(self.out / "history.jsonl", json.dumps(_finite(record), allow_nan=False))
+        metric = self.selection_metric
+        if metric in record:
+            st.setdefault("evals", []).append({"step": st["step"], metric: record[metric]})
         best = st["best"]
         if cfg.contrastive:
             encoder_state = self.model.encoder.state_dict()
@@ -367,6 +371,24 @@ class Trainer:
             best["val_micro_f1"] = record["val_micro_f1"]
             best["step"] = st["step"]
             self._save_weights(self.model.state_dict(), self.out / "model_best.pt")
+
+    @property
+    def selection_metric(self) -> str:
+        """What the convergence rule judges: the validation loss with in-batch keys for a
+        contrastive run, validation micro-F1 for a classifier (:mod:`abalone_core.convergence`)."""
+        return "val_loss_in_batch" if self.config.contrastive else "val_micro_f1"
+
+    def _stop_early(self) -> bool:
+        """Whether the early-stopping rule fires after the latest evaluation (every process
+        gets the first process's answer)."""
+        stop = False
+        if self.main:
+            stop = early_stopping(self.state.get("evals", []), self.selection_metric, self.config.early_stopping)["stop"]
+        if self.world > 1:
+            flag = torch.tensor([int(stop)], device=self.device)
+            dist.broadcast(flag, 0)
+            stop = bool(flag.item())
+        return stop
 
     def _save_weights(self, state: dict, path: Path) -> None:
         _check_finite_weights(state, path, self)
@@ -386,7 +408,7 @@ class Trainer:
         for s in previous:
             signal.signal(s, request_stop)
         try:
-            while st["step"] < self.total_steps:
+            while st["step"] < self.total_steps and not st.get("stopped_early"):
                 batches = self.sampler.batches(st["epoch"])
                 for idx in batches[st["batch_in_epoch"]:]:
                     if self.world > 1:
@@ -407,6 +429,8 @@ class Trainer:
                     due = st["step"] % cfg.eval_every == 0 if cfg.eval_every else end_of_epoch
                     if due or done:
                         self._evaluate_and_keep()
+                        if cfg.early_stopping is not None and not done and self._stop_early():
+                            st["stopped_early"] = done = True
                     if end_of_epoch:
                         st["epoch"] += 1
                         st["batch_in_epoch"] = 0
@@ -451,9 +475,10 @@ class Trainer:
                     seen[digest] = name
                     encoder.load_state_dict(state)
                 feats = self._features(encoder)
-                results[name] = linear_evaluation(feats, self.data.labels, counts, probe, progress=self.progress)
+                results[name] = linear_evaluation(feats, self.data.labels, counts, probe, progress=self.progress,
+                                                  keep_scores=True)
             chosen = max(results, key=lambda n: results[n]["validation"]["micro_f1"])
-            out.update(results[chosen])
+            out.update(results[chosen])  # with "scores": the arrays, saved apart by the run folder
             out["selected_candidate"] = chosen
             out["candidates"] = {n: {"validation_micro_f1": r["validation"]["micro_f1"],
                                      "test_micro_f1": r["test"]["micro_f1"]} for n, r in results.items()}
@@ -463,6 +488,7 @@ class Trainer:
                                       batch_size=2 * cfg.batch_size, device=self.device, progress=self.progress)
                      for s in ("validation", "test")}
             out.update(split_scores(self.data.labels, probs, counts, n_train=len(self.data.labels["train"])))
+            out["scores"] = probs
             out["selected_step"] = self.state["best"].get("step")
         return out
 

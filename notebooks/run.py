@@ -21,7 +21,7 @@
 # parameters; it also runs on its own with the defaults below (a short CPU run).
 #
 # * `objective`: a loss of `abalone_core.config.Config` (`frozen`, `base`, `bqueue`,
-#   `bqproto`, `msc`, `mulsupcon`, `bce`, `focal`, `asymmetric`, `db`, `tfidf-linear`), or `<contrastive>-ft` (e.g. `msc-ft`):
+#   `bqproto`, `msc`, `mulsupcon`, `bce`, `focal`, `asymmetric`, `db`, `tfidf-linear`, `tfidf-cut`), or `<contrastive>-ft` (e.g. `msc-ft`):
 #   `finetune_loss` training that starts from the encoder of the run folder `init_from`
 #   (a sweep fills `init_from` from its `depends_on` entry).
 # * `supervised_overrides`: settings for the rows that train a classifier end to end (BCE,
@@ -55,6 +55,7 @@ init_from = None           # run folder of the contrastive run that "-ft" object
 finetune_loss = "bce"      # supervised loss of "-ft" objectives
 clustering = True          # silhouette / Davies-Bouldin of the test embeddings
 dataset_kwargs = {}        # passed to the dataset loader
+train_layers = None        # top transformer layers trained: an integer k, "all" (the whole encoder), or None (as overrides say)
 overrides = {}             # any other Config values, e.g. {"lr_head": 1e-3, "probe": {"epochs": 20}}
 supervised_overrides = {}  # Config values for supervised rows only (bce, focal, asymmetric, "-ft"), after overrides
 run_dir = None             # the run's folder; None: runs/sweep/<objective>-<dataset>-seed<seed>
@@ -70,11 +71,15 @@ from pathlib import Path
 import pandas as pd
 
 from abalone_core import notebook as nb
-from abalone_core.config import TFIDF
+from abalone_core.config import TFIDF_OBJECTIVES
 from abalone_core.rows import row_config, row_loss
 
 nb.setup()
 loss = row_loss(objective, finetune_loss)
+if train_layers is not None:
+    if train_layers != "all" and not (isinstance(train_layers, int) and train_layers >= 0):
+        raise ValueError(f"train_layers must be an integer >= 0, 'all' or None, got {train_layers!r}")
+    overrides = {**overrides, "train_layers": None if train_layers == "all" else train_layers}
 if run_dir is None:
     run_dir = (nb.repo_root() or Path(".")) / "runs" / "sweep" / f"{objective}-{dataset}-seed{seed}"
 config = row_config(
@@ -97,7 +102,7 @@ nb.scores_table({objective: metrics})
 # Representation quality: label combinations as clusters.
 
 # %%
-if clustering and loss != TFIDF:  # tfidf-linear has no encoder to embed with
+if clustering and loss not in TFIDF_OBJECTIVES:  # the TF-IDF rows have no encoder to embed with
     from abalone_core.analysis import clustering_scores
 
     emb = nb.run_embeddings(config.output_dir, "test")

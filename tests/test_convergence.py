@@ -4,7 +4,7 @@ from pathlib import Path
 
 import pytest
 
-from abalone_core.convergence import contrastive_metric, convergence
+from abalone_core.convergence import contrastive_metric, convergence, early_stopping
 from abalone_core.runs import run
 from abalone_core.encoders import load_run_encoder
 
@@ -81,3 +81,49 @@ def test_head_learning_rate_grid_keeps_the_best_validation_run(tiny_config):
 def test_candidates_limit_the_linear_evaluations(tiny_config):
     m = run(tiny_config(objective="base", max_steps=4, eval_every=2, candidates=["best_val_loss"]), progress=False)
     assert set(m["candidates"]) == {"best_val_loss"} and m["selected_candidate"] == "best_val_loss"
+
+
+def test_early_stopping_fires_after_patience_evaluations_without_improvement():
+    # the loss improves by more than 1 % until step 30, then only by less than 1 % at a time
+    h = hist([3.0, 2.0, 1.5, 1.49, 1.488, 1.492, 1.3, 1.2], total=80)
+    c = early_stopping(h, "val_loss", patience=3, cap=80)
+    assert c["stop"] and c["stopped_at"] == 60 and c["reference_step"] == 30 and c["converged"] is True
+    # with more patience the late improvement at step 70 resets the count: the cap comes first
+    late = early_stopping(h, "val_loss", patience=4, cap=80)
+    assert not late["stop"] and late["converged"] is False and late["reference_step"] == 80
+
+
+def test_early_stopping_on_f1_uses_the_points_tolerance_and_cannot_tell_before_the_cap():
+    h = hist([10.0, 20.0, 20.3, 20.45, 21.2], key="val_micro_f1", total=100)
+    # 20.3 and 20.45 are within 0.5 points of 20.0: the second of them stops the run
+    assert early_stopping(h, "val_micro_f1", patience=2, cap=100)["stopped_at"] == 80
+    c = early_stopping(h[:3], "val_micro_f1", patience=2, cap=100)
+    assert not c["stop"] and c["converged"] is None  # neither stopped nor at the cap yet
+    with pytest.raises(ValueError, match="patience"):
+        early_stopping(h, "val_micro_f1", patience=0)
+
+
+def test_a_run_with_early_stopping_stops_records_it_and_keeps_a_constant_rate(tiny_config):
+    from abalone_core.train import read_history
+
+    cfg = tiny_config(objective="bce", max_steps=60, eval_every=2, early_stopping=1, warmup_ratio=0.0,
+                      lr_backbone=1e-9, lr_head=1e-9)  # nothing moves: the first comparison stops it
+    assert cfg.resolved_schedule == "constant"
+    m = run(cfg, progress=False)
+    c = m["convergence"]
+    assert c["rule"] == "early_stopping" and m["converged"] is True
+    assert m["steps"] == c["stopped_at"] == 4 < 60
+    hist_ = read_history(Path(cfg.output_dir) / "history.jsonl")
+    assert [r["step"] for r in hist_] == [2, 4] and len({r["lr"] for r in hist_}) == 1
+    # the same command on the finished run trains nothing more
+    again = run(cfg, progress=False)
+    assert again["steps"] == 4
+
+
+def test_early_stopping_refuses_a_decaying_schedule():
+    from abalone_core.config import Config, ConfigError
+
+    with pytest.raises(ConfigError, match="early_stopping needs a learning rate that does not decay"):
+        Config(early_stopping=3, schedule="cosine")
+    assert Config(early_stopping=3).resolved_schedule == "constant"
+    assert Config(objective="msc").resolved_schedule == "cosine"

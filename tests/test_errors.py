@@ -702,7 +702,7 @@ def test_data_loss_2_other_objective_cannot_overwrite_a_finished_run(ctx, capsys
     assert snapshot(ctx.done) == before
     # The way out it names works: the folder then holds the frozen run only.
     assert main([str(a) for a in train(ctx, "--set", "objective=frozen", "--restart", output=ctx.done)]) == 0
-    assert sorted(p.name for p in ctx.done.iterdir() if not p.name.startswith(".")) == ["config.yaml", "metrics.json"]
+    assert sorted(p.name for p in ctx.done.iterdir() if not p.name.startswith(".")) == ["config.yaml", "metrics.json", "scores.npz"]
     assert main(["evaluate", str(ctx.done)]) == 0
     assert capsys.readouterr().out.startswith("frozen")
 

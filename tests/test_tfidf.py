@@ -197,3 +197,32 @@ def test_real_disaster_subset():
     assert micro > 45, (micro, macro)
     assert macro > 25, (micro, macro)
     assert res.info["vocabulary_size"] > 3000
+
+
+def test_both_tfidf_rows_score_under_every_decision_rule_and_save_their_scores(tiny_config):
+    from pathlib import Path
+
+    from abalone_core.evaluate import read_scores
+    from abalone_core.runs import cut_texts, run
+
+    whole = run(tiny_config(objective="tfidf-linear", output_dir=str(Path(tiny_config().output_dir) / "whole")))
+    # the cut row tokenises with the backbone's tokenizer: the real MiniLM one (no weights are loaded)
+    cut_cfg = tiny_config(objective="tfidf-cut", backbone="minilm", max_length=8,
+                          output_dir=str(Path(tiny_config().output_dir) / "cut"))
+    cut = run(cut_cfg)
+    assert whole["text"] == "whole documents" and "first 8 tokens" in cut["text"]
+    for m in (whole, cut):
+        for key in ("micro_f1", "macro_f1", "macro_f1_tuned", "micro_f1_label_tuned", "macro_f1_label_tuned", "map"):
+            assert 0 <= m["test"][key] <= 100, key
+        assert len(m["label_thresholds"]) == len(m["label_names"])
+    saved = read_scores(Path(cut_cfg.output_dir) / "scores.npz")
+    assert saved["test"].shape == (cut["n_documents"]["test"], len(cut["label_names"]))
+    # the cut keeps at most max_length tokens, special tokens included
+    from transformers import AutoTokenizer
+
+    from abalone_core.model import resolve_backbone
+
+    tok = AutoTokenizer.from_pretrained(resolve_backbone("minilm"))
+    long_text = "word " * 50
+    (short,) = cut_texts([long_text], "minilm", 8)
+    assert len(tok(short)["input_ids"]) <= 8 < len(tok(long_text)["input_ids"])

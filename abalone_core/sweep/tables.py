@@ -23,7 +23,8 @@ if TYPE_CHECKING:
 
 RECORD_METRICS = ("micro_f1", "macro_f1", "hamming", "f1_head", "f1_medium", "f1_tail",
                   "micro_f1_tuned", "macro_f1_tuned", "p_at_1", "p_at_3", "p_at_5", "ndcg_at_3", "ndcg_at_5",
-                  "psp_at_1", "psp_at_3", "psp_at_5", "map", "silhouette", "davies_bouldin")
+                  "psp_at_1", "psp_at_3", "psp_at_5", "map", "silhouette", "davies_bouldin",
+                  "micro_f1_label_tuned", "macro_f1_label_tuned", "f1_tail_label_tuned", "steps")
 FILE_LOADERS = ("csv", "jsonl")
 
 
@@ -290,12 +291,45 @@ def export(source, dest: str | Path, **aggregate_kwargs) -> list[Path]:
     lines = export_lines(recs, db_path(source).parent)
     runs = dest / "runs.jsonl"
     atomic.write_text(runs, "\n".join(lines) + "\n")
+    export_scores(recs, dest / "scores")
     table = {} if isinstance(source, (str, os.PathLike)) else source.table
     kwargs = {**table, **aggregate_kwargs}
     if "columns" not in kwargs:  # the default columns, when the runs have such a parameter
         names = set().union(*(p or {} for p in recs["parameters"]))
         kwargs["columns"] = tuple(c for c in ("dataset",) if c in names)
     return [runs, *write_table(aggregate(runs, **kwargs), dest / "table")]
+
+
+def export_scores(recs: "pd.DataFrame", dest: str | Path) -> list[Path]:
+    """Copy each finished run's ``scores.npz`` (its validation and test scores, float16:
+    :func:`abalone_core.evaluate.save_scores`) to ``dest/<run_id>.npz``, so that an export
+    can be scored again under any decision rule without its run folders. Runs without the
+    file (older records, or run folders on another machine) are skipped; a copy already
+    there with the same bytes is left alone. Returns the paths written."""
+    dest = Path(dest)
+    written = []
+    for rid, r in recs.iterrows():
+        folder = ((r["metrics"] or {}).get("config") or {}).get("output_dir")
+        src = Path(folder) / "scores.npz" if folder else None
+        if src is None or not src.is_file():
+            continue
+        target = dest / f"{rid}.npz"
+        data = src.read_bytes()
+        if target.is_file() and target.read_bytes() == data:
+            continue
+        dest.mkdir(parents=True, exist_ok=True)
+        atomic.write_bytes(target, data)
+        written.append(target)
+    return written
+
+
+def read_export_scores(export_dir: str | Path, run_id: str) -> dict | None:
+    """``{"validation": (M, L), "test": (T, L)}`` scores of one exported run, or None when
+    the export holds none for it."""
+    from ..evaluate import read_scores
+
+    path = Path(export_dir) / "scores" / f"{run_id}.npz"
+    return read_scores(path) if path.is_file() else None
 
 
 def write_table(table: "pd.DataFrame", stem: str | Path) -> list[Path]:
@@ -308,5 +342,6 @@ def write_table(table: "pd.DataFrame", stem: str | Path) -> list[Path]:
     return [csv, md]
 
 
-__all__ = ["aggregate", "records_table", "export", "export_lines", "write_table", "metric_value",
+__all__ = ["aggregate", "records_table", "export", "export_lines", "export_scores", "read_export_scores",
+           "write_table", "metric_value",
            "dataset_label", "labelled", "finished", "RECORD_METRICS"]
