@@ -11,7 +11,15 @@ A claim is judged from the paired per-seed differences ``better - worse``: their
 95 % Student-t interval over the seeds (n - 1 degrees of freedom). It ``holds`` when the whole
 interval lies on the claimed side of 0 (of ``-tolerance`` for an "on par" claim, which still
 holds when the difference is exactly the tolerance), ``fails`` when the whole interval lies on
-the other side, and is ``inconclusive`` otherwise or with fewer than 2 paired seeds. It is
+the other side, and is ``inconclusive`` otherwise. A verdict other than ``inconclusive`` needs
+at least 3 paired seeds and differences that vary (two or more equal differences give an
+interval of width 0 that says nothing about the next seed).
+
+Several claims are tested on the same runs, so a verdict is only given when the claim's
+paired t-test still rejects its bound after Holm's correction over the claims of one dataset
+and group (``correction="holm"``, the default; ``None`` judges each interval alone). Beside
+every verdict stands ``resolvable``: the half-width of the interval, the smallest mean
+difference those seeds could have told from the bound. It is
 ``not run`` when an objective or the metric is missing, and ``not testable`` when one of the
 compared objectives did not converge or scores below the untrained encoder's linear probe
 (``frozen``): such a row has learned nothing within its budget, and a comparison with it says
@@ -35,6 +43,8 @@ VERDICTS = ("holds", "fails", "inconclusive", "not run", "not testable")
 # float slack (in the metric's units) so that a difference of exactly the tolerance, computed
 # from rounded scores, still counts as within it
 _SLACK = 1e-9
+_SPREAD = 1e-9  # relative: differences that vary less than this are equal
+MIN_SEEDS = 3  # paired seeds a verdict other than "inconclusive" needs
 
 
 @dataclass(frozen=True)
@@ -80,6 +90,43 @@ CLAIMS = (
 )
 
 
+def holm(p_values) -> np.ndarray:
+    """Holm's step-down adjustment of p-values (NaN stays NaN and is not counted).
+
+    The smallest of ``m`` p-values is multiplied by ``m``, the next by ``m - 1``, ..., each
+    adjusted value at least the one before (capped at 1); rejecting where the adjusted value
+    is below alpha keeps the chance of any false verdict among the ``m`` at most alpha."""
+    p = np.asarray(p_values, dtype=float)
+    out = np.full(p.shape, np.nan)
+    ok = np.flatnonzero(~np.isnan(p))
+    if ok.size == 0:
+        return out
+    order = ok[np.argsort(p[ok], kind="stable")]
+    m = order.size
+    running = 0.0
+    for rank, i in enumerate(order):
+        running = max(running, min(1.0, (m - rank) * p[i]))
+        out[i] = running
+    return out
+
+
+def seeds_for_half_width(std: float, half_width: float, confidence: float = 0.95, minimum: int = 5,
+                         limit: int = 1000) -> int:
+    """Paired seeds needed for the ``confidence`` t-interval of a mean difference to have at
+    most ``half_width``, when the differences have standard deviation ``std``: the smallest
+    ``n >= minimum`` with ``t(n - 1) * std / sqrt(n) <= half_width``.
+
+    >>> seeds_for_half_width(1.37, 1.0)   # a paired spread of 1.37 points
+    10
+    """
+    if std < 0 or half_width <= 0:
+        raise ValueError(f"std must be >= 0 and half_width > 0, got {std}, {half_width}")
+    for n in range(max(minimum, 2), limit + 1):
+        if stats.t.ppf(0.5 + confidence / 2, n - 1) * std / np.sqrt(n) <= half_width:
+            return n
+    raise ValueError(f"more than {limit} seeds would be needed for a half-width of {half_width} at std {std}")
+
+
 def t_interval(differences, confidence: float = 0.95) -> tuple[float, float]:
     """Two-sided Student-t interval of the mean of ``differences`` (n - 1 degrees of freedom).
 
@@ -109,7 +156,8 @@ def _reject_duplicates(runs: pd.DataFrame, keys: list[str], pair: str, metrics: 
 
 def check_claims(runs: pd.DataFrame, claims=CLAIMS, by: str = "dataset", pair: str = "seed",
                  reference: str | None = "frozen", group=None, confidence: float = 0.95,
-                 converged: str | None = "converged", require_converged: bool = False) -> pd.DataFrame:
+                 converged: str | None = "converged", require_converged: bool = False,
+                 correction: str | None = "holm") -> pd.DataFrame:
     """Judge each claim on each ``by`` value (dataset), from runs paired by ``pair`` (seed).
 
     Args:
@@ -132,6 +180,8 @@ def check_claims(runs: pd.DataFrame, claims=CLAIMS, by: str = "dataset", pair: s
         require_converged: when True, a compared run whose ``converged`` value is missing
             (a grid that predates the record, or a table without the column) also makes the
             comparison ``not testable``: only runs known to have converged are evidence.
+        correction: ``"holm"`` (Holm's correction over the claims judged in one dataset and
+            group) or None.
     Returns:
         One row per (dataset, group values, claim) with ``better`` / ``worse`` (means over the
         paired seeds), ``difference`` (mean of the per-seed differences better - worse, in the
@@ -139,9 +189,11 @@ def check_claims(runs: pd.DataFrame, claims=CLAIMS, by: str = "dataset", pair: s
         of ``difference``), ``seeds`` (pairs where both ran), ``holds_on`` (how many of those
         pairs satisfy the claim on their own, for information), ``verdict`` (``holds``,
         ``fails``, ``inconclusive``, ``not run`` or ``not testable``, see the module's
-        docstring; the checks apply in the order not run, not testable, fewer than 2 seeds,
-        interval) and ``caveat``: why the verdict is not ``holds`` or ``fails`` (empty when
-        it is one of them).
+        docstring; the checks apply in the order not run, not testable, fewer than 3 seeds,
+        no spread, interval, Holm), ``resolvable`` (the interval's half-width: the smallest
+        difference these seeds could resolve), ``p_value`` (paired t-test of the difference
+        against the claim's bound) and ``p_holm`` (Holm-adjusted), and ``caveat``: why the
+        verdict is not ``holds`` or ``fails`` (empty when it is one of them).
     """
     group = [group] if isinstance(group, str) else list(group or ())
     missing = [c for c in ("objective", by, pair, *group) if c not in runs.columns]
@@ -157,9 +209,12 @@ def check_claims(runs: pd.DataFrame, claims=CLAIMS, by: str = "dataset", pair: s
     check_convergence = converged is not None and (converged in runs.columns or require_converged)
     if check_convergence and converged not in runs.columns:
         runs = runs.assign(**{converged: None})
+    if correction not in ("holm", None):
+        raise ValueError(f"correction must be 'holm' or None, got {correction!r}")
     out = []
     for key, part in runs.groupby(keys, sort=False, dropna=False):
         key = dict(zip(keys, key if isinstance(key, tuple) else (key,)))
+        first = len(out)
         for claim in claims:
             row = {**key, "claim": claim.name, "metric": claim.metric}
             wide = (part.pivot(index=pair, columns="objective", values=claim.metric).dropna(axis=1, how="all")
@@ -191,30 +246,52 @@ def check_claims(runs: pd.DataFrame, claims=CLAIMS, by: str = "dataset", pair: s
                 weak = [o for o in (claim.better, claim.worse) if claim.direction * (both[o].mean() - floor) < 0]
                 if weak:
                     caveats.append(f"{' and '.join(weak)} below {reference}: undertrained")
+            half = (high - low) / 2 if n > 1 else np.nan
+            spread = float(diff.std(ddof=1)) if n > 1 else np.nan
+            bound = -claim.direction * claim.tolerance + 0.0  # + 0.0: no "-0"
+            p_value = np.nan
             if caveats:
                 verdict = "not testable"
-            elif n < 2:
+            elif n < MIN_SEEDS:
                 verdict = "inconclusive"
                 caveats.append("no seed where both ran" if n == 0
-                               else f"{n} paired seed: a t-interval needs at least 2")
-            elif claim.satisfied(low) and claim.satisfied(high):
-                verdict = "holds"
-            elif claim.contradicted(low) and claim.contradicted(high):
-                verdict = "fails"
-            else:
+                               else f"{n} paired seed{'s' if n > 1 else ''}: a verdict needs at least {MIN_SEEDS}")
+            elif not spread > _SPREAD * max(1.0, abs(float(diff.mean()))):
                 verdict = "inconclusive"
-                bound = -claim.direction * claim.tolerance + 0.0  # + 0.0: no "-0"
-                caveats.append(f"{confidence:.0%} interval [{low:.3g}, {high:.3g}] includes {bound:g}")
+                caveats.append(f"the {n} differences are equal: no spread to judge the next seed by")
+            else:
+                p_value = float(stats.ttest_1samp(diff, bound).pvalue)
+                if claim.satisfied(low) and claim.satisfied(high):
+                    verdict = "holds"
+                elif claim.contradicted(low) and claim.contradicted(high):
+                    verdict = "fails"
+                else:
+                    verdict = "inconclusive"
+                    caveats.append(f"{confidence:.0%} interval [{low:.3g}, {high:.3g}] includes {bound:g}")
             out.append({**row, "better": float(both[claim.better].mean()) if n else np.nan,
                         "worse": float(both[claim.worse].mean()) if n else np.nan,
                         "difference": float(diff.mean()) if n else np.nan,
-                        "std": float(diff.std(ddof=1)) if n > 1 else np.nan,
-                        "ci_low": low, "ci_high": high, "seeds": n,
+                        "std": spread,
+                        "ci_low": low, "ci_high": high, "resolvable": half, "seeds": n,
                         "holds_on": int(claim.satisfied(diff).sum()), "verdict": verdict,
-                        "caveat": "; ".join(caveats)})
-    columns = [*keys, "claim", "metric", "better", "worse", "difference", "std", "ci_low", "ci_high", "seeds",
-               "holds_on", "verdict", "caveat"]
+                        "p_value": p_value, "caveat": "; ".join(caveats)})
+        if correction == "holm":
+            _holm_verdicts(out[first:], 1 - confidence)
+    columns = [*keys, "claim", "metric", "better", "worse", "difference", "std", "ci_low", "ci_high", "resolvable",
+               "seeds", "holds_on", "verdict", "p_value", "p_holm", "caveat"]
     return pd.DataFrame(out).reindex(columns=columns)
 
 
-__all__ = ["Claim", "CLAIMS", "VERDICTS", "check_claims", "t_interval"]
+def _holm_verdicts(rows: list[dict], alpha: float) -> None:
+    """Holm's correction over the claims of one comparison: a holds/fails verdict whose
+    adjusted p-value is not below ``alpha`` becomes inconclusive, with the reason."""
+    adjusted = holm([r.get("p_value", np.nan) for r in rows])
+    for r, p in zip(rows, adjusted):
+        r["p_holm"] = p
+        if r["verdict"] in ("holds", "fails") and not p < alpha:
+            r["verdict"] = "inconclusive"
+            r["caveat"] = (f"the interval excludes the bound (p = {r['p_value']:.2g}) but not after Holm's "
+                           f"correction over {int(np.sum(~np.isnan(adjusted)))} claims (adjusted p = {p:.2g})")
+
+
+__all__ = ["Claim", "CLAIMS", "VERDICTS", "MIN_SEEDS", "check_claims", "holm", "seeds_for_half_width", "t_interval"]

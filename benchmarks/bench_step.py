@@ -19,6 +19,13 @@ pre-training with the roberta-base architecture (random weights, no download).
 
     python benchmarks/bench_step.py                       # CPU: MiniLM, batch 32, 64 tokens, k = full, 1, 2, 3
     python benchmarks/bench_step.py --gpu-throughput      # GPU: roberta-base, 300 tokens, batch 32
+
+With ``--precision float32 bf16`` every setting runs in both precisions, side by side in one
+run (bfloat16 autocast, the losses in float32 as in training), and the table adds the
+bfloat16 speed-up of each setting:
+
+    python benchmarks/bench_step.py --threads 1 --train-layers full 1 --precision float32 bf16 \
+        --no-scaling --out benchmarks/results/step_precision.json
 """
 from __future__ import annotations
 
@@ -96,10 +103,11 @@ def timed(fn, device):
 
 
 class Setting:
-    """The two models of one train_layers setting, their optimisers and their batch."""
+    """The two models of one train_layers setting and precision, their optimisers and their batch."""
 
     def __init__(self, args, device, ctx, train_layers=None):
         self.train_layers = train_layers
+        self.ctx = ctx
         self.cm, self.clf, self.opt_c, self.opt_b = build(args.backbone, args.random_init, args.labels, args.queue,
                                                           device, ctx, train_layers)
         self.cm.train(), self.clf.train()
@@ -111,6 +119,7 @@ class Setting:
         self.t_msc, self.t_bce = [], []
 
     def steps(self, ctx, device, record=True):
+        ctx = self.ctx or ctx
         m = timed(lambda: msc_step(self.cm, self.opt_c, self.batch, ctx), device)
         b = timed(lambda: bce_step(self.clf, self.opt_b, self.batch, ctx), device)
         if record:
@@ -128,15 +137,26 @@ class Setting:
                 "msc_all_s": self.t_msc, "bce_all_s": self.t_bce}
 
 
-def overheads(args, device, ctx, settings) -> dict:
-    """Median step times of every setting, measured round-robin (an L_MSC and a BCE step of
-    each setting in turn, ``repeats`` rounds), so that changes of machine load hit all alike."""
+def precision_context(name: str, device):
+    """Autocast context factory of a ``--precision`` value (``float32`` or ``bf16``)."""
+    if name == "bf16":
+        return lambda: torch.autocast(device.type, dtype=torch.bfloat16)
+    return lambda: torch.autocast(device.type, enabled=False)
+
+
+def overheads(args, device, ctx, settings, precisions=(None,)) -> dict:
+    """Median step times of every setting (and precision), measured round-robin (an L_MSC and
+    a BCE step of each setting in turn, ``repeats`` rounds), so that changes of machine load
+    hit all alike. Keys: the setting, or ``setting/precision`` when precisions are given."""
     built = {}
     for k in settings:
-        try:
-            built[k] = Setting(args, device, ctx, None if k == "full" else int(k))
-        except Exception as err:  # report and go on with the other settings
-            print(f"train_layers={k}: {type(err).__name__}: {err}")
+        for prec in precisions:
+            key = k if prec is None else f"{k}/{prec}"
+            try:
+                built[key] = Setting(args, device, precision_context(prec, device) if prec else ctx,
+                                     None if k == "full" else int(k))
+            except Exception as err:  # report and go on with the other settings
+                print(f"train_layers={key}: {type(err).__name__}: {err}")
     for _ in range(args.warmup):
         for s in built.values():
             s.steps(ctx, device, record=False)
@@ -210,6 +230,8 @@ def main():
     ap.add_argument("--train-layers", nargs="*", default=["full", "1", "2", "3"],
                     help="'full' and/or numbers of trained top layers")
     ap.add_argument("--no-scaling", action="store_true", help="skip the loss + queue scaling table")
+    ap.add_argument("--precision", nargs="*", choices=["float32", "bf16"], default=None,
+                    help="run each setting in these precisions side by side (default: float32 on CPU, bf16 on GPU)")
     ap.add_argument("--gpu-throughput", action="store_true")
     ap.add_argument("--gpu-backbone", default="roberta-base")
     ap.add_argument("--gpu-tokens", type=int, default=300)
@@ -229,6 +251,8 @@ def main():
               "settings": {k: v for k, v in vars(args).items() if k != "out"}}
     print(f"device {result['machine']['device']}, {args.backbone}, batch {args.batch}, {args.tokens} tokens, "
           f"L={args.labels}, K={args.queue}")
+    if args.precision:
+        return by_precision(args, device, ctx, result)
     rows = []
     for k, o in overheads(args, device, ctx, args.train_layers).items():
         o["train_layers"] = k
@@ -260,6 +284,35 @@ def main():
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     Path(args.out).write_text(json.dumps(result, indent=2))
     print(f"wrote {args.out}")
+
+
+def by_precision(args, device, ctx, result) -> None:
+    """The float32 / bfloat16 table: each setting's L_MSC and BCE step in each precision."""
+    measured = overheads(args, device, ctx, args.train_layers, tuple(args.precision))
+    rows = []
+    for key, o in measured.items():
+        k, prec = key.split("/")
+        rows.append({"train_layers": k, "precision": prec, **o})
+    for r in rows:
+        ref = measured.get(f"{r['train_layers']}/float32")
+        r["bf16_speedup_msc"] = ref["msc_step_s"] / r["msc_step_s"] if ref else None
+        r["bf16_speedup_bce"] = ref["bce_step_s"] / r["bce_step_s"] if ref else None
+    result["precision"] = rows
+    result["machine"]["cpu_bf16"] = device.type == "cpu" and _cpu_bf16()
+    print(f"{'trained layers':<16}{'precision':<11}{'L_MSC s':>10}{'BCE s':>10}{'speed-up L_MSC':>16}{'speed-up BCE':>14}")
+    for r in rows:
+        su = (f"{r['bf16_speedup_msc']:>15.2f}x{r['bf16_speedup_bce']:>13.2f}x"
+              if r["bf16_speedup_msc"] else f"{'':>16}{'':>14}")
+        print(f"{r['train_layers']:<16}{r['precision']:<11}{r['msc_step_s']:>10.3f}{r['bce_step_s']:>10.3f}{su}")
+    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
+    Path(args.out).write_text(json.dumps(result, indent=2))
+    print(f"wrote {args.out}")
+
+
+def _cpu_bf16() -> bool:
+    from abalone_core.devices import cpu_supports_bf16
+
+    return cpu_supports_bf16()
 
 
 if __name__ == "__main__":

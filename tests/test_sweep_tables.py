@@ -210,3 +210,27 @@ def test_the_cpu_grid_export_is_reproduced_byte_for_byte(tmp_path):
     assert [p.name for p in written] == ["runs.jsonl", "table.csv", "table.md"]
     for path in written:
         assert filecmp.cmp(path, committed / path.name, shallow=False), path.name
+
+
+def test_export_copies_each_runs_scores_once(tmp_path):
+    from abalone_core.evaluate import save_scores
+
+    rows = []
+    for s in range(2):
+        folder = tmp_path / "sweep" / "runs" / f"r{s}"
+        folder.mkdir(parents=True)
+        if s == 0:  # the second run has no scores file (an older record)
+            save_scores(folder / "scores.npz", {"validation": np.full((3, 2), 0.25), "test": np.full((4, 2), 0.75)})
+        rows.append(({"objective": "msc", "dataset": "disaster", "seed": s},
+                     {"test": {"micro_f1": 50.0}, "config": {"output_dir": str(folder)}}, "done"))
+    db = fake_results(tmp_path / "sweep", rows)
+    sw.export(db, tmp_path / "published")
+    copied = sorted((tmp_path / "published" / "scores").iterdir())
+    rid = sw.run_id(rows[0][0])
+    assert [p.name for p in copied] == [f"{rid}.npz"]
+    back = sw.read_export_scores(tmp_path / "published", rid)
+    assert back["test"].shape == (4, 2) and np.allclose(back["test"], 0.75)
+    assert sw.read_export_scores(tmp_path / "published", sw.run_id(rows[1][0])) is None
+    before = copied[0].stat().st_mtime_ns
+    assert sw.export_scores(sw.finished(db), tmp_path / "published" / "scores") == []  # same bytes: left alone
+    assert copied[0].stat().st_mtime_ns == before

@@ -87,8 +87,10 @@ from .executors import ExecutorSpec
 from .grid import STATUSES, Sweep, run_id
 from ..provenance import git_state, gpu_names, hardware, versions
 from .store import records
-from .tables import RECORD_METRICS, aggregate, dataset_label, export, metric_value, records_table, write_table
+from .tables import (RECORD_METRICS, aggregate, dataset_label, export, export_scores, finished, metric_value,
+                     read_export_scores, records_table, write_table)
 
-__all__ = ["Sweep", "aggregate", "records", "records_table", "RECORD_METRICS", "export", "metric_value", "run_id",
+__all__ = ["Sweep", "aggregate", "records", "records_table", "RECORD_METRICS", "export", "export_scores",
+           "finished", "read_export_scores", "metric_value", "run_id",
            "write_table", "add_parser", "cmd_sweep", "hardware", "versions", "git_state",
            "gpu_names", "STATUSES", "ExecutorSpec", "dataset_label", "check_runs"]

@@ -1,0 +1,92 @@
+"""Chapter 8's tables and sentences, built from made-up records whose answer is known."""
+import numpy as np
+import pandas as pd
+import pytest
+
+from abalone_core import findings
+
+
+def records(msc_gain=(2.0, 2.5, 1.5, 2.2, 1.8), bce_micro=(70, 71, 69.5, 70.2, 70.8), layers="all",
+            dataset="d", converged=True):
+    rows = []
+    for s, (g, bm) in enumerate(zip(msc_gain, bce_micro)):
+        base = 40.0 + s
+        rows += [
+            {"objective": "base", "seed": s, "macro_f1": base, "macro_f1_label_tuned": base + 5, "micro_f1": 60.0,
+             "silhouette": 0.10 + 0.01 * s, "davies_bouldin": 2.0, "steps": 900 + s},
+            {"objective": "msc", "seed": s, "macro_f1": base + g, "macro_f1_label_tuned": base + 5 + g / 2,
+             "micro_f1": bm - 5 - 0.3 * s, "silhouette": 0.12 + 0.012 * s, "davies_bouldin": 1.9 - 0.01 * s,
+             "steps": 1000 + s},
+            {"objective": "bce", "seed": s, "macro_f1": base - 3, "macro_f1_label_tuned": base + 9 + 0.2 * s,
+             "micro_f1": bm, "silhouette": np.nan, "davies_bouldin": np.nan, "steps": 1500.0},
+        ]
+    out = pd.DataFrame(rows).assign(dataset=dataset, train_layers=layers, converged=converged)
+    return out
+
+
+def test_the_paragraph_states_each_verdict_as_check_claims_gives_it():
+    runs = records()
+    claims = findings.depth_claims(runs)
+    text = findings.finding_paragraph(claims, "d", "all")
+    stated = findings.paragraph_verdicts(text)
+    expected = dict(zip(claims["claim"], claims["verdict"]))
+    assert stated == {k: v for k, v in expected.items() if v != "not run"}
+    # known answers: msc gains about 2 points over base at 0.5; 5 points below bce in micro-F1
+    assert stated["L_MSC above L_Base in macro-F1"] == "holds"
+    assert stated["L_MSC on par with BCE in micro-F1 (at most 1 point below)"] == "fails"
+    assert stated["L_MSC above BCE in macro-F1 (per-label thresholds)"] == "fails"
+    assert text.startswith("**d, whole encoder.**") and "Holm" in text
+    assert "+2.00 points" in text  # the mean gain, in points
+
+
+def test_open_claims_say_what_the_seeds_could_resolve_and_unconverged_rows_are_not_testable():
+    noisy = records(msc_gain=(3.0, -2.0, 2.5, -1.5, 0.5))
+    claims = findings.depth_claims(noisy)
+    text = findings.finding_paragraph(claims, "d", "all")
+    row = claims.set_index("claim").loc["L_MSC above L_Base in macro-F1"]
+    assert row["verdict"] == "inconclusive"
+    assert f"larger than {row['resolvable']:.2f} points" in text
+    assert findings.paragraph_verdicts(text)["L_MSC above L_Base in macro-F1"] == "inconclusive"
+    stuck = records(converged=False)
+    text = findings.finding_paragraph(findings.depth_claims(stuck), "d", "all")
+    assert set(findings.paragraph_verdicts(text).values()) == {"not testable"} and "did not converge" in text
+
+
+def test_paragraphs_per_dataset_and_depth_whole_encoder_first():
+    runs = pd.concat([records(layers="1"), records(layers="all"), records(dataset="e", layers="all")])
+    text = findings.what_we_found(findings.depth_claims(runs))
+    heads = [p.split(".**")[0] for p in text.split("\n\n")]
+    assert heads == ["**d, whole encoder", "**d, 1 layer", "**e, whole encoder"]
+
+
+def test_depth_table_shows_seeds_steps_and_convergence_without_a_spread_for_constant_rows():
+    runs = pd.concat([records(layers="all"), records(layers="1"),
+                      pd.DataFrame([{"objective": "tfidf-linear", "seed": 0, "macro_f1": 55.0, "macro_f1_label_tuned": 57.0,
+                                     "micro_f1": 66.0, "map": 50.0, "steps": 0, "converged": None,
+                                     "dataset": "d", "train_layers": "1"}])])
+    t = findings.depth_table(runs, "d", metrics=("macro_f1",))
+    assert list(t.columns.get_level_values(0).unique()) == ["1 layer", "whole encoder"]
+    assert t.loc["TF-IDF", ("1 layer", "macro-F1 at 0.5")] == "55.00 (1)"  # no "± 0.00"
+    assert t.loc["L_MSC", ("whole encoder", "steps")] == "1002" and t.loc["L_MSC", ("whole encoder", "converged")] == "5/5"
+    assert "±" in t.loc["L_MSC", ("whole encoder", "macro-F1 at 0.5")]
+    assert t.loc["TF-IDF", ("1 layer", "converged")] == "n/a"
+    with pytest.raises(ValueError, match="no run of dataset"):
+        findings.depth_table(runs, "nope")
+
+
+def test_tfidf_decomposition_parts_add_up_to_the_lead():
+    runs = pd.DataFrame([
+        {"objective": "tfidf-linear", "macro_f1": 57.0, "macro_f1_label_tuned": 56.0},
+        {"objective": "tfidf-cut", "macro_f1": 50.0, "macro_f1_label_tuned": 53.0},
+        {"objective": "bce", "macro_f1": 42.0, "macro_f1_label_tuned": 50.0, "seed": 0},
+        {"objective": "bce", "macro_f1": 44.0, "macro_f1_label_tuned": 52.0, "seed": 1},
+    ]).assign(dataset="d", train_layers="all")
+    d = findings.tfidf_decomposition(runs, "d", "bce", "all")
+    assert d["lead"] == pytest.approx(57 - 43)
+    assert d["decision_rule"] == pytest.approx(14 - (56 - 51))  # 9 points of the lead is the rule
+    assert d["text_length"] == pytest.approx(3) and d["remainder"] == pytest.approx(2)
+    assert d["decision_rule"] + d["text_length"] + d["remainder"] == pytest.approx(d["lead"])
+    s = findings.decomposition_sentence(d)
+    assert "by 14.00 macro-F1 points" in s and "+9.00" in s and "+3.00" in s and "+2.00" in s
+    with pytest.raises(ValueError, match="no tfidf-cut run"):
+        findings.tfidf_decomposition(runs[runs["objective"] != "tfidf-cut"], "d")
