@@ -266,6 +266,8 @@ def _tfidf_metrics(config: Config, out: Path) -> dict:
         "hardware": hardware("cpu"), "config": config.to_dict(), "converged": None,
         "convergence": {"reason": "tfidf-linear: solved to the linear library's tolerance, no step budget"},
     })
+    if ds.provenance:
+        metrics["dataset_provenance"] = ds.provenance
     metrics = _finite(metrics)
     clear_run_files(out)
     config.save(out / "config.yaml")
@@ -334,6 +336,8 @@ def _run_one(config: Config, resume: bool = True, progress: bool = True, allow=(
             "hardware": hardware(str(trainer.device)),
             "config": config.to_dict(),
         })
+        if ds.provenance:
+            metrics["dataset_provenance"] = ds.provenance
         if state.get("changes"):
             metrics["resumed_with_changes"] = state["changes"]
         metrics.update(run_convergence(config, out, getattr(trainer, "total_steps", 0)))
