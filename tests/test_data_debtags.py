@@ -189,7 +189,8 @@ def test_read_packages_joins_the_translation_and_drops_untagged(tmp_path):
     assert first["package"] == "libproj01" and first["source"] == "proj0"  # " (1.0-2)" stripped
     assert rows[2]["source"] == "proj0"  # no Source field: the package name
     assert first["tags"] == ["devel::library", "use::editing", "works-with::image"]  # Tag over two lines
-    assert first["text"] == "library of project 0\nProject 0 does useful things for use::editing users.\nVersion 0 adds more."
+    assert first["text"] == ("library of project 0\nProject 0 does useful things for use::editing users.\n"
+                             "Version 0 adds more.")
     assert sha["Packages"] == hashlib.sha256((tmp_path / "Packages").read_bytes()).hexdigest()
 
 
@@ -204,7 +205,8 @@ def test_grouped_split_keeps_groups_together_and_is_deterministic():
     assert not np.array_equal(a, grouped_split(labels, groups, (0.8, 0.1, 0.1), seed=4))
     # the order of the rows does not change a group's split
     order = rng.permutation(400)
-    assert np.array_equal(grouped_split(labels[order], groups[order], seed=3), grouped_split(labels, groups, seed=3)[order])
+    shuffled = grouped_split(labels[order], groups[order], seed=3)
+    assert np.array_equal(shuffled, grouped_split(labels, groups, seed=3)[order])
 
 
 # --------------------------------------------------------------------------- the dataset
@@ -256,8 +258,8 @@ def test_files_by_path_compressed_and_apt_names(tmp_path):
     pk, tr = (tmp_path / "plain" / "Packages").read_bytes(), (tmp_path / "plain" / "Translation-en").read_bytes()
     (tmp_path / "Packages.xz").write_bytes(lzma.compress(pk))
     (tmp_path / "Translation-en.gz").write_bytes(gzip.compress(tr))
-    ds = load_dataset("debtags", packages_path=tmp_path / "Packages.xz", translation_path=tmp_path / "Translation-en.gz",
-                      min_count=2)
+    ds = load_dataset("debtags", packages_path=tmp_path / "Packages.xz",
+                      translation_path=tmp_path / "Translation-en.gz", min_count=2)
     assert ds.texts == ref.texts and np.array_equal(ds.splits, ref.splits)
     assert ds.provenance["packages_sha256"] == ref.provenance["packages_sha256"]  # of the decompressed content
     assert ds.provenance["date"] is None and ds.provenance["checked_against_release"] is False  # no Release beside
@@ -387,8 +389,8 @@ def test_fetch_with_private_apt_lists_and_cache(tmp_path, fake_apt):
 
 def test_apt_failure_says_what_to_do(tmp_path, fake_apt, monkeypatch, capsys):
     monkeypatch.setenv("FAKE_APT_FAIL", "1")
-    with pytest.raises(RuntimeError, match=r"`apt-get update` of Debian bookworm main from http://deb.debian.org/debian "
-                                           r"failed \(exit 100: E: Failed to fetch.*path=.*packages_path="):
+    with pytest.raises(RuntimeError, match=r"`apt-get update` of Debian bookworm main from http://deb.debian.org/"
+                                           r"debian failed \(exit 100: E: Failed to fetch.*path=.*packages_path="):
         load_dataset("debtags", data_dir=tmp_path / "cache")
     assert not (tmp_path / "cache" / "debtags" / "bookworm").exists()
     assert main(["stats", "debtags", "--set", f"data_dir={tmp_path / 'cache'}"]) == 2
