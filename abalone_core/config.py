@@ -352,8 +352,9 @@ class ConfigError(ValueError):
 
 DEVICE = re.compile(r"auto|cpu|mps|cuda(:\d+)?")
 # dataset_kwargs that name local files or folders (csv/jsonl ``path``, possibly one per split;
-# the ``data_dir``, ``csv_path``, ``dict_dir`` of the disaster and FOLDOC loaders).
-PATH_KEYS = ("path", "data_dir", "csv_path", "dict_dir")
+# the ``data_dir``, ``csv_path``, ``dict_dir`` of the disaster and FOLDOC loaders, and the
+# index files of debtags).
+PATH_KEYS = ("path", "data_dir", "csv_path", "dict_dir", "packages_path", "translation_path")
 
 # What each kind of setting must be, in words, for the error messages.
 _KINDS = {"float": "a number", "int": "an integer", "bool": "true or false", "str": "a string",

@@ -281,6 +281,8 @@ def _tfidf_metrics(config: Config, out: Path) -> dict:
         "hardware": hardware("cpu"), "config": config.to_dict(), "converged": None,
         "convergence": {"reason": f"{config.objective}: solved to the linear library's tolerance, no step budget"},
     })
+    if ds.provenance:
+        metrics["dataset_provenance"] = ds.provenance
     metrics = _finite(metrics)
     clear_run_files(out)
     config.save(out / "config.yaml")
@@ -355,6 +357,8 @@ def _run_one(config: Config, resume: bool = True, progress: bool = True, allow=(
             "precision": resolve_precision(config, trainer.device),
             "config": config.to_dict(),
         })
+        if ds.provenance:
+            metrics["dataset_provenance"] = ds.provenance
         if state.get("changes"):
             metrics["resumed_with_changes"] = state["changes"]
         metrics.update(run_convergence(config, out, getattr(trainer, "total_steps", 0)))

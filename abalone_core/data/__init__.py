@@ -13,6 +13,7 @@ Modules
 ``build``     helpers the loaders share (labels -> matrix, assembling, atomic downloads)
 ``disaster``  ``disaster``: disaster-response messages from a PyPI source distribution
 ``foldoc``    ``foldoc``: FOLDOC subject tags from Debian's ``dict-foldoc``
+``debtags``   ``debtags``: Debian packages labelled by their debtags, from the release's index
 ``files``     ``csv``, ``jsonl``: local files, one file or one per split
 ``hub``       ``hub``: any Hugging Face Hub dataset; ``aapd``, ``rcv1``, ``uk-lex``: the paper's
 
@@ -20,18 +21,19 @@ Register another loader with :func:`register_dataset`.
 """
 from .dataset import LabelCoverageError, MultiLabelDataset, drop_rare_columns, labels_missing_from_train
 from .registry import DATASETS, data_dir, load_dataset, register_dataset
-from .splits import SPLITS, normalise_splits, stratified_split
+from .splits import SPLITS, grouped_split, normalise_splits, stratified_split
 from .disaster import (DISASTER_MEMBER, DISASTER_REQUIREMENT, DISASTER_SHA256, fetch_disaster_csv,
                        load_disaster, parse_disaster_csv)
 from .foldoc import dictd_number, fetch_foldoc, load_foldoc, parse_foldoc, parse_foldoc_entry, read_dictd
+from .debtags import fetch_debtags, load_debtags, parse_debtags
 from .files import load_table, read_table
 from .hub import AAPD_SIZES, PAPER_HUB, load_aapd, load_hub, load_paper, load_rcv1, load_uklex, read_hub
 
 __all__ = [
     "AAPD_SIZES", "DATASETS", "DISASTER_MEMBER", "DISASTER_REQUIREMENT", "DISASTER_SHA256", "LabelCoverageError",
-    "MultiLabelDataset", "PAPER_HUB", "SPLITS", "data_dir", "dictd_number", "drop_rare_columns", "fetch_disaster_csv",
-    "fetch_foldoc", "labels_missing_from_train", "load_aapd", "load_dataset", "load_disaster", "load_foldoc",
-    "load_hub", "load_paper", "load_rcv1", "load_table", "load_uklex", "normalise_splits", "parse_disaster_csv",
-    "parse_foldoc", "parse_foldoc_entry", "read_dictd", "read_hub", "read_table", "register_dataset",
-    "stratified_split",
+    "MultiLabelDataset", "PAPER_HUB", "SPLITS", "data_dir", "dictd_number", "drop_rare_columns", "fetch_debtags",
+    "fetch_disaster_csv", "fetch_foldoc", "grouped_split", "labels_missing_from_train", "load_aapd", "load_dataset",
+    "load_debtags", "load_disaster", "load_foldoc", "load_hub", "load_paper", "load_rcv1", "load_table", "load_uklex",
+    "normalise_splits", "parse_debtags", "parse_disaster_csv", "parse_foldoc", "parse_foldoc_entry", "read_dictd",
+    "read_hub", "read_table", "register_dataset", "stratified_split",
 ]

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import logging
 import warnings
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 import pandas as pd
@@ -88,6 +88,9 @@ class MultiLabelDataset:
         labels: (N, L) uint8 multi-hot matrix.
         label_names: (L,) unique label names.
         splits: (N,) strings in {"train", "validation", "test"}.
+        provenance: where the data came from (release, date, checksums of the source
+            files), for the loaders that record it; empty otherwise. Views keep it, and a
+            run saves it in ``metrics.json`` as ``dataset_provenance``.
 
     Construction validates everything and refuses a label that occurs in validation
     or test but never in training (:class:`LabelCoverageError`). Views made by
@@ -100,14 +103,16 @@ class MultiLabelDataset:
     labels: np.ndarray
     label_names: list
     splits: np.ndarray
+    provenance: dict = field(default_factory=dict)
 
     def __post_init__(self):
         self._validate(check_coverage=True)
 
     @classmethod
-    def _view(cls, name, texts, labels, label_names, splits) -> "MultiLabelDataset":
+    def _view(cls, name, texts, labels, label_names, splits, provenance=None) -> "MultiLabelDataset":
         obj = cls.__new__(cls)
         obj.name, obj.texts, obj.labels, obj.label_names, obj.splits = name, texts, labels, label_names, splits
+        obj.provenance = dict(provenance or {})
         obj._validate(check_coverage=False)
         return obj
 
@@ -166,7 +171,7 @@ class MultiLabelDataset:
         index = index.astype(int).reshape(-1)
         return MultiLabelDataset._view(
             self.name, [self.texts[i] for i in index], self.labels[index],
-            list(self.label_names), self.splits[index])
+            list(self.label_names), self.splits[index], self.provenance)
 
     def split(self, name: str) -> "MultiLabelDataset":
         """Rows of one split ("train", "validation" or "test")."""
@@ -224,7 +229,7 @@ class MultiLabelDataset:
         """Drop label columns carried by fewer than ``min_train_count`` training documents."""
         labels, names = drop_rare_columns(self.labels, self.label_names, self.splits, min_train_count,
                                           name=self.name)
-        return MultiLabelDataset._view(self.name, list(self.texts), labels, names, self.splits.copy())
+        return MultiLabelDataset._view(self.name, list(self.texts), labels, names, self.splits.copy(), self.provenance)
 
     # ----------------------------------------------------------------------- statistics
 

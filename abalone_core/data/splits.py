@@ -4,6 +4,7 @@
   a file may use for them ("dev", "val", "testing", ...).
 * :func:`stratified_split`: iterative multi-label stratification, used by every loader
   that has to make its own split.
+* :func:`grouped_split`: the same with groups of rows kept together (near-duplicates).
 """
 from __future__ import annotations
 
@@ -87,3 +88,27 @@ def stratified_split(labels, split_sizes=(0.8, 0.1, 0.1), seed: int = 0) -> np.n
     out[test] = "test"
     out[val] = "validation"
     return out.astype(str)
+
+
+def grouped_split(labels, groups, split_sizes=(0.8, 0.1, 0.1), seed: int = 0) -> np.ndarray:
+    """Assign each row to train / validation / test, every row of a group to the same split.
+
+    The groups are split by :func:`stratified_split`, each group carrying the union of
+    its rows' labels, and their rows follow them. ``split_sizes`` are therefore shares of
+    groups; the shares of rows are close to them when no group is large.
+
+    Args:
+        labels: (N, L) 0/1 matrix.
+        groups: (N,) group name of each row.
+        split_sizes: (train, validation, test) fractions or counts of groups.
+        seed: random seed.
+    Returns:
+        (N,) array of split names.
+    """
+    y = np.asarray(labels).astype(bool)
+    names, row_group = np.unique(np.asarray(groups).astype(str), return_inverse=True)
+    if row_group.shape != (y.shape[0],):
+        raise ValueError(f"groups must have one name per row ({y.shape[0]}), got {len(row_group)}")
+    union = np.zeros((names.size, y.shape[1]), dtype=bool)
+    np.logical_or.at(union, row_group, y)
+    return stratified_split(union, split_sizes, seed)[row_group]
