@@ -34,7 +34,7 @@ def row_loss(row: str, finetune_loss: str = "bce") -> str:
 
 
 def row_config(row: str, *, init_from: str | None = None, finetune_loss: str = "bce", overrides: dict | None = None,
-               supervised_overrides: dict | None = None, **values) -> Config:
+               supervised_overrides: dict | None = None, train_layers=None, **values) -> Config:
     """The validated configuration of one row.
 
     Args:
@@ -43,6 +43,8 @@ def row_config(row: str, *, init_from: str | None = None, finetune_loss: str = "
         finetune_loss: the supervised loss of ``-ft`` rows.
         overrides: Config values for every row, applied after ``values``.
         supervised_overrides: Config values for the rows that train a classifier, applied last.
+        train_layers: the top transformer layers trained, as a grid names them: an integer
+            k, ``"all"`` (the whole encoder), or None (whatever ``overrides`` or the default say).
         values: Config values (dataset, seed, max_steps, output_dir, ...).
     """
     if is_finetune(row) and finetune_loss not in SUPERVISED:
@@ -53,6 +55,12 @@ def row_config(row: str, *, init_from: str | None = None, finetune_loss: str = "
     if init_from and not is_finetune(row):
         raise ValueError(f"init_from is for '<contrastive>-ft' rows, not {row!r}")
     d = {**values, "objective": loss, "init_from": init_from, **(overrides or {})}
+    if train_layers is not None:
+        if train_layers != "all" and not (isinstance(train_layers, int) and not isinstance(train_layers, bool)
+                                          and train_layers >= 0):
+            raise ValueError(f"train_layers must be an integer >= 0, 'all' (the whole encoder) or None, "
+                             f"got {train_layers!r}")
+        d["train_layers"] = None if train_layers == "all" else train_layers
     if loss in SUPERVISED:
         d.update(supervised_overrides or {})
     return Config.from_dict(d)

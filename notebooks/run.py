@@ -76,17 +76,14 @@ from abalone_core.rows import row_config, row_loss
 
 nb.setup()
 loss = row_loss(objective, finetune_loss)
-if train_layers is not None:
-    if train_layers != "all" and not (isinstance(train_layers, int) and train_layers >= 0):
-        raise ValueError(f"train_layers must be an integer >= 0, 'all' or None, got {train_layers!r}")
-    overrides = {**overrides, "train_layers": None if train_layers == "all" else train_layers}
 if run_dir is None:
     run_dir = (nb.repo_root() or Path(".")) / "runs" / "sweep" / f"{objective}-{dataset}-seed{seed}"
 config = row_config(
     objective, init_from=init_from, finetune_loss=finetune_loss, overrides=overrides,
-    supervised_overrides=supervised_overrides, dataset=dataset, dataset_kwargs=dataset_kwargs, subset=subset,
-    backbone=backbone, max_length=max_length, batch_size=batch_size, temperature=temperature,
-    max_steps=max_steps, seed=seed, device=device, output_dir=str(run_dir),
+    supervised_overrides=supervised_overrides, train_layers=train_layers, dataset=dataset,
+    dataset_kwargs=dataset_kwargs, subset=subset, backbone=backbone, max_length=max_length,
+    batch_size=batch_size, temperature=temperature, max_steps=max_steps, seed=seed, device=device,
+    output_dir=str(run_dir),
 )
 config
 
