@@ -174,6 +174,38 @@ def decomposition_sentence(d: dict) -> str:
             f"{d['remainder']:+.2f} remain on the same text under the same rule.")
 
 
+def seeds_needed(runs: pd.DataFrame, dataset: str, layers="all", better: str = "msc", worse: str = "base",
+                 metric: str = "macro_f1", half_width: float = 1.0, minimum: int = 5) -> dict:
+    """The power computation of the grid's seed count: from the paired per-seed differences
+    ``better - worse`` measured so far, how many seeds make the 95 % interval's half-width at
+    most ``half_width`` (:func:`abalone_core.claims.seeds_for_half_width`, never fewer than
+    ``minimum``). Returns the seeds measured, their paired standard deviation, the
+    half-width they give, and the seeds needed."""
+    from .claims import seeds_for_half_width, t_interval
+
+    part = runs[(runs["dataset"] == dataset) & (runs["train_layers"].astype(str) == str(layers))]
+    wide = part.pivot_table(index="seed", columns="objective", values=metric)
+    if better not in wide or worse not in wide:
+        raise ValueError(f"{dataset}, train_layers={layers}: no paired {better} and {worse} runs with {metric}")
+    d = (wide[better] - wide[worse]).dropna().to_numpy(float)
+    if d.size < 2:
+        raise ValueError(f"{dataset}, train_layers={layers}: {d.size} paired seed(s); a spread needs at least 2")
+    sd = float(d.std(ddof=1))
+    low, high = t_interval(d)
+    return {"dataset": dataset, "layers": str(layers), "metric": metric, "measured": int(d.size), "std": sd,
+            "half_width_now": (high - low) / 2, "target": half_width,
+            "needed": seeds_for_half_width(sd, half_width, minimum=minimum)}
+
+
+def power_sentence(p: dict) -> str:
+    """The power computation in words."""
+    return (f"On {p['dataset']} ({layers_label(p['layers'])}), the {p['measured']} paired seeds measured so far give "
+            f"L_MSC − L_Base in {F1_RULES.get(p['metric'], p['metric'])} a standard deviation of {p['std']:.2f} "
+            f"points and a 95 % half-width of {p['half_width_now']:.2f}; a half-width of at most {p['target']:g} "
+            f"point{'s' if p['target'] != 1 else ''} needs {p['needed']} seeds (the smallest n with "
+            f"t(n − 1) · {p['std']:.2f} / √n ≤ {p['target']:g}, and never fewer than 5).")
+
+
 def _claim_phrase(r: pd.Series) -> str:
     metric = r["metric"]
     unit = "" if metric in UNITS else " points"
@@ -243,4 +275,4 @@ def paragraph_verdicts(paragraph: str) -> dict:
 
 
 __all__ = ["DEPTH_CLAIMS", "F1_RULES", "cell", "depth_table", "depth_claims", "tfidf_decomposition",
-           "decomposition_sentence", "finding_paragraph", "what_we_found", "paragraph_verdicts", "layers_label"]
+           "decomposition_sentence", "seeds_needed", "power_sentence", "finding_paragraph", "what_we_found", "paragraph_verdicts", "layers_label"]

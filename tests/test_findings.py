@@ -90,3 +90,18 @@ def test_tfidf_decomposition_parts_add_up_to_the_lead():
     assert "by 14.00 macro-F1 points" in s and "+9.00" in s and "+3.00" in s and "+2.00" in s
     with pytest.raises(ValueError, match="no tfidf-cut run"):
         findings.tfidf_decomposition(runs[runs["objective"] != "tfidf-cut"], "d")
+
+
+def test_seeds_needed_from_the_measured_paired_spread():
+    from scipy import stats
+
+    runs = records(msc_gain=(3.0, -1.0, 2.5, 0.0, 1.5))
+    p = findings.seeds_needed(runs, "d", "all", half_width=1.0)
+    d = np.array([3.0, -1.0, 2.5, 0.0, 1.5])
+    assert p["measured"] == 5 and p["std"] == pytest.approx(d.std(ddof=1))
+    n = p["needed"]
+    assert stats.t.ppf(0.975, n - 1) * d.std(ddof=1) / np.sqrt(n) <= 1.0
+    assert stats.t.ppf(0.975, n - 2) * d.std(ddof=1) / np.sqrt(n - 1) > 1.0
+    assert f"needs {n} seeds" in findings.power_sentence(p)
+    with pytest.raises(ValueError, match="no paired"):
+        findings.seeds_needed(runs, "d", "all", better="bqueue")
