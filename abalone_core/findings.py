@@ -258,6 +258,56 @@ def what_we_found(claims: pd.DataFrame) -> str:
     return "\n\n".join(out)
 
 
+GRIDS = ("encoder_depth", "debtags")  # results/<grid>/runs.jsonl read by chapter 8 and the README
+
+
+def grid_records(results="results", grids=GRIDS) -> pd.DataFrame:
+    """The committed records of the comparison grids as one flat table
+    (:func:`abalone_core.sweep.records_table`), with ``train_layers`` as text (``all``, ``1``,
+    ``3``) and a ``grid`` column; grids not committed yet are left out."""
+    from pathlib import Path
+
+    from .sweep import records_table
+
+    parts = []
+    for g in grids:
+        path = Path(results) / g / "runs.jsonl"
+        if path.is_file():
+            t = records_table(path)
+            if not t.empty:
+                parts.append(t.assign(grid=g))
+    if not parts:
+        return pd.DataFrame()
+    runs = pd.concat(parts)
+    runs["train_layers"] = runs["train_layers"].map(lambda v: "all" if v is None or str(v) in ("all", "None", "nan")
+                                                    else str(int(float(v))))
+    return runs
+
+
+def report(runs: pd.DataFrame) -> str:
+    """The whole answer in Markdown: :func:`what_we_found` over every dataset and depth of
+    ``runs``, then, per dataset, TF-IDF's lead taken apart (:func:`tfidf_decomposition`, at the
+    deepest trained BCE row committed) and the power computation of the seed count
+    (:func:`seeds_needed`, whole encoder). Parts whose runs are not committed yet are left out.
+    The same text opens chapter 8 and the README's results."""
+    if runs.empty:
+        return "No run of the comparison grids is committed yet."
+    out = [what_we_found(depth_claims(runs))]
+    extra = []
+    for dataset in runs["dataset"].unique():
+        part = runs[runs["dataset"] == dataset]
+        layers = [k for k in ("all", "3", "1") if ((part["objective"] == "bce") & (part["train_layers"] == k)).any()]
+        if layers and {"tfidf-linear", "tfidf-cut"} <= set(part["objective"]):
+            extra.append(decomposition_sentence(tfidf_decomposition(runs, dataset, "bce", layers[0])))
+        try:
+            extra.append(power_sentence(seeds_needed(runs, dataset, "all")))
+        except ValueError:
+            pass
+    if extra:
+        out.append("\n".join(f"- {e}" for e in extra))
+    return "\n\n".join(out)
+
+
 def paragraph_verdicts(paragraph: str) -> dict:
     """``{claim name: verdict}`` as a paragraph of :func:`finding_paragraph` states them: each
     claim's name stands in italics after the word of its verdict (the test of chapter 8's
@@ -275,4 +325,4 @@ def paragraph_verdicts(paragraph: str) -> dict:
 
 
 __all__ = ["DEPTH_CLAIMS", "F1_RULES", "cell", "depth_table", "depth_claims", "tfidf_decomposition",
-           "decomposition_sentence", "seeds_needed", "power_sentence", "finding_paragraph", "what_we_found", "paragraph_verdicts", "layers_label"]
+           "decomposition_sentence", "seeds_needed", "power_sentence", "grid_records", "report", "GRIDS", "finding_paragraph", "what_we_found", "paragraph_verdicts", "layers_label"]

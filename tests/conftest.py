@@ -36,6 +36,9 @@ def tiny_config(tiny_backbone, tiny_csv, tmp_path, monkeypatch):
             dataset="csv", dataset_kwargs={"path": tiny_csv, "label_sep": "|", "split_column": "split"},
             backbone=tiny_backbone, max_length=16, proj_dim=16, batch_size=8, max_steps=6, queue_size=20,
             momentum=0.9, lr_backbone=1e-3, lr_head=1e-3, output_dir=str(tmp_path / "run"),
+            # float32, so that tests comparing two runs (resumed, distributed) compare arithmetic, not
+            # bfloat16 rounding; tests/test_precision.py trains under bfloat16
+            mixed_precision="no",
             probe={"epochs": 3, "lrs": [0.1], "weight_decays": [0.01], "heads": 2},
         )
         base.update(kw)

@@ -105,3 +105,33 @@ def test_seeds_needed_from_the_measured_paired_spread():
     assert f"needs {n} seeds" in findings.power_sentence(p)
     with pytest.raises(ValueError, match="no paired"):
         findings.seeds_needed(runs, "d", "all", better="bqueue")
+
+
+def test_the_readme_and_the_committed_records_state_the_same_verdicts():
+    """The README's findings block is report() over the committed grids, and every verdict its
+    paragraphs name equals check_claims on those records."""
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[1]
+    check = subprocess.run([sys.executable, "scripts/write_findings.py", "--check"], cwd=root,
+                           capture_output=True, text=True)
+    assert check.returncode == 0, check.stdout + check.stderr
+    runs = findings.grid_records(root / "results")
+    if runs.empty:
+        pytest.skip("no comparison grid committed yet")
+    claims = findings.depth_claims(runs)
+    for (dataset, layers), part in claims.groupby(["dataset", "train_layers"]):
+        stated = findings.paragraph_verdicts(findings.finding_paragraph(claims, dataset, layers))
+        assert stated == {c: v for c, v in zip(part["claim"], part["verdict"]) if v != "not run"}
+
+
+def test_report_covers_each_dataset_with_its_decomposition_and_power():
+    tfidf = pd.DataFrame([{"objective": "tfidf-linear", "macro_f1": 57.0, "macro_f1_label_tuned": 56.0, "seed": 0},
+                          {"objective": "tfidf-cut", "macro_f1": 50.0, "macro_f1_label_tuned": 53.0, "seed": 0}]
+                         ).assign(dataset="d", train_layers="1", converged=None)
+    text = findings.report(pd.concat([records(), tfidf]))
+    assert text.startswith("**d, whole encoder.**") and "TF-IDF as shipped leads BCE (whole encoder)" in text
+    assert "needs 5 seeds" in text or "needs" in text
+    assert findings.report(pd.DataFrame()) == "No run of the comparison grids is committed yet."

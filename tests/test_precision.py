@@ -70,3 +70,16 @@ def test_a_bfloat16_step_of_minilm_stays_close_to_float32():
     for name in ("classifier.weight", ):
         if name in g32:
             assert torch.nn.functional.cosine_similarity(g32[name].flatten(), g16[name].flatten(), dim=0) > 0.99
+
+
+def test_a_run_under_bfloat16_trains_resumes_and_records_its_precision(tiny_config):
+    from abalone_core.runs import run
+    from abalone_core.train import read_history
+
+    cfg = tiny_config(objective="msc", mixed_precision="bf16", max_steps=6, eval_every=2, save_every=2)
+    m = run(cfg, progress=False)
+    assert m["precision"] == "bf16" and m["steps"] == 6
+    hist = read_history(f"{cfg.output_dir}/history.jsonl")
+    assert all(h["train_loss"] == h["train_loss"] for h in hist)  # finite, no NaN
+    assert run(tiny_config(objective="bce", mixed_precision="no", output_dir=cfg.output_dir + "-32"),
+               progress=False)["precision"] == "no"
