@@ -40,10 +40,9 @@ class _Parser(argparse.ArgumentParser):
 def _config(args) -> Config:
     base = read_settings(args.config) if args.config else {}
     sources = [args.config] if args.config else []
-    overrides = parse_overrides(args.set or [])
-    if overrides:
+    if args.set:
+        base = parse_overrides(args.set, base)
         sources.append("--set")
-    base.update(overrides)
     if getattr(args, "output", None) is not None:
         base["output_dir"] = args.output
         sources.append("--output")
@@ -146,7 +145,7 @@ def cmd_embed(args) -> int:
 def cmd_stats(args) -> int:
     from .data import load_dataset
 
-    kwargs = parse_overrides(args.set or [])
+    kwargs = parse_overrides(args.set or [], loader=True)
     ds = load_dataset(args.dataset, **kwargs)
     stats = ds.stats()
     print(stats["splits"].to_string())
@@ -178,7 +177,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     t = sub.add_parser("train", parents=[debug], help="train (or resume) and evaluate one configuration")
     t.add_argument("--config", help="YAML or JSON configuration file")
-    t.add_argument("--set", action="append", metavar="KEY=VALUE", help="override a setting (YAML value)")
+    t.add_argument("--set", action="append", metavar="KEY=VALUE",
+                   help="override a setting (YAML value; text settings as typed); a dotted key sets one entry of a "
+                        "mapping: dataset_kwargs.label_sep=|")
     t.add_argument("--output", help="run directory (output_dir)")
     t.add_argument("--restart", action="store_true",
                    help="start over: replace the run files of the output folder (another configuration, a damaged "

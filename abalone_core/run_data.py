@@ -4,7 +4,9 @@
 """
 from __future__ import annotations
 
+import functools
 import hashlib
+import json
 import logging
 from dataclasses import dataclass
 
@@ -31,6 +33,26 @@ class Data:
     @property
     def train_counts(self) -> np.ndarray:
         return self.labels["train"].sum(0)
+
+    @functools.cached_property
+    def digest(self) -> str:
+        """:func:`data_digest` of the dataset."""
+        return data_digest(self.dataset)
+
+
+def data_digest(ds: MultiLabelDataset) -> str:
+    """SHA-256 (hex) of what a run trains, validates and tests on: per split, its texts and
+    their label names, in order. A checkpoint and ``metrics.json`` record it, so that a run is
+    never resumed on data edited since (other rows, labels or splits)."""
+    h = hashlib.sha256()
+    h.update(json.dumps(list(ds.label_names)).encode())
+    for s in SPLITS:
+        part = ds.split(s)
+        h.update(f"\0{s}\0{len(part)}\0".encode())
+        for text in part.texts:
+            h.update(text.encode("utf-8", "replace") + b"\0")
+        h.update(np.ascontiguousarray(part.labels, dtype=np.uint8).tobytes())
+    return h.hexdigest()
 
 
 def load_run_dataset(config: Config) -> MultiLabelDataset:
@@ -82,4 +104,4 @@ def _cached_tokens(texts, tokenizer, config: Config, split: str):
     return ids
 
 
-__all__ = ["Data", "load_run_dataset", "prepare_data"]
+__all__ = ["Data", "data_digest", "load_run_dataset", "prepare_data"]

@@ -52,7 +52,7 @@ from .provenance import hardware
 from .devices import check_device, seed_everything
 from .encoders import check_backbone, load_weights
 from .errors import Interrupted, RunFolderError
-from .run_data import load_run_dataset
+from .run_data import data_digest, load_run_dataset
 from .train import Trainer, _finite, _other_configuration, read_history
 
 RUN_FILES = ("checkpoint.pt", "metrics.json", "history.jsonl", "model_best.pt")  # plus encoder_*.pt
@@ -173,10 +173,11 @@ def inspect_run_folder(config: Config, resume: bool, allow=(), trains: bool | No
     """Before any work: may this run use its folder? Returns the checkpoint to resume (None:
     start from scratch). Refuses (:class:`~abalone_core.errors.RunFolderError`) a folder holding another
     configuration (whatever the objective), a finished run whose checkpoint is gone, and
-    damaged config.yaml, checkpoint.pt or history.jsonl, each with ``--restart`` as the way out."""
+    damaged config.yaml, checkpoint.pt or history.jsonl, each with ``--restart`` as the way out. A
+    folder holding only a config.yaml is this run's only if that file is this run's configuration."""
     out = Path(config.output_dir)
     files = run_files(out)
-    if not resume or not files:
+    if not resume or not (files or (out / "config.yaml").exists()):
         return None
     if trains is None:
         trains = config.objective not in (FROZEN, TFIDF)
@@ -262,6 +263,7 @@ def _tfidf_metrics(config: Config, out: Path) -> dict:
         "threshold": "per-label thresholds chosen on validation by the linear library", "tuned_threshold": tuned,
         "tfidf": r.info, "objective": config.objective, "dataset": ds.name, "label_names": list(ds.label_names),
         "train_label_counts": counts.astype(int).tolist(), "n_documents": {s: len(labels[s]) for s in SPLITS},
+        "data_digest": data_digest(ds),
         "steps": 0, "train_seconds": time.perf_counter() - t0, "wall_seconds_this_call": time.perf_counter() - t0,
         "hardware": hardware("cpu"), "config": config.to_dict(), "converged": None,
         "convergence": {"reason": "tfidf-linear: solved to the linear library's tolerance, no step budget"},
@@ -328,6 +330,7 @@ def _run_one(config: Config, resume: bool = True, progress: bool = True, allow=(
             "label_names": list(ds.label_names),
             "train_label_counts": trainer.data.train_counts.astype(int).tolist(),
             "n_documents": {s: len(trainer.data.ids[s]) for s in SPLITS},
+            "data_digest": trainer.data.digest,
             "steps": state.get("step", 0),
             "train_seconds": state.get("elapsed_s", 0.0),
             "wall_seconds_this_call": time.perf_counter() - t0,

@@ -195,6 +195,7 @@ class Trainer:
     def checkpoint(self) -> dict:
         return {
             "config": self.config.to_dict(),
+            "data": self.data.digest,
             "model": self.model.state_dict(),
             "optimizer": self.optimizer.state_dict(),
             "scheduler": self.scheduler.state_dict(),
@@ -214,7 +215,13 @@ class Trainer:
 
     def restore(self, ckpt: dict, allow_changes=()) -> None:
         """Continue from a checkpoint of the same configuration; the settings named in
-        ``allow_changes`` (a subset of ``RESUMABLE_CHANGES``) may differ and take their new values."""
+        ``allow_changes`` (a subset of ``RESUMABLE_CHANGES``) may differ and take their new values.
+        The data must be the checkpoint's (:func:`~abalone_core.run_data.data_digest`)."""
+        if ckpt.get("data") not in (None, self.data.digest):
+            raise RunFolderError(
+                f"{self.out} was trained up to step {ckpt['state']['step']} on other data: the texts, labels or "
+                f"splits of dataset {self.data.dataset.name!r} have changed since; add --restart to train it again "
+                "on the data as it is now, or restore the data it was trained on")
         differ = self.config.differences(ckpt["config"])
         refused = sorted(set(differ) - set(allow_changes))
         if refused:

@@ -9,7 +9,8 @@ Every case runs ``abalone ...`` in-process (``abalone_core.cli.main``) and check
   test's folder, the token cache and the run folder's lock file aside).
 
 Then the four ways a run used to lose or mix data, each a test that failed before the fix:
-``test_data_loss_1_...`` to ``test_data_loss_4_...``.
+``test_data_loss_1_...`` to ``test_data_loss_4_...``, and four bad inputs that gave a wrong result
+or lost a file: ``test_bad_input_1_...`` to ``test_bad_input_4_...``.
 """
 from __future__ import annotations
 
@@ -765,6 +766,151 @@ def test_finished_run_without_checkpoint_is_not_retrained_silently(ctx, capsys):
     code, line = cli(train(ctx, output=ctx.done), capsys)
     assert code == 2 and "checkpoint.pt is missing" in line and "--restart" in line
     assert snapshot(ctx.done) == before
+
+
+# --------------------------------------------------------------------------- #
+# Bad inputs that gave a wrong result or lost a file
+# --------------------------------------------------------------------------- #
+def interrupt_after_step(monkeypatch, step: int):
+    """Ctrl-C during training, after optimiser step ``step``."""
+    original = Trainer._step
+
+    def once(self, batch):
+        loss = original(self, batch)
+        if self.state["step"] + 1 == step:
+            signal.raise_signal(signal.SIGINT)
+        return loss
+
+    monkeypatch.setattr(Trainer, "_step", once)
+
+
+def test_bad_input_1_data_edited_before_resume_is_refused(ctx, capsys, monkeypatch):
+    """A run stopped at step 2, its CSV edited (two labels swapped, rows added), the same command
+    again: it used to train steps 1-2 on the old data and 3-4 on the new."""
+    import pandas as pd
+
+    data = ctx.tmp / "docs.csv"
+    shutil.copy(ctx.csv, data)
+    args = train(ctx, "--set", csv_kwargs(data))
+    with monkeypatch.context() as m:
+        interrupt_after_step(m, 2)
+        code, line = cli(args, capsys)
+    assert code == 130 and checkpoint_step(ctx.out) == 2
+    old_digest = torch.load(ctx.out / "checkpoint.pt", weights_only=False).get("data")
+    df = pd.read_csv(data, keep_default_na=False)
+    df["labels"] = [("|".join({"water": "food", "food": "water"}.get(x, x) for x in cell.split("|"))) for cell in df["labels"]]
+    extra = df[df["split"] == "train"].head(8).assign(text=lambda d: "shelter tent " + d["text"])
+    pd.concat([df, extra]).to_csv(data, index=False)
+    before = snapshot(ctx.out)
+    code, line = cli(args, capsys)
+    assert code == 2 and str(ctx.out) in line and "other data" in line and "--restart" in line, line
+    assert snapshot(ctx.out) == before
+    # The way out it names: start over on the data as it is now; the digest is recorded.
+    from abalone_core.run_data import data_digest, load_run_dataset
+
+    assert main([str(a) for a in args + ["--restart"]]) == 0
+    metrics = json.loads((ctx.out / "metrics.json").read_text())
+    ckpt = torch.load(ctx.out / "checkpoint.pt", weights_only=False)
+    now = data_digest(load_run_dataset(Config.from_file(ctx.out / "config.yaml")))
+    assert metrics["data_digest"] == ckpt["data"] == now != old_digest
+
+
+def test_data_digest_follows_texts_labels_and_splits(tiny_config):
+    from abalone_core.data import MultiLabelDataset
+    from abalone_core.run_data import data_digest, load_run_dataset
+
+    cfg = tiny_config()
+    ds = load_run_dataset(cfg)
+    assert data_digest(ds) == data_digest(load_run_dataset(cfg))
+    swapped = ds.labels.copy()
+    swapped[:, [0, 1]] = swapped[:, [1, 0]]
+    splits = ds.splits.copy()
+    splits[[0, -1]] = splits[[-1, 0]]
+    texts = list(ds.texts)
+    texts[0] += " more"
+    for other in (MultiLabelDataset._view(ds.name, ds.texts, swapped, ds.label_names, ds.splits),
+                  MultiLabelDataset._view(ds.name, ds.texts, ds.labels, ds.label_names, splits),
+                  MultiLabelDataset._view(ds.name, texts, ds.labels, ds.label_names, ds.splits)):
+        assert data_digest(other) != data_digest(ds)
+    assert data_digest(load_run_dataset(cfg.replace(subset={"train": 50}))) != data_digest(ds)
+
+
+def test_bad_input_2_hand_written_config_is_not_overwritten(ctx, capsys):
+    """A folder holding only the user's own config.yaml (another objective and temperature)
+    used to be taken and its config.yaml replaced by ``abalone train ... --output`` it."""
+    import yaml
+
+    text = yaml.safe_dump({**ctx.cfg.to_dict(), "objective": "bce", "temperature": 0.3, "output_dir": "mine"})
+    own = write(ctx.out / "config.yaml", text)
+    before = snapshot(ctx.out)
+    code, line = cli(train(ctx), capsys)
+    assert code == 2 and str(own) in line and "objective: 'bce' -> 'msc'" in line and "--restart" in line, line
+    assert "temperature: 0.3 -> 0.1" in line
+    assert snapshot(ctx.out) == before and own.read_text() == text
+    # A folder whose config.yaml is this run's configuration, and nothing else, is used.
+    mine = ctx.tmp / "mine"
+    ctx.cfg.replace(output_dir=str(mine)).save(mine / "config.yaml")
+    assert main([str(a) for a in train(ctx, output=mine)]) == 0 and (mine / "metrics.json").exists()
+    # And the way out it names.
+    assert main([str(a) for a in train(ctx, "--restart")]) == 0
+    assert Config.from_file(own).objective == "msc"
+
+
+def test_bad_input_3_list_style_label_cells_are_read_as_lists(tmp_path, caplog):
+    """A labels column holding "['food', 'water']" with label_sep=',' used to give labels such as
+    "['food'" and " 'water']"."""
+    import pandas as pd
+
+    from abalone_core.data import load_dataset
+
+    cells = ["['food', 'water']", "['fire']", "[]", "['water', 'fire']"] * 5
+    splits = ["train"] * 12 + ["validation"] * 4 + ["test"] * 4
+    path = tmp_path / "lists.csv"
+    pd.DataFrame({"text": ["flood water rain"] * 20, "labels": cells, "split": splits}).to_csv(path, index=False)
+    with caplog.at_level("WARNING"):
+        ds = load_dataset("csv", path=str(path), label_sep=",", split_column="split")
+    assert ds.label_names == ["fire", "food", "water"]
+    assert ds.labels[:4].tolist() == [[0, 1, 1], [1, 0, 0], [0, 0, 0], [1, 0, 1]]
+    assert f"{path}, data row 1" in caplog.text and "is a list" in caplog.text
+    # A cell that looks like a list and is not one is refused, naming its row.
+    cells[5] = "[food, water]"
+    pd.DataFrame({"text": ["flood"] * 20, "labels": cells, "split": splits}).to_csv(path, index=False)
+    with pytest.raises(ValueError, match=r"lists.csv, data row 6: cannot parse the label list '\[food, water\]'"):
+        load_dataset("csv", path=str(path), label_sep=",", split_column="split")
+    # JSON lines whose label field is a real list, with or without label_sep.
+    lines = [json.dumps({"text": "flood", "labels": ["food", "water"] if i % 2 else ["fire"], "split": s})
+             for i, s in enumerate(splits)]
+    write(tmp_path / "lists.jsonl", "\n".join(lines) + "\n")
+    for sep in (",", None):
+        ds = load_dataset("jsonl", path=str(tmp_path / "lists.jsonl"), label_sep=sep, split_column="split")
+        assert ds.label_names == ["fire", "food", "water"] and ds.labels[:2].tolist() == [[1, 0, 0], [0, 1, 1]]
+
+
+def test_bad_input_4_set_takes_text_settings_as_typed(ctx, capsys, monkeypatch):
+    """``--set label_sep=|`` used to become "" (a YAML block scalar), so ``abalone stats`` counted
+    label combinations as labels; ``mixed_precision=no`` became false and was refused;
+    ``seed=010`` became 8; a dotted key was an unknown setting."""
+    from abalone_core.cli import _config, build_parser
+    from abalone_core.config import parse_overrides
+
+    stats = ["stats", "csv", "--set", f"path={ctx.csv}", "--set", "split_column=split"]
+    assert main(stats + ["--set", "label_sep=|"]) == 0
+    table = capsys.readouterr().out.splitlines()
+    assert table[1].split()[:3] == ["train", "100.0", "6.0"], table  # 6 labels, not their combinations
+    assert parse_overrides(["label_sep=,", "label_sep2=|"], loader=True) == {"label_sep": ",", "label_sep2": "|"}
+    # The same as one entry of dataset_kwargs, merged into the --config file's.
+    args = build_parser().parse_args([str(a) for a in train(ctx, "--set", "dataset_kwargs.label_sep=|",
+                                                            "--set", "mixed_precision=no")])
+    cfg = _config(args)
+    assert cfg.dataset_kwargs == {**ctx.cfg.dataset_kwargs, "label_sep": "|"} and cfg.mixed_precision == "no"
+    assert parse_overrides(["mixed_precision='no'", "init_from=null", "objective=msc"]) == {
+        "mixed_precision": "no", "init_from": None, "objective": "msc"}
+    code, line = cli(train(ctx, "--set", "seed=010"), capsys)
+    assert code == 2 and "--set seed=010" in line and "octal (8)" in line and "seed=10" in line
+    assert not ctx.out.exists()
+    # mixed_precision=no, as the non-finite-loss message advises, trains.
+    assert main([str(a) for a in train(ctx, "--set", "mixed_precision=no")]) == 0
+    assert Config.from_file(ctx.out / "config.yaml").mixed_precision == "no"
 
 
 # --------------------------------------------------------------------------- #
