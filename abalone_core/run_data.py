@@ -63,7 +63,19 @@ def load_run_dataset(config: Config) -> MultiLabelDataset:
         ds = ds.sample({s: config.subset.get(s, len(ds)) for s in SPLITS}, seed=config.seed)
         if (ds.label_counts("train") == 0).any():
             ds = ds.drop_rare_labels(1)  # logs the labels it drops
+    _warn_duplicates(ds)
     return ds
+
+
+def _warn_duplicates(ds: MultiLabelDataset) -> None:
+    """Log how many validation and test texts are also training texts (copies score too well)."""
+    train = set(ds.split("train").texts)
+    copies = {s: sum(t in train for t in ds.split(s).texts) for s in ("validation", "test")}
+    if any(copies.values()):
+        sizes = {s: int((ds.splits == s).sum()) for s in copies}
+        logger.warning("dataset %r: %s also appear in training; their scores flatter the model: remove the copies "
+                       "from validation and test", ds.name,
+                       " and ".join(f"{n} of the {sizes[s]} {s} texts" for s, n in copies.items() if n))
 
 
 def prepare_data(config: Config, tokenizer) -> Data:
@@ -77,10 +89,27 @@ def prepare_data(config: Config, tokenizer) -> Data:
         part = ds.split(s)
         ids[s] = _cached_tokens(part.texts, tokenizer, config, s)
     labels = {s: ds.split(s).labels.astype(np.float32) for s in SPLITS}
+    check_labels(ds, labels, config)
     pad = tokenizer.pad_token_id
     if pad is None:
         raise ValueError(f"tokenizer of {config.backbone!r} has no pad token; set tokenizer.pad_token")
     return Data(ds, ids, labels, pad)
+
+
+def check_labels(ds: MultiLabelDataset, labels: dict, config: Config) -> None:
+    """Refuse, before any training, labels the scores cannot be computed on: one distinct label
+    in training, or no document without some label (no negative anywhere). Data without any
+    label is left to the trainer's own message."""
+    where = f"dataset {ds.name!r}" + (f" ({config.dataset_kwargs['path']})" if "path" in config.dataset_kwargs else "")
+    present = np.flatnonzero(labels["train"].sum(0) > 0)
+    if len(present) == 1:
+        raise ValueError(f"{where}: every labelled training document carries the one label "
+                         f"{ds.label_names[present[0]]!r}; multi-label training and its scores need at least two "
+                         "distinct labels: check label_column and label_sep in dataset_kwargs, or the labels of the data")
+    every = np.concatenate([labels[s] for s in SPLITS])
+    if every.size and every.all():
+        raise ValueError(f"{where}: every document carries every label ({ds.label_names}), so no label can be "
+                         "predicted or ranked; check label_column and label_sep in dataset_kwargs, or the data")
 
 
 def _cached_tokens(texts, tokenizer, config: Config, split: str):
@@ -104,4 +133,4 @@ def _cached_tokens(texts, tokenizer, config: Config, split: str):
     return ids
 
 
-__all__ = ["Data", "data_digest", "load_run_dataset", "prepare_data"]
+__all__ = ["Data", "check_labels", "data_digest", "load_run_dataset", "prepare_data"]
