@@ -115,8 +115,12 @@ def allowed_changes(allow_changes) -> tuple:
 @contextmanager
 def run_folder(out: Path):
     """Check that ``out`` is writable (creating it), then hold its lock while the run works
-    there. Under torchrun only the first process locks (all processes share the folder)."""
+    there. Under torchrun only the first process locks (all processes share the folder).
+
+    With the lock taken, the temporary files of writers killed mid-write are deleted; a run
+    that fails before writing anything leaves no lock file behind, nor the folder if it made it."""
     out = Path(out)
+    created = not out.exists()
     atomic.check_writable(out)
     if int(os.environ.get("RANK", "0")) != 0:
         yield out
@@ -129,10 +133,22 @@ def run_folder(out: Path):
     except Timeout:
         raise RunLocked(f"{out} is in use: another training process works there (it holds {out / LOCK_NAME}); "
                         "wait for it to finish, or choose another output folder") from None
+    empty = False
     try:
+        atomic.remove_temporaries(out)
         yield out
+    except BaseException:
+        empty = [p.name for p in out.iterdir()] == [LOCK_NAME]
+        if empty:  # deleted while still locked: no other process can take it in between
+            (out / LOCK_NAME).unlink(missing_ok=True)
+        raise
     finally:
         lock.release()
+        if empty and created:
+            try:
+                out.rmdir()
+            except OSError:  # something appeared meanwhile: leave it
+                pass
 
 
 def run_files(out: Path) -> list[Path]:
@@ -311,7 +327,7 @@ def _run_one(config: Config, resume: bool = True, progress: bool = True, allow=(
             ckpt = None
         elif trainer.main:
             clear_run_files(out)  # a restart, or a run stopped before its first checkpoint
-        if trainer.main:
+        if trainer.main and not trainer.config_pending:
             config.save(out / "config.yaml")
         if config.objective != FROZEN:
             trainer.fit()

@@ -123,6 +123,7 @@ class Trainer:
         self.main = self.rank == 0  # only the first process writes files
         self.stop_requested = False
         self.saved_step = None  # step of the checkpoint on disk (None: none written yet)
+        self.config_pending = False  # resumed with changes: config.yaml follows the first checkpoint with them
 
     # ------------------------------------------------------------- set-up
     @_deterministic
@@ -133,7 +134,7 @@ class Trainer:
         self.tokenizer = tokenizer
         self.data = prepare_data(cfg, tokenizer)
         if cfg.init_from:  # before caching: the frozen layers' states come from these weights
-            encoder.load_state_dict(load_encoder_state(cfg.init_from))
+            encoder.load_state_dict(load_encoder_state(cfg.init_from, "init_from"))
         L = self.data.labels["train"].shape[1]
         labelled = int((self.data.labels["train"].sum(1) > 0).sum())
         if L == 0 or labelled == 0:
@@ -212,12 +213,15 @@ class Trainer:
             _check_finite_weights(self.model.state_dict(), self.out / "checkpoint.pt", self)
             atomic.save_torch(self.checkpoint(), self.out / "checkpoint.pt")
             self.saved_step = self.state["step"]
+            if self.config_pending:
+                self.config.save(self.out / "config.yaml")
+                self.config_pending = False
 
     def restore(self, ckpt: dict, allow_changes=()) -> None:
         """Continue from a checkpoint of the same configuration; the settings named in
         ``allow_changes`` (a subset of ``RESUMABLE_CHANGES``) may differ and take their new values.
         The data must be the checkpoint's (:func:`~abalone_core.run_data.data_digest`)."""
-        if ckpt.get("data") not in (None, self.data.digest):
+        if ckpt.get("data") is not None and ckpt["data"] != self.data.digest:
             raise RunFolderError(
                 f"{self.out} was trained up to step {ckpt['state']['step']} on other data: the texts, labels or "
                 f"splits of dataset {self.data.dataset.name!r} have changed since; add --restart to train it again "
@@ -227,6 +231,12 @@ class Trainer:
         if refused:
             raise RunFolderError(_other_configuration(self.out / "checkpoint.pt", {k: differ[k] for k in refused},
                                                       allow_changes))
+        if differ and ckpt["state"]["step"] >= self.total_steps:
+            shown = ", ".join(f"{k}: {old!r} -> {new!r}" for k, (new, old) in sorted(differ.items()))
+            raise RunFolderError(
+                f"{self.out} holds a finished run (step {ckpt['state']['step']} of {self.total_steps}): no step is "
+                f"left to train with the changed settings ({shown}); run the command without the changes to "
+                "evaluate it again, or replace --resume-with-changes by --restart to train it again with them")
         self.model.load_state_dict(ckpt["model"])
         self.optimizer.load_state_dict(ckpt["optimizer"])
         self.scheduler.load_state_dict(ckpt["scheduler"])
@@ -235,6 +245,7 @@ class Trainer:
         self.state = ckpt["state"]
         self.saved_step = self.state["step"]
         if differ:
+            self.config_pending = True  # config.yaml keeps the checkpoint's settings until a step used the new ones
             self._apply_changes()
             self.state.setdefault("changes", []).append(
                 {"step": self.state["step"], **{k: {"was": old, "now": new} for k, (new, old) in differ.items()}})
