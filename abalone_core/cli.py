@@ -24,7 +24,7 @@ import sys
 from contextlib import contextmanager
 from pathlib import Path
 
-from .config import RESUMABLE_CHANGES, Config, ConfigError, parse_overrides, read_settings
+from .config import RESUMABLE_CHANGES, Config, ConfigError, parse_overrides, read_config_file
 
 EXIT_ERROR = 2
 EXIT_INTERRUPTED = 130
@@ -38,7 +38,7 @@ class _Parser(argparse.ArgumentParser):
 
 
 def _config(args) -> Config:
-    base = read_settings(args.config) if args.config else {}
+    base = read_config_file(args.config) if args.config else {}
     sources = [args.config] if args.config else []
     if args.set:
         base = parse_overrides(args.set, base)
@@ -130,6 +130,10 @@ def cmd_embed(args) -> int:
     if not features.parent.is_dir():
         raise FileNotFoundError(f"--out {args.out}: folder {features.parent} does not exist; create it first "
                                 "or choose another path")
+    existing = [str(p) for p in (features, labels) if p.exists()]
+    if existing and not args.force:
+        raise FileExistsError(f"--out {args.out}: {' and '.join(existing)} already exist(s); add --force to replace "
+                              "them, or choose another path")
     atomic.check_writable(features.parent)
     device = check_device(args.device)
     encoder, tokenizer, cfg = load_run_encoder(args.run)
@@ -200,6 +204,7 @@ def build_parser() -> argparse.ArgumentParser:
     m.add_argument("--out", required=True, help="features file (.npy added if missing); labels go to "
                                                 "<name>.labels.npy beside it")
     m.add_argument("--device", default="auto", help="auto (a GPU if there is one), cpu, cuda[:i], mps")
+    m.add_argument("--force", action="store_true", help="replace the files of --out if they exist")
     m.set_defaults(fn=cmd_embed)
 
     s = sub.add_parser("stats", parents=[debug], help="long-tail statistics of a dataset")
