@@ -8,7 +8,9 @@ fails at once instead of after hours of training: types strictly (with :mod:`pyd
 no string where a number belongs, no fractional step count, no ``"false"`` string for a
 boolean, no infinite learning rate), then ranges. Local paths in ``dataset_kwargs``
 (``path``, ``data_dir``, ``csv_path``, ``dict_dir``), ``init_from`` and a backbone folder
-are stored absolute, so a run's ``config.yaml`` names the same files from any folder.
+are stored absolute, so a run's ``config.yaml`` names the same files from any folder; in a
+configuration file (``--config``), a relative data path starts at that file's folder, as in a
+grid file.
 """
 from __future__ import annotations
 
@@ -70,7 +72,8 @@ class Config:
         linear for supervised), grad_clip, mixed_precision (``auto``/``bf16``/``fp16``/``no``).
         lr_head_grid: for the rows that train a classifier (supervised objectives), a list
             of head learning rates: one run per value (in ``output_dir/lr_head=<value>``), and
-            the run with the best validation micro-F1 is the result (``lr_head`` is ignored).
+            the run with the best validation micro-F1 is the result (``lr_head`` is ignored);
+            refused for the other objectives, whose classifier is the linear probe (``probe.lrs``).
     Run
         seed, deterministic, device (``auto``/``cpu``/``cuda``/``cuda:1``...),
         output_dir, eval_every (optimiser steps between validation passes; 0 = each epoch),
@@ -216,6 +219,9 @@ class Config:
             need("subset", lambda: all(isinstance(v, int) and not isinstance(v, bool) and v > 0
                                        for v in self.subset.values()),
                  f"subset values must be positive integers (documents per split), got {self.subset}")
+        need("lr_head_grid objective", lambda: self.lr_head_grid is None or self.objective in SUPERVISED,
+             f"lr_head_grid is for the objectives that train a classifier ({', '.join(SUPERVISED)}), not "
+             f"{self.objective!r} (a linear probe chooses its own learning rate: probe.lrs); remove lr_head_grid")
         need("init_from objective", lambda: self.init_from is None or self.objective in SUPERVISED,
              f"init_from (fine-tuning a contrastive encoder) needs a supervised objective: {', '.join(SUPERVISED)}")
         if self.probe and "probe" not in bad:
@@ -281,8 +287,9 @@ class Config:
     @classmethod
     def from_file(cls, path: str | Path) -> "Config":
         """Read a ``.yaml``/``.yml``/``.json`` file. Every problem names the file (and the line
-        of a syntax error); an empty or comment-only file is an error, not the defaults."""
-        return cls.from_dict(read_settings(path), source=str(path))
+        of a syntax error); an empty or comment-only file is an error, not the defaults.
+        Relative data paths in it start at the file's folder (:func:`read_config_file`)."""
+        return cls.from_dict(read_config_file(path), source=str(path))
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -462,10 +469,7 @@ def read_settings(path: str | Path) -> dict:
         try:
             d = yaml.safe_load(text)
         except yaml.YAMLError as err:
-            mark = getattr(err, "problem_mark", None)
-            where = f", line {mark.line + 1}, column {mark.column + 1}" if mark is not None else ""
-            problem = getattr(err, "problem", None) or str(err).splitlines()[0]
-            raise ValueError(f"{path}{where}: YAML syntax error ({problem}); fix that line") from None
+            raise yaml_syntax_error(path, err) from None
     if d is None:
         raise ValueError(f"{path} holds no settings (it is empty or only comments); write the settings to change, "
                          "e.g. `objective: msc`, or leave out --config to use the defaults")
@@ -478,6 +482,39 @@ def read_settings(path: str | Path) -> dict:
 # takes what was typed where YAML would read it as something else ("|" as a block scalar).
 STRING_ARGUMENTS = ("path", "label_sep", "text_column", "label_column", "split_column", "name", "encoding", "fmt")
 _NULLS = ("null", "Null", "NULL", "~")
+
+
+def yaml_syntax_error(path, err) -> ValueError:
+    """A YAML parser's error as one line naming the file, line and column."""
+    mark = getattr(err, "problem_mark", None)
+    where = f", line {mark.line + 1}, column {mark.column + 1}" if mark is not None else ""
+    problem = getattr(err, "problem", None) or str(err).splitlines()[0]
+    return ValueError(f"{path}{where}: YAML syntax error ({problem}); fix that line")
+
+
+def read_config_file(path: str | Path) -> dict:
+    """:func:`read_settings` of a configuration file, with the relative local paths of its
+    ``dataset_kwargs`` (:data:`PATH_KEYS`: ``path``, a file or ``{split: file}``, ``data_dir``, ...)
+    made absolute from the file's folder, as in a grid file: the file means the same data from
+    any working folder."""
+    settings = read_settings(path)
+    kwargs = settings.get("dataset_kwargs")
+    if not isinstance(kwargs, dict):
+        return settings
+    base = Path(path).resolve().parent
+
+    def absolute(value):
+        if isinstance(value, str) and value.strip() and not Path(value).expanduser().is_absolute():
+            return str(base / value)
+        return value
+
+    kwargs = dict(kwargs)
+    for key in PATH_KEYS:
+        if isinstance(kwargs.get(key), dict):
+            kwargs[key] = {split: absolute(v) for split, v in kwargs[key].items()}
+        elif key in kwargs:
+            kwargs[key] = absolute(kwargs[key])
+    return {**settings, "dataset_kwargs": kwargs}
 
 
 def parse_overrides(pairs: list[str], base: dict | None = None, loader: bool = False) -> dict[str, Any]:
@@ -558,4 +595,4 @@ def _override_value(pair: str, path: list[str], text: str, loader: bool):
 
 
 __all__ = ["Config", "ConfigError", "RESUMABLE_CHANGES", "OBJECTIVES", "CONTRASTIVE", "SUPERVISED", "FROZEN", "TFIDF", "PATH_KEYS",
-           "STRING_ARGUMENTS", "parse_overrides", "read_settings"]
+           "STRING_ARGUMENTS", "parse_overrides", "read_config_file", "read_settings"]
