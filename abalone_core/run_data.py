@@ -105,7 +105,8 @@ def check_labels(ds: MultiLabelDataset, labels: dict, config: Config) -> None:
     if len(present) == 1:
         raise ValueError(f"{where}: every labelled training document carries the one label "
                          f"{ds.label_names[present[0]]!r}; multi-label training and its scores need at least two "
-                         "distinct labels: check label_column and label_sep in dataset_kwargs, or the labels of the data")
+                         "distinct labels: check label_column and label_sep in dataset_kwargs, or the labels of "
+                         "the data")
     every = np.concatenate([labels[s] for s in SPLITS])
     if every.size and every.all():
         raise ValueError(f"{where}: every document carries every label ({ds.label_names}), so no label can be "

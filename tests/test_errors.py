@@ -320,7 +320,8 @@ def _setup_cases() -> dict:
             argv=lambda c: train(c, "--set", csv_kwargs(c.tmp / "missing.csv")),
             says=lambda c: ["csv file not found", "missing.csv"], after=no_run_folder),
         "setup/data-file-empty": Case(
-            setup=lambda c: write(c.tmp / "empty.csv", ""), argv=lambda c: train(c, "--set", csv_kwargs(c.tmp / "empty.csv")),
+            setup=lambda c: write(c.tmp / "empty.csv", ""),
+            argv=lambda c: train(c, "--set", csv_kwargs(c.tmp / "empty.csv")),
             says=lambda c: [str(c.tmp / "empty.csv"), "is empty", "header row"], after=no_run_folder),
         "setup/data-validation-file-header-only": Case(
             setup=split_files, argv=lambda c: train(c, "--set", "dataset_kwargs=" + json.dumps(
@@ -333,7 +334,8 @@ def _setup_cases() -> dict:
             after=no_run_folder),
         "setup/data-csv-without-path": Case(
             argv=lambda c: train(c, "--set", "dataset_kwargs={}"),
-            says=lambda c: ["dataset 'csv' needs the argument(s) ['path']", "dataset_kwargs.path="], after=no_run_folder),
+            says=lambda c: ["dataset 'csv' needs the argument(s) ['path']", "dataset_kwargs.path="],
+            after=no_run_folder),
         "setup/data-one-label": Case(
             setup=lambda c: write_csv(c, "one.csv", ["water"] * 40),
             argv=lambda c: train(c, "--set", csv_kwargs(c.tmp / "one.csv")),
@@ -996,7 +998,8 @@ def test_bad_input_1_data_edited_before_resume_is_refused(ctx, capsys, monkeypat
     assert code == 130 and checkpoint_step(ctx.out) == 2
     old_digest = torch.load(ctx.out / "checkpoint.pt", weights_only=False).get("data")
     df = pd.read_csv(data, keep_default_na=False)
-    df["labels"] = [("|".join({"water": "food", "food": "water"}.get(x, x) for x in cell.split("|"))) for cell in df["labels"]]
+    swap = {"water": "food", "food": "water"}
+    df["labels"] = ["|".join(swap.get(x, x) for x in cell.split("|")) for cell in df["labels"]]
     extra = df[df["split"] == "train"].head(8).assign(text=lambda d: "shelter tent " + d["text"])
     pd.concat([df, extra]).to_csv(data, index=False)
     before = snapshot(ctx.out)
