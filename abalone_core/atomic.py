@@ -19,12 +19,16 @@ import contextlib
 import errno
 import json
 import os
+import re
 import tempfile
 import uuid
 from pathlib import Path
 from typing import Iterator
 
 NO_SPACE = (errno.ENOSPC, errno.EDQUOT)
+# What torch's zip writer says when the file under it stops taking bytes (it drops the errno).
+TORCH_WRITE_FAILED = ("unexpected pos", "file write failed", "PytorchStreamWriter failed writing")
+TEMPORARY = re.compile(r"\..+\.(\d+)\.[0-9a-f]{8}\.tmp")
 
 
 class WriteFailed(OSError):
@@ -105,6 +109,20 @@ def _sync_folder(folder: Path) -> None:
         os.close(fd)
 
 
+def remove_temporaries(folder: str | os.PathLike) -> list[Path]:
+    """Delete the temporary files (:func:`temporary_name`) that other processes left in ``folder``:
+    writers killed mid-write (SIGKILL, a power cut) never remove theirs, and a checkpoint's can
+    weigh hundreds of MB. Call it only while holding the folder's lock, which proves that no
+    other writer is alive there. Returns the files deleted."""
+    removed = []
+    for path in Path(folder).glob(".*.tmp"):
+        match = TEMPORARY.fullmatch(path.name)
+        if match and int(match.group(1)) != os.getpid() and path.is_file():
+            _remove(path)
+            removed.append(path)
+    return removed
+
+
 def write_bytes(path: str | os.PathLike, data: bytes) -> None:
     with atomic_open(path, "wb") as f:
         f.write(data)
@@ -121,11 +139,18 @@ def write_json(path: str | os.PathLike, obj, indent: int | None = 2) -> None:
 
 
 def save_torch(obj, path: str | os.PathLike) -> None:
-    """``torch.save`` to ``path`` atomically."""
+    """``torch.save`` to ``path`` atomically. torch reports a write that failed (a full disk)
+    as a RuntimeError of its own ("unexpected pos", "file write failed"): it becomes the
+    :class:`WriteFailed` of a full disk."""
     import torch
 
-    with atomic_open(path, "wb") as f:
-        torch.save(obj, f)
+    try:
+        with atomic_open(path, "wb") as f:
+            torch.save(obj, f)
+    except RuntimeError as err:
+        if not any(sign in str(err) for sign in TORCH_WRITE_FAILED):
+            raise
+        raise _failure(Path(path), OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))) from err
 
 
 def save_numpy(path: str | os.PathLike, array) -> None:
@@ -171,4 +196,4 @@ def check_writable(folder: str | os.PathLike) -> Path:
 
 
 __all__ = ["WriteFailed", "atomic_open", "write_bytes", "write_text", "write_json", "save_torch", "save_numpy",
-           "append_line", "check_writable", "temporary_name"]
+           "append_line", "check_writable", "temporary_name", "remove_temporaries"]

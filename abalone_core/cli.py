@@ -24,7 +24,7 @@ import sys
 from contextlib import contextmanager
 from pathlib import Path
 
-from .config import RESUMABLE_CHANGES, Config, ConfigError, parse_overrides, read_settings
+from .config import RESUMABLE_CHANGES, Config, ConfigError, parse_overrides, read_config_file
 
 EXIT_ERROR = 2
 EXIT_INTERRUPTED = 130
@@ -38,12 +38,11 @@ class _Parser(argparse.ArgumentParser):
 
 
 def _config(args) -> Config:
-    base = read_settings(args.config) if args.config else {}
+    base = read_config_file(args.config) if args.config else {}
     sources = [args.config] if args.config else []
-    overrides = parse_overrides(args.set or [])
-    if overrides:
+    if args.set:
+        base = parse_overrides(args.set, base)
         sources.append("--set")
-    base.update(overrides)
     if getattr(args, "output", None) is not None:
         base["output_dir"] = args.output
         sources.append("--output")
@@ -131,6 +130,10 @@ def cmd_embed(args) -> int:
     if not features.parent.is_dir():
         raise FileNotFoundError(f"--out {args.out}: folder {features.parent} does not exist; create it first "
                                 "or choose another path")
+    existing = [str(p) for p in (features, labels) if p.exists()]
+    if existing and not args.force:
+        raise FileExistsError(f"--out {args.out}: {' and '.join(existing)} already exist(s); add --force to replace "
+                              "them, or choose another path")
     atomic.check_writable(features.parent)
     device = check_device(args.device)
     encoder, tokenizer, cfg = load_run_encoder(args.run)
@@ -146,7 +149,7 @@ def cmd_embed(args) -> int:
 def cmd_stats(args) -> int:
     from .data import load_dataset
 
-    kwargs = parse_overrides(args.set or [])
+    kwargs = parse_overrides(args.set or [], loader=True)
     ds = load_dataset(args.dataset, **kwargs)
     stats = ds.stats()
     print(stats["splits"].to_string())
@@ -178,7 +181,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     t = sub.add_parser("train", parents=[debug], help="train (or resume) and evaluate one configuration")
     t.add_argument("--config", help="YAML or JSON configuration file")
-    t.add_argument("--set", action="append", metavar="KEY=VALUE", help="override a setting (YAML value)")
+    t.add_argument("--set", action="append", metavar="KEY=VALUE",
+                   help="override a setting (YAML value; text settings as typed); a dotted key sets one entry of a "
+                        "mapping: dataset_kwargs.label_sep=|")
     t.add_argument("--output", help="run directory (output_dir)")
     t.add_argument("--restart", action="store_true",
                    help="start over: replace the run files of the output folder (another configuration, a damaged "
@@ -199,6 +204,7 @@ def build_parser() -> argparse.ArgumentParser:
     m.add_argument("--out", required=True, help="features file (.npy added if missing); labels go to "
                                                 "<name>.labels.npy beside it")
     m.add_argument("--device", default="auto", help="auto (a GPU if there is one), cpu, cuda[:i], mps")
+    m.add_argument("--force", action="store_true", help="replace the files of --out if they exist")
     m.set_defaults(fn=cmd_embed)
 
     s = sub.add_parser("stats", parents=[debug], help="long-tail statistics of a dataset")

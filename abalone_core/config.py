@@ -8,7 +8,9 @@ fails at once instead of after hours of training: types strictly (with :mod:`pyd
 no string where a number belongs, no fractional step count, no ``"false"`` string for a
 boolean, no infinite learning rate), then ranges. Local paths in ``dataset_kwargs``
 (``path``, ``data_dir``, ``csv_path``, ``dict_dir``), ``init_from`` and a backbone folder
-are stored absolute, so a run's ``config.yaml`` names the same files from any folder.
+are stored absolute, so a run's ``config.yaml`` names the same files from any folder; in a
+configuration file (``--config``), a relative data path starts at that file's folder, as in a
+grid file.
 """
 from __future__ import annotations
 
@@ -82,7 +84,8 @@ class Config:
             after warm-up, so stopping is never an artefact of a schedule decaying to zero.
         lr_head_grid: for the rows that train a classifier (supervised objectives), a list
             of head learning rates: one run per value (in ``output_dir/lr_head=<value>``), and
-            the run with the best validation micro-F1 is the result (``lr_head`` is ignored).
+            the run with the best validation micro-F1 is the result (``lr_head`` is ignored);
+            refused for the other objectives, whose classifier is the linear probe (``probe.lrs``).
     Run
         seed, deterministic, device (``auto``/``cpu``/``cuda``/``cuda:1``...),
         output_dir, eval_every (optimiser steps between validation passes; 0 = each epoch),
@@ -236,6 +239,9 @@ class Config:
             need("subset", lambda: all(isinstance(v, int) and not isinstance(v, bool) and v > 0
                                        for v in self.subset.values()),
                  f"subset values must be positive integers (documents per split), got {self.subset}")
+        need("lr_head_grid objective", lambda: self.lr_head_grid is None or self.objective in SUPERVISED,
+             f"lr_head_grid is for the objectives that train a classifier ({', '.join(SUPERVISED)}), not "
+             f"{self.objective!r} (a linear probe chooses its own learning rate: probe.lrs); remove lr_head_grid")
         need("init_from objective", lambda: self.init_from is None or self.objective in SUPERVISED,
              f"init_from (fine-tuning a contrastive encoder) needs a supervised objective: {', '.join(SUPERVISED)}")
         if self.probe and "probe" not in bad:
@@ -303,8 +309,9 @@ class Config:
     @classmethod
     def from_file(cls, path: str | Path) -> "Config":
         """Read a ``.yaml``/``.yml``/``.json`` file. Every problem names the file (and the line
-        of a syntax error); an empty or comment-only file is an error, not the defaults."""
-        return cls.from_dict(read_settings(path), source=str(path))
+        of a syntax error); an empty or comment-only file is an error, not the defaults.
+        Relative data paths in it start at the file's folder (:func:`read_config_file`)."""
+        return cls.from_dict(read_config_file(path), source=str(path))
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -449,6 +456,8 @@ def _typed_values(cfg: Config, errors: list, bad: set) -> dict:
                 expected = "a whole number " + ("or null " if optional else "") + "(no fraction)"
             if e["type"] == "finite_number":
                 expected = "a finite number"
+            if kind == "str" and isinstance(value, bool):  # YAML 1.1: unquoted no/yes/off/on
+                expected += f" (YAML reads an unquoted yes/no/on/off as {str(value).lower()}: quote the word)"
             shown = "null" if value is None else repr(value)
             errors.append(f"{name} must be {expected}, got {shown}")
     if model is None:  # the fields that passed, coerced: validate them again without the others
@@ -483,10 +492,7 @@ def read_settings(path: str | Path) -> dict:
         try:
             d = yaml.safe_load(text)
         except yaml.YAMLError as err:
-            mark = getattr(err, "problem_mark", None)
-            where = f", line {mark.line + 1}, column {mark.column + 1}" if mark is not None else ""
-            problem = getattr(err, "problem", None) or str(err).splitlines()[0]
-            raise ValueError(f"{path}{where}: YAML syntax error ({problem}); fix that line") from None
+            raise yaml_syntax_error(path, err) from None
     if d is None:
         raise ValueError(f"{path} holds no settings (it is empty or only comments); write the settings to change, "
                          "e.g. `objective: msc`, or leave out --config to use the defaults")
@@ -495,25 +501,122 @@ def read_settings(path: str | Path) -> dict:
     return d
 
 
-def parse_overrides(pairs: list[str]) -> dict[str, Any]:
-    """``["lr_backbone=2e-5", "subset={train: 100}"]`` -> dict, values parsed as YAML."""
-    import yaml
+# Loader arguments (``dataset_kwargs``, ``abalone stats --set``) whose values are text: ``--set``
+# takes what was typed where YAML would read it as something else ("|" as a block scalar).
+STRING_ARGUMENTS = ("path", "label_sep", "text_column", "label_column", "split_column", "name", "encoding", "fmt")
+_NULLS = ("null", "Null", "NULL", "~")
 
-    out = {}
+
+def yaml_syntax_error(path, err) -> ValueError:
+    """A YAML parser's error as one line naming the file, line and column."""
+    mark = getattr(err, "problem_mark", None)
+    where = f", line {mark.line + 1}, column {mark.column + 1}" if mark is not None else ""
+    problem = getattr(err, "problem", None) or str(err).splitlines()[0]
+    return ValueError(f"{path}{where}: YAML syntax error ({problem}); fix that line")
+
+
+def read_config_file(path: str | Path) -> dict:
+    """:func:`read_settings` of a configuration file, with the relative local paths of its
+    ``dataset_kwargs`` (:data:`PATH_KEYS`: ``path``, a file or ``{split: file}``, ``data_dir``, ...)
+    made absolute from the file's folder, as in a grid file: the file means the same data from
+    any working folder."""
+    settings = read_settings(path)
+    kwargs = settings.get("dataset_kwargs")
+    if not isinstance(kwargs, dict):
+        return settings
+    base = Path(path).resolve().parent
+
+    def absolute(value):
+        if isinstance(value, str) and value.strip() and not Path(value).expanduser().is_absolute():
+            return str(base / value)
+        return value
+
+    kwargs = dict(kwargs)
+    for key in PATH_KEYS:
+        if isinstance(kwargs.get(key), dict):
+            kwargs[key] = {split: absolute(v) for split, v in kwargs[key].items()}
+        elif key in kwargs:
+            kwargs[key] = absolute(kwargs[key])
+    return {**settings, "dataset_kwargs": kwargs}
+
+
+def parse_overrides(pairs: list[str], base: dict | None = None, loader: bool = False) -> dict[str, Any]:
+    """``["lr_backbone=2e-5", "subset={train: 100}"]`` -> dict, values parsed as YAML.
+
+    A dotted key sets one entry of a mapping (``dataset_kwargs.label_sep=|``), merged into the
+    mapping of ``base`` (the settings of a ``--config`` file), which is returned updated (a copy).
+    For a setting that is text (``objective``, ``mixed_precision``, a loader's ``label_sep``), a
+    value that YAML would read as something else than what was typed (``|`` as an empty block
+    scalar, ``no`` as false, ``,`` as a syntax error) is taken literally; a quoted value is YAML's.
+    A number with a leading zero (``seed=010``, octal 8 to YAML) is refused.
+
+    Args:
+        loader: the keys are a dataset loader's arguments (``abalone stats``), not Config settings.
+    """
+    out = dict(base or {})
     for pair in pairs:
         if "=" not in pair:
             raise ValueError(f"override {pair!r} must look like key=value (--set objective=msc)")
-        key, value = pair.split("=", 1)
-        if not key.strip():
-            raise ValueError(f"override {pair!r} has no key before '='; write key=value")
-        try:
-            out[key.strip()] = yaml.safe_load(value)
-        except yaml.YAMLError as err:
-            problem = getattr(err, "problem", None) or str(err).splitlines()[0]
-            raise ValueError(f"--set {pair}: the value is not valid YAML ({problem}); quote it or fix the "
-                             "brackets") from None
+        key, text = pair.split("=", 1)
+        path = [part.strip() for part in key.split(".")]
+        if not all(path):
+            raise ValueError(f"override {pair!r} has no key before '='; write key=value" if not key.strip()
+                             else f"override {pair!r}: an empty part in the key {key!r}; write e.g. "
+                                  "dataset_kwargs.label_sep=|")
+        value = _override_value(pair, path, text, loader)
+        target = out
+        for i, part in enumerate(path[:-1]):
+            node = target.get(part)
+            if node is None:
+                node = {}
+            elif not isinstance(node, dict):
+                raise ValueError(f"--set {pair}: {'.'.join(path[:i + 1])} is {node!r}, not a mapping; set it "
+                                 f"whole, e.g. --set {path[0]}={{...}}")
+            target[part] = node = dict(node)
+            target = node
+        target[path[-1]] = value
     return out
 
 
-__all__ = ["Config", "ConfigError", "RESUMABLE_CHANGES", "OBJECTIVES", "CONTRASTIVE", "SUPERVISED", "FROZEN", "TFIDF", "TFIDF_CUT", "TFIDF_OBJECTIVES", "PATH_KEYS",
-           "parse_overrides", "read_settings"]
+def _override_value(pair: str, path: list[str], text: str, loader: bool):
+    """The value of one ``--set`` pair (see :func:`parse_overrides`)."""
+    import yaml
+
+    kind, optional = None, True  # None: any YAML value
+    if loader or (len(path) == 2 and path[0] == "dataset_kwargs"):
+        if path[-1] in STRING_ARGUMENTS:
+            kind = "str"
+    elif len(path) == 1:
+        f = next((f for f in fields(Config) if f.name == path[0]), None)
+        if f is not None:
+            kind, optional = _kind(f)
+    typed = text.strip()
+    quoted = len(typed) >= 2 and typed[0] == typed[-1] and typed[0] in "'\""
+    try:
+        value, error = yaml.safe_load(text), None
+    except yaml.YAMLError as err:
+        value, error = None, err
+    literal = typed or text
+    if kind == "str" and not quoted:
+        if optional and typed in _NULLS:
+            return None
+        if error is not None or value is None or isinstance(value, bool) or (isinstance(value, str)
+                                                                             and value != typed):
+            return literal
+    elif error is None and isinstance(value, str) and value != typed and not quoted:
+        return literal  # "|" or ">" read as an empty block scalar, "a # b" cut at the comment
+    if error is not None:
+        problem = getattr(error, "problem", None) or str(error).splitlines()[0]
+        raise ValueError(f"--set {pair}: the value is not valid YAML ({problem}); quote it or fix the "
+                         "brackets") from None
+    if isinstance(value, int) and not isinstance(value, bool) and re.fullmatch(r"[-+]?0[0-9_]+", typed):
+        decimal = int(typed.replace("_", ""), 10)
+        if value != decimal:
+            raise ValueError(f"--set {pair}: YAML reads a number with a leading zero as octal ({value}); write "
+                             f"{'.'.join(path)}={decimal} for the decimal number (or {'.'.join(path)}={value})")
+    return value
+
+
+__all__ = ["Config", "ConfigError", "RESUMABLE_CHANGES", "OBJECTIVES", "CONTRASTIVE", "SUPERVISED", "FROZEN", "TFIDF", "TFIDF_CUT", "TFIDF_OBJECTIVES",
+           "PATH_KEYS",
+           "STRING_ARGUMENTS", "parse_overrides", "read_config_file", "read_settings"]

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import torch
 
-from .config import TFIDF, Config
+from .config import CONTRASTIVE, TFIDF, Config
 from .errors import RunFolderError
 from .evaluate import read_metrics
 from .model import MINILM, TextEncoder, load_backbone
@@ -116,17 +116,27 @@ def load_weights(path: str | Path, what: str = "weights", map_location="cpu", we
                              "run again (abalone train --restart)") from None
 
 
-def load_encoder_state(path: str | Path) -> dict:
-    """Encoder weights from a contrastive run directory (its selected candidate) or a file."""
+def load_encoder_state(path: str | Path, setting: str | None = None) -> dict:
+    """Encoder weights from a contrastive run directory (its selected candidate) or a file;
+    ``setting`` (``init_from``) is named in the errors."""
     path = Path(path)
+    key = f"{setting}: " if setting else ""
+    if not path.exists():
+        raise FileNotFoundError(f"{key}no encoder weights at {path} (it does not exist); give the folder of a "
+                                "finished contrastive run, or an encoder file")
     if path.is_dir():
         metrics = path / "metrics.json"
         if not metrics.exists():
-            raise FileNotFoundError(f"{path} has no metrics.json: finish (or resume) that contrastive run first")
-        chosen = read_metrics(path).get("selected_candidate", "last")
+            raise FileNotFoundError(f"{key}{path} has no metrics.json: finish (or resume) that contrastive run first")
+        record = read_metrics(path)
+        objective = record.get("objective") or (record.get("config") or {}).get("objective")
+        if objective is not None and objective not in CONTRASTIVE:
+            raise ValueError(f"{key}{path} is a {objective} run: it trained no contrastive encoder; give the folder "
+                             f"of a finished contrastive run ({', '.join(CONTRASTIVE)})")
+        chosen = record.get("selected_candidate", "last")
         path = path / f"encoder_{chosen}.pt"
     if not path.exists():
-        raise FileNotFoundError(f"no encoder weights at {path}")
+        raise FileNotFoundError(f"{key}no encoder weights at {path}")
     return load_weights(path, "encoder weights")
 
 
@@ -141,6 +151,8 @@ def load_run_encoder(run_dir):
         (encoder, tokenizer, config)
     """
     run_dir = Path(run_dir)
+    if run_dir.is_file():
+        raise ValueError(f"{run_dir} is a file: give a run folder (the --output folder of `abalone train`)")
     if not run_dir.is_dir():
         raise FileNotFoundError(f"run folder {run_dir} does not exist: give the --output folder of `abalone train`")
     if not (run_dir / "metrics.json").exists():

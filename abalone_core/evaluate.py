@@ -18,6 +18,9 @@ def read_metrics(run_dir) -> dict:
     """``metrics.json`` of a finished run. A missing folder or file, or an empty, truncated
     or corrupt file, is an error (``FileNotFoundError`` / ``ValueError``) naming it and what to do."""
     run_dir = Path(run_dir)
+    if run_dir.is_file():
+        raise ValueError(f"{run_dir} is a file: give a run folder (the --output folder of `abalone train`), which "
+                         "holds the run's metrics.json")
     if not run_dir.is_dir():
         raise FileNotFoundError(f"run folder {run_dir} does not exist: give the --output folder of `abalone train`")
     path = run_dir / "metrics.json"

@@ -15,7 +15,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from .config import CONTRASTIVE, OBJECTIVES, SUPERVISED, Config
+from .config import CONTRASTIVE, OBJECTIVES, SUPERVISED, Config, ConfigError
 
 
 def is_finetune(row: str) -> bool:
@@ -33,9 +33,26 @@ def row_loss(row: str, finetune_loss: str = "bce") -> str:
     return row
 
 
+class ParameterError(ConfigError):
+    """Wrong values for a row's configuration (a notebook's parameters), said in one line: the
+    line papermill shows under the traceback of a notebook that stopped on it."""
+
+    def __str__(self) -> str:
+        return "; ".join(self.problems)
+
+
+def _as_text_hint(name: str, value) -> str:
+    """Advice for a mapping or list that arrived as text (papermill's ``-p`` passes text)."""
+    if isinstance(value, str) and value.strip()[:1] in ("{", "["):
+        return (f" ({name} arrived as text: with papermill give mappings and lists with -y, e.g. "
+                f"-y {name} {value.strip()!r}, not -p)")
+    return ""
+
+
 def row_config(row: str, *, init_from: str | None = None, finetune_loss: str = "bce", overrides: dict | None = None,
                supervised_overrides: dict | None = None, train_layers=None, **values) -> Config:
-    """The validated configuration of one row.
+    """The validated configuration of one row; wrong values raise :class:`ParameterError`
+    (a :class:`~abalone_core.config.ConfigError` in one line naming each value and what it must be).
 
     Args:
         row: an objective or ``<contrastive>-ft``.
@@ -54,16 +71,24 @@ def row_config(row: str, *, init_from: str | None = None, finetune_loss: str = "
         raise ValueError(f"row {row!r} fine-tunes a contrastive run: set init_from to its run folder")
     if init_from and not is_finetune(row):
         raise ValueError(f"init_from is for '<contrastive>-ft' rows, not {row!r}")
+    for name, value in (("overrides", overrides), ("supervised_overrides", supervised_overrides)):
+        if value is not None and not isinstance(value, dict):
+            raise ParameterError([f"{name} must be a mapping of Config settings, got {value!r}"
+                                  + _as_text_hint(name, value)])
     d = {**values, "objective": loss, "init_from": init_from, **(overrides or {})}
     if train_layers is not None:
         if train_layers != "all" and not (isinstance(train_layers, int) and not isinstance(train_layers, bool)
                                           and train_layers >= 0):
-            raise ValueError(f"train_layers must be an integer >= 0, 'all' (the whole encoder) or None, "
-                             f"got {train_layers!r}")
+            raise ParameterError([f"train_layers must be an integer >= 0, 'all' (the whole encoder) or None, "
+                                  f"got {train_layers!r}"])
         d["train_layers"] = None if train_layers == "all" else train_layers
     if loss in SUPERVISED:
         d.update(supervised_overrides or {})
-    return Config.from_dict(d)
+    try:
+        return Config.from_dict(d)
+    except ConfigError as err:
+        problems = [p + _as_text_hint(p.split(" ", 1)[0], d.get(p.split(" ", 1)[0])) for p in err.problems]
+        raise ParameterError(problems, err.source) from None
 
 
 def _source_objective(init_from) -> str | None:
@@ -106,4 +131,4 @@ def result_row(m: dict) -> str:
     return objective
 
 
-__all__ = ["is_finetune", "row_loss", "row_config", "result_row"]
+__all__ = ["ParameterError", "is_finetune", "row_loss", "row_config", "result_row"]

@@ -57,7 +57,7 @@ from .provenance import hardware
 from .devices import check_device, resolve_precision, seed_everything
 from .encoders import check_backbone, load_weights
 from .errors import Interrupted, RunFolderError
-from .run_data import load_run_dataset
+from .run_data import data_digest, load_run_dataset
 from .train import Trainer, _finite, _other_configuration, read_history
 
 SCORES_NAME = "scores.npz"  # validation and test scores of the reported model (evaluate.save_scores)
@@ -121,8 +121,12 @@ def allowed_changes(allow_changes) -> tuple:
 @contextmanager
 def run_folder(out: Path):
     """Check that ``out`` is writable (creating it), then hold its lock while the run works
-    there. Under torchrun only the first process locks (all processes share the folder)."""
+    there. Under torchrun only the first process locks (all processes share the folder).
+
+    With the lock taken, the temporary files of writers killed mid-write are deleted; a run
+    that fails before writing anything leaves no lock file behind, nor the folder if it made it."""
     out = Path(out)
+    created = not out.exists()
     atomic.check_writable(out)
     if int(os.environ.get("RANK", "0")) != 0:
         yield out
@@ -135,10 +139,22 @@ def run_folder(out: Path):
     except Timeout:
         raise RunLocked(f"{out} is in use: another training process works there (it holds {out / LOCK_NAME}); "
                         "wait for it to finish, or choose another output folder") from None
+    empty = False
     try:
+        atomic.remove_temporaries(out)
         yield out
+    except BaseException:
+        empty = [p.name for p in out.iterdir()] == [LOCK_NAME]
+        if empty:  # deleted while still locked: no other process can take it in between
+            (out / LOCK_NAME).unlink(missing_ok=True)
+        raise
     finally:
         lock.release()
+        if empty and created:
+            try:
+                out.rmdir()
+            except OSError:  # something appeared meanwhile: leave it
+                pass
 
 
 def run_files(out: Path) -> list[Path]:
@@ -179,10 +195,11 @@ def inspect_run_folder(config: Config, resume: bool, allow=(), trains: bool | No
     """Before any work: may this run use its folder? Returns the checkpoint to resume (None:
     start from scratch). Refuses (:class:`~abalone_core.errors.RunFolderError`) a folder holding another
     configuration (whatever the objective), a finished run whose checkpoint is gone, and
-    damaged config.yaml, checkpoint.pt or history.jsonl, each with ``--restart`` as the way out."""
+    damaged config.yaml, checkpoint.pt or history.jsonl, each with ``--restart`` as the way out. A
+    folder holding only a config.yaml is this run's only if that file is this run's configuration."""
     out = Path(config.output_dir)
     files = run_files(out)
-    if not resume or not files:
+    if not resume or not (files or (out / "config.yaml").exists()):
         return None
     if trains is None:
         trains = config.objective not in (FROZEN, *TFIDF_OBJECTIVES)
@@ -277,6 +294,7 @@ def _tfidf_metrics(config: Config, out: Path) -> dict:
         "text": (f"the first {config.max_length} tokens of {config.backbone}'s tokenizer"
                  if config.objective == TFIDF_CUT else "whole documents"),
         "train_label_counts": counts.astype(int).tolist(), "n_documents": {s: len(labels[s]) for s in SPLITS},
+        "data_digest": data_digest(ds),
         "steps": 0, "train_seconds": time.perf_counter() - t0, "wall_seconds_this_call": time.perf_counter() - t0,
         "hardware": hardware("cpu"), "config": config.to_dict(), "converged": None,
         "convergence": {"reason": f"{config.objective}: solved to the linear library's tolerance, no step budget"},
@@ -330,7 +348,7 @@ def _run_one(config: Config, resume: bool = True, progress: bool = True, allow=(
             ckpt = None
         elif trainer.main:
             clear_run_files(out)  # a restart, or a run stopped before its first checkpoint
-        if trainer.main:
+        if trainer.main and not trainer.config_pending:
             config.save(out / "config.yaml")
         if config.objective != FROZEN:
             trainer.fit()
@@ -350,6 +368,7 @@ def _run_one(config: Config, resume: bool = True, progress: bool = True, allow=(
             "label_names": list(ds.label_names),
             "train_label_counts": trainer.data.train_counts.astype(int).tolist(),
             "n_documents": {s: len(trainer.data.ids[s]) for s in SPLITS},
+            "data_digest": trainer.data.digest,
             "steps": state.get("step", 0),
             "train_seconds": state.get("elapsed_s", 0.0),
             "wall_seconds_this_call": time.perf_counter() - t0,

@@ -124,6 +124,7 @@ class Trainer:
         self.main = self.rank == 0  # only the first process writes files
         self.stop_requested = False
         self.saved_step = None  # step of the checkpoint on disk (None: none written yet)
+        self.config_pending = False  # resumed with changes: config.yaml follows the first checkpoint with them
 
     # ------------------------------------------------------------- set-up
     @_deterministic
@@ -134,7 +135,7 @@ class Trainer:
         self.tokenizer = tokenizer
         self.data = prepare_data(cfg, tokenizer)
         if cfg.init_from:  # before caching: the frozen layers' states come from these weights
-            encoder.load_state_dict(load_encoder_state(cfg.init_from))
+            encoder.load_state_dict(load_encoder_state(cfg.init_from, "init_from"))
         L = self.data.labels["train"].shape[1]
         labelled = int((self.data.labels["train"].sum(1) > 0).sum())
         if L == 0 or labelled == 0:
@@ -196,6 +197,7 @@ class Trainer:
     def checkpoint(self) -> dict:
         return {
             "config": self.config.to_dict(),
+            "data": self.data.digest,
             "model": self.model.state_dict(),
             "optimizer": self.optimizer.state_dict(),
             "scheduler": self.scheduler.state_dict(),
@@ -212,15 +214,30 @@ class Trainer:
             _check_finite_weights(self.model.state_dict(), self.out / "checkpoint.pt", self)
             atomic.save_torch(self.checkpoint(), self.out / "checkpoint.pt")
             self.saved_step = self.state["step"]
+            if self.config_pending:
+                self.config.save(self.out / "config.yaml")
+                self.config_pending = False
 
     def restore(self, ckpt: dict, allow_changes=()) -> None:
         """Continue from a checkpoint of the same configuration; the settings named in
-        ``allow_changes`` (a subset of ``RESUMABLE_CHANGES``) may differ and take their new values."""
+        ``allow_changes`` (a subset of ``RESUMABLE_CHANGES``) may differ and take their new values.
+        The data must be the checkpoint's (:func:`~abalone_core.run_data.data_digest`)."""
+        if ckpt.get("data") is not None and ckpt["data"] != self.data.digest:
+            raise RunFolderError(
+                f"{self.out} was trained up to step {ckpt['state']['step']} on other data: the texts, labels or "
+                f"splits of dataset {self.data.dataset.name!r} have changed since; add --restart to train it again "
+                "on the data as it is now, or restore the data it was trained on")
         differ = self.config.differences(ckpt["config"])
         refused = sorted(set(differ) - set(allow_changes))
         if refused:
             raise RunFolderError(_other_configuration(self.out / "checkpoint.pt", {k: differ[k] for k in refused},
                                                       allow_changes))
+        if differ and ckpt["state"]["step"] >= self.total_steps:
+            shown = ", ".join(f"{k}: {old!r} -> {new!r}" for k, (new, old) in sorted(differ.items()))
+            raise RunFolderError(
+                f"{self.out} holds a finished run (step {ckpt['state']['step']} of {self.total_steps}): no step is "
+                f"left to train with the changed settings ({shown}); run the command without the changes to "
+                "evaluate it again, or replace --resume-with-changes by --restart to train it again with them")
         self.model.load_state_dict(ckpt["model"])
         self.optimizer.load_state_dict(ckpt["optimizer"])
         self.scheduler.load_state_dict(ckpt["scheduler"])
@@ -229,6 +246,7 @@ class Trainer:
         self.state = ckpt["state"]
         self.saved_step = self.state["step"]
         if differ:
+            self.config_pending = True  # config.yaml keeps the checkpoint's settings until a step used the new ones
             self._apply_changes()
             self.state.setdefault("changes", []).append(
                 {"step": self.state["step"], **{k: {"was": old, "now": new} for k, (new, old) in differ.items()}})

@@ -99,7 +99,7 @@ def test_types_are_checked_strictly(change, message):
 
 
 def test_numbers_written_loosely_are_still_numbers():
-    cfg = Config(lr_head="5e-5", max_steps=3.0, temperature=1, grad_clip=None, lr_head_grid=(1e-3, 1))
+    cfg = Config(objective="bce", lr_head="5e-5", max_steps=3.0, temperature=1, grad_clip=None, lr_head_grid=(1e-3, 1))
     assert cfg.lr_head == 5e-5 and cfg.max_steps == 3 and isinstance(cfg.max_steps, int)
     assert cfg.temperature == 1.0 and isinstance(cfg.temperature, float)
     assert cfg.lr_head_grid == [1e-3, 1.0]

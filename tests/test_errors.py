@@ -9,7 +9,8 @@ Every case runs ``abalone ...`` in-process (``abalone_core.cli.main``) and check
   test's folder, the token cache and the run folder's lock file aside).
 
 Then the four ways a run used to lose or mix data, each a test that failed before the fix:
-``test_data_loss_1_...`` to ``test_data_loss_4_...``.
+``test_data_loss_1_...`` to ``test_data_loss_4_...``, and four bad inputs that gave a wrong result
+or lost a file: ``test_bad_input_1_...`` to ``test_bad_input_4_...``.
 """
 from __future__ import annotations
 
@@ -184,6 +185,10 @@ def _config_cases() -> dict:
         "null-seed": ("seed=null", ["seed must be an integer, got null"]),
         "empty-dataset-name": ('dataset=""', ["dataset must name a dataset"]),
         "grad-clip-zero": ("grad_clip=0", ["grad_clip must be null or > 0"]),
+        "seed-octal": ("seed=010", ["--set seed=010", "octal (8)", "seed=10"]),
+        "lr-head-grid-contrastive": ("lr_head_grid=[0.1, 0.3]", ["lr_head_grid is for the objectives that train a "
+                                                                 "classifier", "'msc'", "remove lr_head_grid"]),
+        "dotted-key-into-a-number": ("seed.x=1", ["--set seed.x=1", "not a mapping"]),
     }
     cases = {f"config/{k}": Case(argv=lambda c, s=s: train(c, "--set", s), says=lambda c, w=w: w, after=no_run_folder)
              for k, (s, w) in settings.items()}
@@ -246,6 +251,34 @@ def _file_cases() -> dict:
     return cases
 
 
+def split_files(c):
+    """train.csv and test.csv from the tiny data, and a validation.csv holding its header only."""
+    import pandas as pd
+
+    df = pd.read_csv(c.csv)
+    for s in ("train", "test"):
+        df[df["split"] == s].drop(columns="split").to_csv(c.tmp / f"{s}.csv", index=False)
+    write(c.tmp / "validation.csv", "text,labels\n")
+
+
+def toy_grid_with_readonly_export(c, monkeypatch):
+    """A grid of the sweep tests' toy notebook whose export folder refuses files."""
+    import tempfile
+
+    import yaml
+
+    write(c.tmp / "grid.yaml", yaml.safe_dump({"notebook": str(ROOT / "tests" / "data" / "sweep_toy.ipynb"),
+                                              "output_dir": "out", "grid": {"seed": [0]}, "export": "published"}))
+    real = tempfile.mkstemp
+
+    def mkstemp(*a, dir=None, **kw):
+        if dir is not None and Path(dir) == c.tmp / "published":
+            raise PermissionError(errno.EACCES, "Permission denied")
+        return real(*a, dir=dir, **kw)
+
+    monkeypatch.setattr(tempfile, "mkstemp", mkstemp)
+
+
 def _setup_cases() -> dict:
     """Mistakes found at set-up: before any training file is written."""
     def deny_writes(c, monkeypatch):
@@ -285,10 +318,39 @@ def _setup_cases() -> dict:
             after=no_run_folder),
         "setup/data-file-missing": Case(
             argv=lambda c: train(c, "--set", csv_kwargs(c.tmp / "missing.csv")),
-            says=lambda c: ["csv file not found", "missing.csv"], after=no_run_files),
+            says=lambda c: ["csv file not found", "missing.csv"], after=no_run_folder),
+        "setup/data-file-empty": Case(
+            setup=lambda c: write(c.tmp / "empty.csv", ""),
+            argv=lambda c: train(c, "--set", csv_kwargs(c.tmp / "empty.csv")),
+            says=lambda c: [str(c.tmp / "empty.csv"), "is empty", "header row"], after=no_run_folder),
+        "setup/data-validation-file-header-only": Case(
+            setup=split_files, argv=lambda c: train(c, "--set", "dataset_kwargs=" + json.dumps(
+                {"path": {s: str(c.tmp / f"{s}.csv") for s in ("train", "validation", "test")}, "label_sep": "|"})),
+            says=lambda c: [str(c.tmp / "validation.csv"), "holds no documents", "header without rows"],
+            after=no_run_folder),
+        "setup/data-kwargs-typo": Case(
+            argv=lambda c: train(c, "--set", f"dataset_kwargs.paht={c.csv}"),
+            says=lambda c: ["takes no argument(s) ['paht']", "dataset_kwargs", "did you mean 'path' for 'paht'"],
+            after=no_run_folder),
+        "setup/data-csv-without-path": Case(
+            argv=lambda c: train(c, "--set", "dataset_kwargs={}"),
+            says=lambda c: ["dataset 'csv' needs the argument(s) ['path']", "dataset_kwargs.path="],
+            after=no_run_folder),
+        "setup/data-one-label": Case(
+            setup=lambda c: write_csv(c, "one.csv", ["water"] * 40),
+            argv=lambda c: train(c, "--set", csv_kwargs(c.tmp / "one.csv")),
+            says=lambda c: [str(c.tmp / "one.csv"), "the one label 'water'", "at least two", "label_sep"],
+            after=no_run_folder),
+        "setup/data-every-label-on-every-document": Case(
+            setup=lambda c: write_csv(c, "all.csv", ["water|fire"] * 40),
+            argv=lambda c: train(c, "--set", csv_kwargs(c.tmp / "all.csv")),
+            says=lambda c: [str(c.tmp / "all.csv"), "every document carries every label"], after=no_run_folder),
+        "setup/data-label-name-holds-the-separator": Case(
+            argv=lambda c: train(c, "--set", csv_kwargs(c.csv, label_names=["water|food", "fire"])),
+            says=lambda c: ["label_names: 'water|food' contains label_sep '|'", "separator"], after=no_run_folder),
         "setup/data-column-missing": Case(
             argv=lambda c: train(c, "--set", csv_kwargs(c.csv, label_column="tags")),
-            says=lambda c: ["['tags'] not found", str(c.csv)], after=no_run_files),
+            says=lambda c: ["['tags'] not found", str(c.csv)], after=no_run_folder),
         "setup/data-split-value-unknown": Case(
             setup=lambda c: write_csv(c, "splits.csv", ["water"] * 30, ["train"] * 20 + ["valdation"] * 5 + ["test"] * 5),
             argv=lambda c: train(c, "--set", csv_kwargs(c.tmp / "splits.csv")),
@@ -321,11 +383,16 @@ def _setup_cases() -> dict:
             says=lambda c: [str(c.out), "is a file"]),
         "setup/init-from-missing": Case(
             argv=lambda c: train(c, "--set", "objective=bce", "--set", f"init_from={c.tmp / 'nowhere'}"),
-            says=lambda c: ["no encoder weights", "nowhere"], after=no_run_files),
+            says=lambda c: ["init_from: no encoder weights", "nowhere"], after=no_run_folder),
         "setup/init-from-unfinished": Case(
             setup=lambda c: (c.tmp / "unfinished").mkdir(),
             argv=lambda c: train(c, "--set", "objective=bce", "--set", f"init_from={c.tmp / 'unfinished'}"),
-            says=lambda c: ["unfinished has no metrics.json"], after=no_run_files),
+            says=lambda c: ["init_from:", "unfinished has no metrics.json"], after=no_run_folder),
+        "setup/init-from-frozen-run": Case(
+            setup=lambda c: write(c.tmp / "frozen" / "metrics.json", json.dumps({"objective": "frozen"})),
+            argv=lambda c: train(c, "--set", "objective=bce", "--set", f"init_from={c.tmp / 'frozen'}"),
+            says=lambda c: ["init_from:", str(c.tmp / "frozen"), "is a frozen run", "contrastive run"],
+            after=no_run_folder),
         "setup/label-only-outside-training": Case(
             setup=lambda c: write_csv(c, "coverage.csv", ["water"] * 30 + ["fire"] * 10),
             argv=lambda c: train(c, "--set", csv_kwargs(c.tmp / "coverage.csv")),
@@ -416,6 +483,25 @@ def _folder_cases() -> dict:
         "evaluate/metrics-without-scores": Case(
             setup=lambda c: write(c.done / "metrics.json", '{"objective": "msc"}'),
             argv=lambda c: ["evaluate", c.done], says=lambda c: [str(c.done / "metrics.json"), "no validation or test"]),
+        "folder/resume-with-changes-when-finished": Case(
+            argv=lambda c: train(c, "--set", "lr_head=0.0005", "--resume-with-changes", output=c.done),
+            says=lambda c: [str(c.done), "finished run (step 4 of 4)", "lr_head: 0.001 -> 0.0005", "--restart"]),
+        "evaluate/csv-file": Case(
+            argv=lambda c: ["evaluate", c.csv], says=lambda c: [str(c.csv), "is a file", "run folder"]),
+        "embed/csv-file": Case(
+            argv=lambda c: ["embed", c.csv, "--out", c.tmp / "x.npy"],
+            says=lambda c: [str(c.csv), "is a file", "run folder"]),
+        "embed/out-exists": Case(
+            setup=lambda c: write(c.tmp / "x.labels.npy", "mine"),
+            argv=lambda c: ["embed", c.done, "--out", c.tmp / "x.npy"],
+            says=lambda c: [str(c.tmp / "x.labels.npy"), "already exist", "--force"]),
+        "sweep/grid-yaml-syntax": Case(
+            setup=lambda c: write(c.tmp / "grid.yaml", "notebook: run.ipynb\noutput_dir: out\ngrid:\n  seed: [0, 1\n"),
+            argv=lambda c: ["sweep", c.tmp / "grid.yaml", "--dry-run"],
+            says=lambda c: [f"{c.tmp / 'grid.yaml'}, line", "YAML syntax error"]),
+        "sweep/export-not-writable": Case(
+            setup=toy_grid_with_readonly_export, argv=lambda c: ["sweep", c.tmp / "grid.yaml", "--quiet"],
+            says=lambda c: [f"export folder {c.tmp / 'published'}", "not writable", "export:"]),
         "evaluate/folder-missing": Case(
             argv=lambda c: ["evaluate", c.tmp / "nowhere"], says=lambda c: [str(c.tmp / "nowhere"), "does not exist"]),
         "evaluate/unfinished": Case(
@@ -653,7 +739,122 @@ def test_fault_ctrl_c_during_set_up(ctx, capsys, monkeypatch):
     monkeypatch.setattr("abalone_core.train.prepare_data", interrupt)
     code, line = cli(train(ctx), capsys)
     assert code == 130 and line.startswith("interrupted:")
-    no_run_files(ctx)
+    no_run_folder(ctx)  # nothing was written: neither the folder nor its lock file stays
+
+
+def test_fault_failed_run_in_an_existing_folder_leaves_no_lock_file(ctx, capsys):
+    ctx.out.mkdir()
+    code, line = cli(train(ctx, "--set", csv_kwargs(ctx.tmp / "missing.csv")), capsys)
+    assert code == 2 and "missing.csv" in line
+    assert ctx.out.is_dir() and list(ctx.out.iterdir()) == []  # the user's folder stays, empty
+
+
+def test_fault_resume_with_changes_that_fails_again_keeps_config_yaml(ctx, capsys, monkeypatch):
+    """A ``--resume-with-changes`` that stopped again before its first checkpoint used to leave
+    config.yaml with the new values, so the original command was then refused."""
+    with monkeypatch.context() as m:
+        nan_loss_at(m, 3)
+        code, line = cli(train(ctx, "--set", "save_every=2"), capsys)
+        assert code == 2 and checkpoint_step(ctx.out) == 2
+        saved = (ctx.out / "config.yaml").read_bytes()
+        code, line = cli(train(ctx, "--set", "save_every=2", "--set", "lr_head=0.0005", "--resume-with-changes"),
+                         capsys)
+        assert code == 2 and "loss became nan at step 3" in line
+    assert (ctx.out / "config.yaml").read_bytes() == saved
+    assert main([str(a) for a in train(ctx, "--set", "save_every=2")]) == 0  # the original command goes on
+    assert json.loads((ctx.out / "metrics.json").read_text())["config"]["lr_head"] == 0.001
+
+
+def test_fault_resume_with_changes_writes_config_yaml_with_its_first_checkpoint(ctx, capsys, monkeypatch):
+    with monkeypatch.context() as m:
+        nan_loss_at(m, 3)
+        cli(train(ctx, "--set", "save_every=2"), capsys)
+    with monkeypatch.context() as m:
+        interrupt_after_step(m, 3)
+        code, line = cli(train(ctx, "--set", "save_every=2", "--set", "lr_head=0.0005", "--resume-with-changes"),
+                         capsys)
+    assert code == 130 and checkpoint_step(ctx.out) == 3
+    assert Config.from_file(ctx.out / "config.yaml").lr_head == 0.0005  # the checkpoint's settings
+    assert main([str(a) for a in train(ctx, "--set", "save_every=2", "--set", "lr_head=0.0005")]) == 0
+
+
+def test_fault_disk_full_reported_by_torch_as_its_own_error(ctx, capsys, monkeypatch):
+    """torch's zip writer reports a failed write as "[enforce fail at inline_container.cc] unexpected pos"."""
+    real = torch.save
+
+    def save(obj, f, *a, **k):
+        if "optimizer" in obj:
+            f.write(b"\0" * 1000)
+            raise RuntimeError("[enforce fail at inline_container.cc:626] . unexpected pos 3266752 vs 3266640")
+        return real(obj, f, *a, **k)
+
+    monkeypatch.setattr(torch, "save", save)
+    code, line = cli(train(ctx), capsys)
+    assert code == 2 and f"no space left on device while writing {ctx.out / 'checkpoint.pt'}" in line, line
+    assert "enforce fail" not in line
+    assert not (ctx.out / "checkpoint.pt").exists() and not temporaries(ctx.tmp)
+
+
+def test_fault_temporary_files_of_a_killed_writer_are_removed(ctx, capsys):
+    """A SIGKILL during a checkpoint write left its hidden temporary file for good."""
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
+    stale = write(ctx.done / f".checkpoint.pt.{int(dead.stdout)}.0123abcd.tmp", "half a checkpoint")
+    mine = write(ctx.done / "notes.tmp", "not a temporary of ours")
+    assert main([str(a) for a in train(ctx, output=ctx.done)]) == 0  # the same command: evaluates again
+    assert not stale.exists() and mine.exists()
+
+
+def test_notebook_parameters_are_one_clear_line():
+    """papermill ``-p max_steps ten`` and ``-p subset '{train: 100}'`` (text, not a mapping)."""
+    from abalone_core.config import ConfigError
+    from abalone_core.rows import ParameterError, row_config
+
+    with pytest.raises(ParameterError) as err:
+        row_config("msc", max_steps="ten", subset="{train: 100}")
+    line = str(err.value)
+    assert "\n" not in line and isinstance(err.value, ConfigError)
+    assert "max_steps must be an integer or null, got 'ten'" in line
+    assert "subset arrived as text" in line and "-y subset '{train: 100}'" in line
+    with pytest.raises(ParameterError, match=r"overrides must be a mapping.*-y overrides"):
+        row_config("bce", overrides="{lr_head: 0.01}")
+    assert err.tb.tb_next is not None and err.tb.tb_next.tb_next is None  # raised in row_config itself
+
+
+def test_copies_of_training_texts_in_test_are_reported(ctx, caplog):
+    texts = [f"flood water {i}" for i in range(40)]
+    texts[-1], texts[-2], texts[-6] = texts[0], texts[1], texts[2]  # two test and one validation copy
+    import pandas as pd
+
+    pd.DataFrame({"text": texts, "labels": ["water|fire", "fire"] * 20,
+                  "split": ["train"] * 30 + ["validation"] * 5 + ["test"] * 5}).to_csv(ctx.tmp / "d.csv", index=False)
+    from abalone_core.run_data import load_run_dataset
+
+    with caplog.at_level("WARNING"):
+        load_run_dataset(ctx.cfg.replace(dataset_kwargs={"path": str(ctx.tmp / "d.csv"), "label_sep": "|",
+                                                         "split_column": "split"}))
+    assert "1 of the 5 validation texts and 2 of the 5 test texts also appear in training" in caplog.text
+
+
+def test_relative_data_path_in_a_config_file_starts_at_its_folder(ctx, tmp_path, monkeypatch):
+    from abalone_core.cli import _config, build_parser
+
+    folder = tmp_path / "project" / "configs"
+    (folder / "data").mkdir(parents=True)
+    shutil.copy(ctx.csv, folder / "data" / "docs.csv")
+    settings = {**ctx.cfg.to_dict(), "dataset_kwargs": {"path": "data/docs.csv", "label_sep": "|"}}
+    import yaml
+
+    write(folder / "run.yaml", yaml.safe_dump(settings))
+    monkeypatch.chdir(tmp_path)
+    expected = str(folder / "data" / "docs.csv")
+    assert Config.from_file(folder / "run.yaml").dataset_kwargs["path"] == expected
+    args = build_parser().parse_args(["train", "--config", "project/configs/run.yaml", "--set",
+                                      "dataset_kwargs.split_column=split"])
+    assert _config(args).dataset_kwargs == {"path": expected, "label_sep": "|", "split_column": "split"}
+    # On the command line a relative path starts at the current folder, as before.
+    args = build_parser().parse_args(["train", "--config", "project/configs/run.yaml", "--set",
+                                      "dataset_kwargs.path=docs.csv"])
+    assert _config(args).dataset_kwargs["path"] == str(tmp_path / "docs.csv")
 
 
 def test_fault_unexpected_bug_is_one_line_and_debug_shows_the_traceback(ctx, capsys, monkeypatch):
@@ -765,6 +966,152 @@ def test_finished_run_without_checkpoint_is_not_retrained_silently(ctx, capsys):
     code, line = cli(train(ctx, output=ctx.done), capsys)
     assert code == 2 and "checkpoint.pt is missing" in line and "--restart" in line
     assert snapshot(ctx.done) == before
+
+
+# --------------------------------------------------------------------------- #
+# Bad inputs that gave a wrong result or lost a file
+# --------------------------------------------------------------------------- #
+def interrupt_after_step(monkeypatch, step: int):
+    """Ctrl-C during training, after optimiser step ``step``."""
+    original = Trainer._step
+
+    def once(self, batch):
+        loss = original(self, batch)
+        if self.state["step"] + 1 == step:
+            signal.raise_signal(signal.SIGINT)
+        return loss
+
+    monkeypatch.setattr(Trainer, "_step", once)
+
+
+def test_bad_input_1_data_edited_before_resume_is_refused(ctx, capsys, monkeypatch):
+    """A run stopped at step 2, its CSV edited (two labels swapped, rows added), the same command
+    again: it used to train steps 1-2 on the old data and 3-4 on the new."""
+    import pandas as pd
+
+    data = ctx.tmp / "docs.csv"
+    shutil.copy(ctx.csv, data)
+    args = train(ctx, "--set", csv_kwargs(data))
+    with monkeypatch.context() as m:
+        interrupt_after_step(m, 2)
+        code, line = cli(args, capsys)
+    assert code == 130 and checkpoint_step(ctx.out) == 2
+    old_digest = torch.load(ctx.out / "checkpoint.pt", weights_only=False).get("data")
+    df = pd.read_csv(data, keep_default_na=False)
+    swap = {"water": "food", "food": "water"}
+    df["labels"] = ["|".join(swap.get(x, x) for x in cell.split("|")) for cell in df["labels"]]
+    extra = df[df["split"] == "train"].head(8).assign(text=lambda d: "shelter tent " + d["text"])
+    pd.concat([df, extra]).to_csv(data, index=False)
+    before = snapshot(ctx.out)
+    code, line = cli(args, capsys)
+    assert code == 2 and str(ctx.out) in line and "other data" in line and "--restart" in line, line
+    assert snapshot(ctx.out) == before
+    # The way out it names: start over on the data as it is now; the digest is recorded.
+    from abalone_core.run_data import data_digest, load_run_dataset
+
+    assert main([str(a) for a in args + ["--restart"]]) == 0
+    metrics = json.loads((ctx.out / "metrics.json").read_text())
+    ckpt = torch.load(ctx.out / "checkpoint.pt", weights_only=False)
+    now = data_digest(load_run_dataset(Config.from_file(ctx.out / "config.yaml")))
+    assert metrics["data_digest"] == ckpt["data"] == now != old_digest
+
+
+def test_data_digest_follows_texts_labels_and_splits(tiny_config):
+    from abalone_core.data import MultiLabelDataset
+    from abalone_core.run_data import data_digest, load_run_dataset
+
+    cfg = tiny_config()
+    ds = load_run_dataset(cfg)
+    assert data_digest(ds) == data_digest(load_run_dataset(cfg))
+    swapped = ds.labels.copy()
+    swapped[:, [0, 1]] = swapped[:, [1, 0]]
+    splits = ds.splits.copy()
+    splits[[0, -1]] = splits[[-1, 0]]
+    texts = list(ds.texts)
+    texts[0] += " more"
+    for other in (MultiLabelDataset._view(ds.name, ds.texts, swapped, ds.label_names, ds.splits),
+                  MultiLabelDataset._view(ds.name, ds.texts, ds.labels, ds.label_names, splits),
+                  MultiLabelDataset._view(ds.name, texts, ds.labels, ds.label_names, ds.splits)):
+        assert data_digest(other) != data_digest(ds)
+    assert data_digest(load_run_dataset(cfg.replace(subset={"train": 50}))) != data_digest(ds)
+
+
+def test_bad_input_2_hand_written_config_is_not_overwritten(ctx, capsys):
+    """A folder holding only the user's own config.yaml (another objective and temperature)
+    used to be taken and its config.yaml replaced by ``abalone train ... --output`` it."""
+    import yaml
+
+    text = yaml.safe_dump({**ctx.cfg.to_dict(), "objective": "bce", "temperature": 0.3, "output_dir": "mine"})
+    own = write(ctx.out / "config.yaml", text)
+    before = snapshot(ctx.out)
+    code, line = cli(train(ctx), capsys)
+    assert code == 2 and str(own) in line and "objective: 'bce' -> 'msc'" in line and "--restart" in line, line
+    assert "temperature: 0.3 -> 0.1" in line
+    assert snapshot(ctx.out) == before and own.read_text() == text
+    # A folder whose config.yaml is this run's configuration, and nothing else, is used.
+    mine = ctx.tmp / "mine"
+    ctx.cfg.replace(output_dir=str(mine)).save(mine / "config.yaml")
+    assert main([str(a) for a in train(ctx, output=mine)]) == 0 and (mine / "metrics.json").exists()
+    # And the way out it names.
+    assert main([str(a) for a in train(ctx, "--restart")]) == 0
+    assert Config.from_file(own).objective == "msc"
+
+
+def test_bad_input_3_list_style_label_cells_are_read_as_lists(tmp_path, caplog):
+    """A labels column holding "['food', 'water']" with label_sep=',' used to give labels such as
+    "['food'" and " 'water']"."""
+    import pandas as pd
+
+    from abalone_core.data import load_dataset
+
+    cells = ["['food', 'water']", "['fire']", "[]", "['water', 'fire']"] * 5
+    splits = ["train"] * 12 + ["validation"] * 4 + ["test"] * 4
+    path = tmp_path / "lists.csv"
+    pd.DataFrame({"text": ["flood water rain"] * 20, "labels": cells, "split": splits}).to_csv(path, index=False)
+    with caplog.at_level("WARNING"):
+        ds = load_dataset("csv", path=str(path), label_sep=",", split_column="split")
+    assert ds.label_names == ["fire", "food", "water"]
+    assert ds.labels[:4].tolist() == [[0, 1, 1], [1, 0, 0], [0, 0, 0], [1, 0, 1]]
+    assert f"{path}, data row 1" in caplog.text and "is a list" in caplog.text
+    # A cell that looks like a list and is not one is refused, naming its row.
+    cells[5] = "[food, water]"
+    pd.DataFrame({"text": ["flood"] * 20, "labels": cells, "split": splits}).to_csv(path, index=False)
+    with pytest.raises(ValueError, match=r"lists.csv, data row 6: cannot parse the label list '\[food, water\]'"):
+        load_dataset("csv", path=str(path), label_sep=",", split_column="split")
+    # JSON lines whose label field is a real list, with or without label_sep.
+    lines = [json.dumps({"text": "flood", "labels": ["food", "water"] if i % 2 else ["fire"], "split": s})
+             for i, s in enumerate(splits)]
+    write(tmp_path / "lists.jsonl", "\n".join(lines) + "\n")
+    for sep in (",", None):
+        ds = load_dataset("jsonl", path=str(tmp_path / "lists.jsonl"), label_sep=sep, split_column="split")
+        assert ds.label_names == ["fire", "food", "water"] and ds.labels[:2].tolist() == [[1, 0, 0], [0, 1, 1]]
+
+
+def test_bad_input_4_set_takes_text_settings_as_typed(ctx, capsys, monkeypatch):
+    """``--set label_sep=|`` used to become "" (a YAML block scalar), so ``abalone stats`` counted
+    label combinations as labels; ``mixed_precision=no`` became false and was refused;
+    ``seed=010`` became 8; a dotted key was an unknown setting."""
+    from abalone_core.cli import _config, build_parser
+    from abalone_core.config import parse_overrides
+
+    stats = ["stats", "csv", "--set", f"path={ctx.csv}", "--set", "split_column=split"]
+    assert main(stats + ["--set", "label_sep=|"]) == 0
+    table = capsys.readouterr().out.splitlines()
+    assert table[1].split()[:3] == ["train", "100.0", "6.0"], table  # 6 labels, not their combinations
+    assert parse_overrides(["label_sep=,", "label_sep2=|"], loader=True) == {"label_sep": ",", "label_sep2": "|"}
+    # The same as one entry of dataset_kwargs, merged into the --config file's.
+    args = build_parser().parse_args([str(a) for a in train(ctx, "--set", "dataset_kwargs.label_sep=|",
+                                                            "--set", "mixed_precision=no")])
+    cfg = _config(args)
+    assert cfg.dataset_kwargs == {**ctx.cfg.dataset_kwargs, "label_sep": "|"} and cfg.mixed_precision == "no"
+    assert parse_overrides(["mixed_precision='no'", "init_from=null", "objective=msc"]) == {
+        "mixed_precision": "no", "init_from": None, "objective": "msc"}
+    code, line = cli(train(ctx, "--set", "seed=010"), capsys)
+    assert code == 2 and "--set seed=010" in line and "octal (8)" in line and "seed=10" in line
+    assert not ctx.out.exists()
+    # mixed_precision=no, as the non-finite-loss message advises, trains.
+    assert main([str(a) for a in train(ctx, "--set", "mixed_precision=no")]) == 0
+    assert Config.from_file(ctx.out / "config.yaml").mixed_precision == "no"
 
 
 # --------------------------------------------------------------------------- #

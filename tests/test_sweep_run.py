@@ -54,7 +54,7 @@ def test_run_records_every_cell_and_a_rerun_skips_finished_ones(tmp_path):
     assert sw.records(sweep)[["finished", "attempts"]].equals(before)  # exporting runs nothing
 
 
-def test_a_failing_run_is_recorded_the_others_finish_and_retry_reruns_it(tmp_path):
+def test_a_failing_run_is_recorded_the_others_finish_and_retry_reruns_it(tmp_path, capsys):
     flag = tmp_path / "fail"
     flag.touch()
     sweep = sw.Sweep.from_file(write_grid(tmp_path, parameters={"fail_seed": 1, "fail_flag": str(flag)},
@@ -66,7 +66,10 @@ def test_a_failing_run_is_recorded_the_others_finish_and_retry_reruns_it(tmp_pat
     assert error.startswith("RuntimeError: asked to fail for seed 1")
     assert "Traceback" in error or "line" in error
 
+    capsys.readouterr()
     assert cli(["sweep", str(tmp_path / "grid.yaml"), "--quiet"]) == 1  # failures remain: not retried
+    summary = capsys.readouterr().out.splitlines()
+    assert summary[-2].startswith("done 1, failed 1") and "--retry-failed" in summary[-1]
     assert sw.records(sweep).loc["seed=1", "attempts"] == 1
 
     flag.unlink()

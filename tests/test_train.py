@@ -183,10 +183,20 @@ def test_token_cache_is_safe_for_concurrent_runs(tiny_config, tmp_path):
     assert all(r == results[0] for r in results) and len(results) == 6
 
 
-def test_resume_with_changes_applies_the_new_learning_rates(tiny_config):
+def test_resume_with_changes_applies_the_new_learning_rates(tiny_config, monkeypatch):
     cfg = tiny_config(objective="msc", max_steps=4, save_every=2, lr_backbone=1e-3, lr_head=1e-3, warmup_ratio=0.0)
-    run(cfg, progress=False)
+    original = Trainer._step
+
+    def stop_at_2(self, batch):  # a finished run is not resumed with changes: stop it at step 2
+        self.stop_requested = self.state["step"] == 1
+        return original(self, batch)
+
+    with monkeypatch.context() as m:
+        m.setattr(Trainer, "_step", stop_at_2)
+        with pytest.raises(Interrupted):
+            run(cfg, progress=False)
     ckpt = torch.load(f"{cfg.output_dir}/checkpoint.pt", weights_only=False)
+    assert ckpt["state"]["step"] == 2
     changed = cfg.replace(lr_backbone=1e-4, lr_head=2e-4, weight_decay=0.1)
     trainer = Trainer(changed, progress=False)
     trainer.setup()

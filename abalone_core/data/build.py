@@ -50,6 +50,10 @@ def assemble(name, texts, labels, label_names, splits, *, min_train_count=0,
 def label_lists(values, label_sep: str | None, where=None) -> list:
     """Per-row lists of label names from lists, delimited strings or list-like strings.
 
+    A cell written as a Python or JSON list (``"['food', 'water']"``, as pandas writes a column
+    of lists to CSV) is read as that list, with or without ``label_sep`` (a warning names the
+    first such row when ``label_sep`` is given: the separator is not used for those cells).
+
     Args:
         values: one cell per row.
         label_sep: delimiter of label strings ("|"); "" keeps each string whole as one name;
@@ -57,10 +61,11 @@ def label_lists(values, label_sep: str | None, where=None) -> list:
         where: ``where(i)`` describes row ``i`` for errors ("file.csv, data row 3").
     Raises:
         ValueError: a string that looks like several labels ("a,b") while ``label_sep`` is None,
-            or an unparsable list.
+            or a cell that looks like a list ("[...]") but is not a list of names.
     """
     where = where or (lambda i: f"row {i + 1}")
     out = []
+    warned = False
     for i, v in enumerate(values):
         if v is None or (isinstance(v, float) and np.isnan(v)):
             out.append([])
@@ -68,15 +73,14 @@ def label_lists(values, label_sep: str | None, where=None) -> list:
             s = v.strip()
             if label_sep == "":
                 out.append([s] if s else [])
+            elif s.startswith("[") and (label_sep is None or s.endswith("]")):
+                out.append(_label_list(s, label_sep, where(i)))
+                if label_sep is not None and not warned:
+                    warned = True
+                    logger.warning("%s: the label cell %r is a list; such cells are read as lists (label_sep "
+                                   "%r is not used for them)", where(i), s[:60], label_sep)
             elif label_sep is not None:
                 out.append([p.strip() for p in s.split(label_sep) if p.strip()])
-            elif s.startswith("["):
-                try:
-                    parsed = ast.literal_eval(s)
-                except (ValueError, SyntaxError):
-                    raise ValueError(f"{where(i)}: cannot parse the label list {s[:60]!r}; write it as "
-                                     "['a', 'b'] or pass label_sep= for delimited names") from None
-                out.append([str(p) for p in parsed])
             else:
                 sep = next((c for c in LABEL_SEPARATORS if c in s), None)
                 if sep is not None:
@@ -88,6 +92,24 @@ def label_lists(values, label_sep: str | None, where=None) -> list:
         else:
             out.append([str(v)])
     return out
+
+
+def _label_list(s: str, label_sep, where: str) -> list:
+    """The names of a label cell written as a Python or JSON list."""
+    import json
+
+    parsed = None
+    for parse in (ast.literal_eval, json.loads):
+        try:
+            parsed = parse(s)
+            break
+        except (ValueError, SyntaxError):
+            continue
+    if not isinstance(parsed, list) or not all(isinstance(p, (str, int)) and not isinstance(p, bool) for p in parsed):
+        joined = f" or as names joined by {label_sep!r}" if label_sep else " or pass label_sep= for delimited names"
+        raise ValueError(f"{where}: cannot parse the label list {s[:60]!r}; write it as a list of quoted names "
+                         f"['a', 'b']{joined}") from None
+    return [str(p).strip() for p in parsed if str(p).strip()]
 
 
 def binarize(lists, classes=None):

@@ -37,6 +37,9 @@ def read_table(path, fmt: str, encoding: str = "utf-8") -> tuple:
         df = pd.read_csv(path, encoding=encoding)
     except UnicodeDecodeError as err:
         raise ValueError(_not_decodable(path, encoding, err)) from None
+    except pd.errors.EmptyDataError:
+        raise ValueError(f"{path} is empty: a csv file needs a header row naming its columns and one row per "
+                         "document") from None
     except pd.errors.ParserError as err:
         raise ValueError(f"{path}: {str(err).strip()}; check the quoting and the number of fields") from None
     return df, lambda i: f"{path}, data row {i + 1}"
@@ -97,7 +100,12 @@ def frame_to_arrays(df: pd.DataFrame, *, text_column, label_column, label_sep, w
     """
     text_cols = as_list(text_column)
     label_cols = as_list(label_column)
+    if df.empty and not len(df.columns):
+        raise ValueError(f"{where_file} holds no documents (the file is empty); write one per line or row")
     need_columns(df.columns, text_cols + label_cols, where_file)
+    if df.empty:
+        raise ValueError(f"{where_file} holds no documents (a header without rows); add its documents, or "
+                         "leave this file out of path")
     texts = df[text_cols].fillna("").astype(str).agg("\n".join, axis=1).str.strip().tolist()
     if isinstance(label_column, str):
         if _is_binary(df[label_column]):
@@ -146,7 +154,9 @@ def load_table(*, path, fmt: str = "csv", text_column="text", label_column="labe
         label_column: one column holding a list of label names (JSON lists; in CSV a
             "['a', 'b']" string), a delimited string (give ``label_sep``) or one name;
             or a list of binary 0/1 columns, one per label.
-        label_sep: delimiter of label strings, e.g. "|" or ","; "" keeps each string whole.
+        label_sep: delimiter of label strings, e.g. "|" or ","; "" keeps each string whole. A
+            label name that contains it is split in two: refused when ``label_names`` lists it,
+            undetectable otherwise (cells written as lists, "['a, b', 'c']", avoid it).
         split_column: column with train / validation (val, dev) / test; None (with one
             file) splits with iterative stratification (``split_sizes``, ``seed``).
         label_names: fixed label set and order (default: sorted names found).
@@ -156,6 +166,11 @@ def load_table(*, path, fmt: str = "csv", text_column="text", label_column="labe
     """
     if fmt not in FORMATS:
         raise ValueError(f"fmt must be 'csv' or 'jsonl', got {fmt!r}")
+    split_by = [n for n in label_names or () if label_sep and label_sep in str(n)]
+    if split_by:
+        raise ValueError(f"label_names: {split_by[0]!r} contains label_sep {label_sep!r}, so a cell naming it is "
+                         "split in two; write the labels with a separator that no label name contains (and give "
+                         "it as label_sep), or write the cells as lists ['a', 'b']")
     texts, lists, matrices, splits = [], [], [], []
     for split, file in _paths_by_split(path, split_column).items():
         df, where_row = read_table(file, fmt, encoding)

@@ -8,6 +8,7 @@
 """
 from __future__ import annotations
 
+import difflib
 import inspect
 import os
 import pathlib
@@ -16,6 +17,10 @@ from typing import Callable
 from .dataset import LabelCoverageError, MultiLabelDataset
 
 DATASETS: dict = {}
+
+
+class ArgumentError(TypeError, ValueError):
+    """A loader was given an argument it does not take, or not one it needs (``dataset_kwargs``)."""
 
 
 def register_dataset(name: str, fn: Callable | None = None):
@@ -47,11 +52,21 @@ def load_dataset(dataset: str, /, *, data_dir: str | os.PathLike | None = None, 
         raise ValueError(f"unknown dataset {dataset!r}; registered: {sorted(DATASETS)} "
                          "(add your own with register_dataset(name, fn))")
     params = inspect.signature(fn).parameters
+    takes = sorted(set(params) - {"data_dir"})
     if not any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values()):
         unknown = sorted(set(kwargs) - set(params))
         if unknown:
-            takes = sorted(set(params) - {"data_dir"})
-            raise TypeError(f"dataset {dataset!r} takes no argument(s) {unknown}; its arguments are {takes}")
+            close = {k: difflib.get_close_matches(str(k), takes, n=1) for k in unknown}
+            hint = ", ".join(f"{c[0]!r} for {k!r}" for k, c in close.items() if c)
+            hint = f"; did you mean {hint}?" if hint else ""
+            raise ArgumentError(f"dataset {dataset!r} takes no argument(s) {unknown} (dataset_kwargs{hint}); "
+                                f"its arguments are {takes}")
+    required = [n for n, p in params.items() if p.default is inspect.Parameter.empty and n != "data_dir"
+                and p.kind in (inspect.Parameter.KEYWORD_ONLY, inspect.Parameter.POSITIONAL_OR_KEYWORD)]
+    missing = [n for n in required if n not in kwargs]
+    if missing:
+        raise ArgumentError(f"dataset {dataset!r} needs the argument(s) {missing}: give them in dataset_kwargs, "
+                            f"e.g. --set dataset_kwargs.{missing[0]}=...")
     if "data_dir" in params:
         kwargs["data_dir"] = _resolve(data_dir)
     try:

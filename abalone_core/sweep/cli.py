@@ -131,6 +131,9 @@ def cmd_sweep(args) -> int:
         return 130
     counts = st["status"].value_counts()
     print(", ".join(f"{s} {counts.get(s, 0)}" for s in STATUSES if counts.get(s, 0)) + f"  ({sweep.db})")
+    if counts.get("failed", 0):
+        print(f"{counts['failed']} failed: run the same command with --retry-failed to run them again (their "
+              f"errors: abalone sweep {args.grid} --dry-run)")
     return 1 if counts.get("failed", 0) or counts.get("pending", 0) else 0
 
 

@@ -163,7 +163,12 @@ class Sweep:
         path = Path(path)
         if not path.is_file():
             raise FileNotFoundError(f"grid file {path} does not exist")
-        spec = yaml.safe_load(path.read_text()) or {}
+        try:
+            spec = yaml.safe_load(path.read_text()) or {}
+        except yaml.YAMLError as err:
+            from ..config import yaml_syntax_error
+
+            raise yaml_syntax_error(path, err) from None
         if not isinstance(spec, dict):
             raise ValueError(f"{path} must hold a mapping (notebook, output_dir, parameters, grid, ...)")
         unknown = sorted(set(spec) - set(FILE_KEYS))

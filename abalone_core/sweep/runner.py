@@ -110,6 +110,14 @@ def run_sweep(sweep: "Sweep", workers: int | None = None, devices=None, retry_fa
     from tqdm.auto import tqdm
 
     spec = ExecutorSpec.of(executor if executor is not None else sweep.executor)
+    if sweep.export is not None:  # rewritten after each finished run: refuse now rather than at every run
+        try:
+            atomic.check_writable(sweep.export)
+        except OSError as err:
+            reason = os.strerror(err.errno) if err.errno else str(err)
+            raise atomic.WriteFailed(f"the export folder {sweep.export} (export: in the grid file) is not writable "
+                                     f"({reason}); fix its permissions, or change or remove export:",
+                                     err.errno) from None
     pool = make_pool(sweep, spec, workers, devices)
     imported = import_export(sweep)
     store = Store(sweep.db)
