@@ -196,3 +196,51 @@ def test_parameters_by_gives_one_value_its_own_settings_and_keeps_the_others_ids
 def test_bad_parameters_by_entries_are_rejected(tmp_path, by, message):
     with pytest.raises(ValueError, match=message):
         sw.Sweep.from_file(write_grid(tmp_path, grid={"seed": [0, 1]}, parameters_by=by))
+
+
+def sibling_imports(path, siblings) -> list[tuple[str, str]]:
+    """``(module, where)`` of each import of a module of ``siblings`` in ``path``; where is
+    ``module`` (runs when the file loads), ``function`` (inside a function) or ``type``
+    (under ``if TYPE_CHECKING:``, never run)."""
+    import ast
+
+    tree = ast.parse(path.read_text())
+    parents = {child: node for node in ast.walk(tree) for child in ast.iter_child_nodes(node)}
+    out = []
+    for node in ast.walk(tree):
+        if isinstance(node, ast.ImportFrom) and node.level == 1:
+            targets = [node.module.split(".")[0]] if node.module else [a.name for a in node.names]
+        elif isinstance(node, ast.ImportFrom) and (node.module or "").startswith("abalone_core.sweep."):
+            targets = [node.module.split(".")[2]]
+        else:
+            continue
+        where, up = "module", parents.get(node)
+        while up is not None:
+            if isinstance(up, (ast.FunctionDef, ast.AsyncFunctionDef, ast.Lambda)):
+                where = "function"
+                break
+            if isinstance(up, ast.If) and ast.unparse(up.test).endswith("TYPE_CHECKING"):
+                where = "type"
+                break
+            up = parents.get(up)
+        out += [(t, where) for t in targets if t in siblings]
+    return out
+
+
+def test_the_sweep_modules_import_each_other_without_a_cycle():
+    """Each module of abalone_core/sweep imports its siblings when it loads, none inside a
+    function, and these imports form no cycle (the imports under TYPE_CHECKING, for
+    annotations only, never run and are left out)."""
+    import graphlib
+
+    folder = ROOT / "abalone_core" / "sweep"
+    siblings = {p.stem for p in folder.glob("*.py")} - {"__init__"}
+    graph, late = {}, []
+    for name in sorted(siblings):
+        found = sibling_imports(folder / f"{name}.py", siblings)
+        late += [f"{name} -> {target}" for target, where in found if where == "function"]
+        graph[name] = {target for target, where in found if where == "module"}
+    assert not late, f"imports of sibling modules inside functions: {late}"
+    order = list(graphlib.TopologicalSorter(graph).static_order())  # CycleError on a cycle
+    assert set(order) == siblings
+    assert order.index("store") < order.index("grid") < order.index("cli")

@@ -15,7 +15,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from .check import check_runs
+from .executors import ExecutorSpec
+from .runner import import_export, run_sweep
 from .store import as_seen, read_rows
+from .tables import aggregate
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -176,8 +180,6 @@ class Sweep:
 
     # ------------------------------------------------------------------ checks
     def _validate(self) -> None:
-        from .executors import ExecutorSpec
-
         if not self.notebook.is_file():
             raise FileNotFoundError(f"notebook {self.notebook} does not exist")
         if not isinstance(self.parameters, dict) or not isinstance(self.grid, dict):
@@ -375,28 +377,20 @@ class Sweep:
     def run(self, workers: int | None = None, devices=None, retry_failed: bool = False, progress: bool = True,
             executor=None, rerun_changed: bool = False) -> "pd.DataFrame":
         """Execute every pending run: see :func:`abalone_core.sweep.runner.run_sweep`."""
-        from .runner import run_sweep
-
         return run_sweep(self, workers=workers, devices=devices, retry_failed=retry_failed, progress=progress,
                          executor=executor, rerun_changed=rerun_changed)
 
     def import_export(self) -> list[str]:
         """Take the finished runs of ``export`` as done: see :func:`abalone_core.sweep.runner.import_export`."""
-        from .runner import import_export
-
         return import_export(self)
 
     def check(self) -> dict[str, str | None]:
         """Each run's configuration checked without running it: see :func:`abalone_core.sweep.check.check_runs`."""
-        from .check import check_runs
-
         return check_runs(self)
 
     def aggregate(self, **kwargs) -> "pd.DataFrame":
         """:func:`~abalone_core.sweep.aggregate` of this sweep's finished runs, with the grid
         file's ``table`` defaults."""
-        from .tables import aggregate
-
         return aggregate(self, **{**self.table, **kwargs})
 
 
