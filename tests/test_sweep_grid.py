@@ -9,6 +9,7 @@ import pytest
 
 from abalone_core import sweep as sw
 from abalone_core.sweep.check import config_call, run_config
+from abalone_core.sweep.grid import digest
 from test_sweep_support import ROOT, cli, write_grid
 
 
@@ -35,6 +36,8 @@ def test_grid_expansion_exclude_and_run_ids(tmp_path):
     ({"grid": {"objective": ["msc"]}, "depends_on": {"fail_flag": {"objective": {"msc": "base"}}}},
      "not in the grid"),
     ({"colour": 1}, "unknown keys"),
+    ({"parameters": {"depends_on": 1}, "grid": {"objective": ["msc", "msc-ft"]},
+      "depends_on": {"fail_flag": {"objective": {"msc-ft": "msc"}}}}, "names the runs a run depends on"),
     ({"executor": {"name": "slurm", "partition": "gpu"}}, "time limit"),
     ({"executor": {"name": "local", "partition": "gpu"}}, "cluster executor"),
     ({"executor": {"name": "pbs"}}, "executor must be one of"),
@@ -244,3 +247,24 @@ def test_the_sweep_modules_import_each_other_without_a_cycle():
     order = list(graphlib.TopologicalSorter(graph).static_order())  # CycleError on a cycle
     assert set(order) == siblings
     assert order.index("store") < order.index("grid") < order.index("cli")
+
+
+def test_the_committed_export_keeps_the_ids_and_parameters_of_its_independent_runs():
+    """results/cpu_converged is matched against its grid file by run id and parameters: the
+    runs that depend on no other run record what they always did, and the msc-ft runs differ
+    only by the runs they start from (``depends_on``), so they alone are made again."""
+    sweep = sw.Sweep.from_file(ROOT / "sweeps" / "cpu_converged.yaml")
+    runs = dict(sweep.runs())
+    rows = [json.loads(line) for line in (ROOT / "results" / "cpu_converged" / "runs.jsonl").read_text().splitlines()
+            if line.strip()]
+    assert {r["run_id"] for r in rows} == set(runs)
+    independent = [r for r in rows if not sweep.needs(r["run_id"])]
+    assert independent and all(r["parameters"] == runs[r["run_id"]] for r in independent)
+    for r in rows:
+        needs = sweep.needs(r["run_id"])
+        if needs:
+            assert r["parameters"]["objective"] == "msc-ft"
+            recorded = runs[r["run_id"]]
+            assert {k: v for k, v in recorded.items() if k != "depends_on"} == r["parameters"]
+            assert recorded["depends_on"] == {"init_from": {
+                "run_id": needs["init_from"], "parameters": digest(runs[needs["init_from"]])}}

@@ -15,6 +15,7 @@ import nbformat
 import pytest
 
 from abalone_core import sweep as sw
+from abalone_core.sweep.grid import digest
 from abalone_core.sweep.store import Store, now
 from test_sweep_support import ROOT, TOY, alive, cli, mtimes, parent, wait_for, write_grid
 
@@ -326,3 +327,57 @@ def test_changed_runs_stop_the_sweep_unless_rerun_and_nothing_of_them_is_lost(tm
     assert json.loads((kept / "result" / "seed=1.json").read_text()) == old_result
     assert (kept / "notebook" / "seed=1.ipynb").is_file()
     assert not (kept / "result" / "seed=0.json").exists()  # the unchanged run stays where it was
+
+
+def test_a_run_that_depends_on_a_changed_run_is_changed_too(tmp_path):
+    """msc-ft starts from msc's run folder: when the grid file changes msc alone, msc-ft
+    (made from the old msc) is changed too and runs again after the new msc; frozen, which
+    depends on nothing, stays done and keeps its recorded parameters."""
+    # fail_flag stands for init_from: the toy notebook only checks whether that path exists
+    spec = dict(grid={"objective": ["msc", "msc-ft", "frozen"]}, parameters={"pause": 0.0},
+                depends_on={"fail_flag": {"objective": {"msc-ft": "msc"}}})
+    path = write_grid(tmp_path, **spec)
+    assert (sw.Sweep.from_file(path).run(progress=False)["status"] == "done").all()
+    first = sw.records(sw.Sweep.from_file(path))
+    assert first.loc["objective=frozen", "parameters"] == {"pause": 0.0, "objective": "frozen"}
+    frozen = mtimes(tmp_path / "out" / "notebooks")["objective=frozen.ipynb"]
+
+    path = write_grid(tmp_path, **spec, parameters_by={"objective": {"msc": {"pause": 0.01}}})
+    sweep = sw.Sweep.from_file(path)
+    assert dict(sweep.status()["status"]) == {"objective=msc": "changed", "objective=msc-ft": "changed",
+                                              "objective=frozen": "done"}
+    assert cli(["sweep", str(path), "--rerun-changed", "--quiet"]) == 0
+    recs = sw.records(sweep)
+    assert (recs["status"] == "done").all()
+    assert recs.loc["objective=msc-ft", "started"] > recs.loc["objective=msc", "finished"]
+    for rid in ("objective=msc", "objective=msc-ft"):
+        assert recs.loc[rid, "started"] > first.loc[rid, "finished"]  # both ran again
+    needs = recs.loc["objective=msc-ft", "parameters"]["depends_on"]
+    assert needs == {"fail_flag": {"run_id": "objective=msc",
+                                   "parameters": digest(recs.loc["objective=msc", "parameters"])}}
+    (kept,) = (tmp_path / "out" / "superseded").iterdir()
+    assert sorted(json.loads(l)["run_id"] for l in (kept / "runs.jsonl").read_text().splitlines()) == [
+        "objective=msc", "objective=msc-ft"]
+    assert mtimes(tmp_path / "out" / "notebooks")["objective=frozen.ipynb"] == frozen
+    assert recs.loc["objective=frozen", "attempts"] == 1
+    table = sw.aggregate(sweep, columns=(), where={"pause": 0.0})  # depends_on is no setting of a row
+    assert sorted(table.index) == ["frozen", "msc-ft"]
+
+
+def test_an_exported_run_recorded_without_what_it_depends_on_runs_again_with_it(tmp_path):
+    """An export's msc-ft recorded before runs named what they depend on is not taken, and the
+    msc it needs is not taken either on a clone without msc's run folder: both run again."""
+    spec = dict(grid={"objective": ["msc", "msc-ft"]}, export="committed",
+                depends_on={"fail_flag": {"objective": {"msc-ft": "msc"}}})
+    first = tmp_path / "first"
+    sw.Sweep.from_file(write_grid(first, **spec)).run(progress=False)
+    rows = [json.loads(l) for l in (first / "committed" / "runs.jsonl").read_text().splitlines()]
+    for row in rows:
+        row["parameters"].pop("depends_on", None)
+    clone = tmp_path / "clone"
+    (clone / "committed").mkdir(parents=True)
+    (clone / "committed" / "runs.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    sweep = sw.Sweep.from_file(write_grid(clone, **spec))
+    assert sweep.import_export() == []
+    assert (sweep.run(progress=False)["status"] == "done").all()
+    assert {p.stem for p in (clone / "out" / "notebooks").glob("*.ipynb")} == {"objective=msc", "objective=msc-ft"}

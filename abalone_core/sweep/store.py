@@ -43,6 +43,9 @@ CREATE TABLE IF NOT EXISTS runs (
     attempts     INTEGER NOT NULL DEFAULT 0
 )
 """
+# The key of a dependent run's recorded parameters that names the runs it starts from
+# (abalone_core.sweep.grid.Sweep.recorded_parameters).
+DEPENDS_ON = "depends_on"
 COLUMNS = ["run_id", "status", "parameters", "metrics", "error", "started", "finished", "duration_s", "device",
            "hardware", "versions", "git_revision", "git_dirty", "attempts", "notebook", "pid", "host"]
 
@@ -248,4 +251,4 @@ def records(source) -> "pd.DataFrame":
     return pd.DataFrame(rows, columns=COLUMNS).set_index("run_id")
 
 
-__all__ = ["Store", "read_rows", "as_seen", "records", "db_path", "now", "alive", "SCHEMA", "COLUMNS"]
+__all__ = ["Store", "read_rows", "as_seen", "records", "db_path", "now", "alive", "SCHEMA", "COLUMNS", "DEPENDS_ON"]

@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING
 
 from .. import atomic
 from .. import paper as _paper
-from .store import db_path, records
+from .store import DEPENDS_ON, db_path, records
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -79,11 +79,12 @@ def _varying(params: "pd.DataFrame", keys: list, over: str, col_keys: list = ())
     """Parameters outside rows, columns and ``over`` that take several values within one
     column group: every row of a column must share them (a column may use its own settings,
     e.g. a dataset its ``dataset_kwargs`` or its step budget, since its rows are compared
-    with each other and never with another column's)."""
+    with each other and never with another column's). A dependent run's ``depends_on`` (the
+    run it starts from, the same cell with another value) is not a setting of its own."""
     out = []
     groups = [params[c].map(_canonical) for c in col_keys]
     for k in params.columns:
-        if k in keys or k == over:
+        if k in keys or k == over or k == DEPENDS_ON:
             continue
         values = params[k].map(_canonical)
         several = (values.groupby(groups).nunique() > 1).any() if groups else values.nunique() > 1
