@@ -300,12 +300,12 @@ def export(source, dest: str | Path, **aggregate_kwargs) -> list[Path]:
 
 
 def write_table(table: "pd.DataFrame", stem: str | Path) -> list[Path]:
-    """Write ``<stem>.csv`` and ``<stem>.md`` (Markdown via tabulate); returns the paths."""
+    """Write ``<stem>.csv`` and ``<stem>.md`` (Markdown via tabulate), each atomically; returns the paths."""
     stem = Path(stem)
     stem.parent.mkdir(parents=True, exist_ok=True)
     csv, md = stem.with_suffix(".csv"), stem.with_suffix(".md")
-    table.to_csv(csv)
-    md.write_text(table.to_markdown() + "\n")
+    atomic.write_text(csv, table.to_csv())
+    atomic.write_text(md, table.to_markdown() + "\n")
     return [csv, md]
 
 
