@@ -19,6 +19,7 @@ from sklearn.metrics import davies_bouldin_score, silhouette_score
 
 from .embeddings import embedding_matrix, unit_rows
 from .labels import label_matrix
+from .losses import label_overlap, msc_counts
 from .metrics import group_order, label_groups
 from .per_label import label_frame
 
@@ -276,16 +277,13 @@ def term_counts(labels, loss: str = "base", beta: float = 0.1, queue_labels=None
             raise ValueError(f"queue_labels has {q.shape[1]} labels, labels has {n_labels}")
         keys = np.concatenate([a, q])
     n_keys = keys.shape[0]
-    size_a = a.sum(axis=1)                                      # |y_i|
+    off = np.ones((n_batch, n_keys), dtype=bool)
+    off[np.arange(n_batch), np.arange(n_batch)] = False         # the anchor is not its own key
+    size_a, shared, inv_union = label_overlap(a, keys, off)     # |y_i|, (B, M) n(i, k) and O / U
     size_k = keys.sum(axis=1)                                   # |y_k|
-    shared = a @ keys.T                                         # (B, M) n(i, k)
-    union = size_a[:, None] + size_k[None, :] - shared          # (B, M) u(i, k)
-    off = np.ones((n_batch, n_keys))
-    off[np.arange(n_batch), np.arange(n_batch)] = 0.0           # the anchor is not its own key
-    inv_union = off / np.maximum(union, 1.0)                    # O / U
-    pos_mass = inv_union @ keys                                 # (B, L): sum_{k carries c} 1/u(i, k)
 
     if loss == "base":
+        pos_mass = inv_union @ keys                             # (B, L): sum_{k carries c} 1/u(i, k)
         n_i = (inv_union * shared).sum(axis=1)                  # N(i) = sum_j w_ij
         used = n_i > 0
         att = a * pos_mass / np.where(used, n_i, 1.0)[:, None]
@@ -294,7 +292,7 @@ def term_counts(labels, loss: str = "base", beta: float = 0.1, queue_labels=None
         proto_weight = 0.0
     else:
         used = size_a > 0
-        n_ic = pos_mass + 1.0                                   # N(i, c), prototype adds 1
+        n_ic = msc_counts(inv_union, keys)                      # N(i, c), prototype adds 1
         split = a / np.where(used, size_a, 1.0)[:, None]        # 1 / |y_i| on each label of i
         att = split
         att_proto = split / n_ic

@@ -10,8 +10,9 @@ file stays behind.
 >>> atomic.write_json("run/metrics.json", {"test": {"micro_f1": 61.3}})
 >>> atomic.save_torch(state, "run/checkpoint.pt")
 
-Errors are :class:`WriteFailed` (an ``OSError``) with one readable line naming the
-file: ``no space left on device while writing run/checkpoint.pt; ...``.
+Errors of the file system are :class:`WriteFailed` (an ``OSError``) with one readable line
+naming the file: ``no space left on device while writing run/checkpoint.pt; ...``. An error
+of the caller's own code while it writes (a download cut off) is raised as it is.
 """
 from __future__ import annotations
 
@@ -29,6 +30,8 @@ NO_SPACE = (errno.ENOSPC, errno.EDQUOT)
 # What torch's zip writer says when the file under it stops taking bytes (it drops the errno).
 TORCH_WRITE_FAILED = ("unexpected pos", "file write failed", "PytorchStreamWriter failed writing")
 TEMPORARY = re.compile(r"\..+\.(\d+)\.[0-9a-f]{8}\.tmp")
+# Errors of the disk or the folder, whoever meets them; other errors of the caller's code are its own.
+DISK_ERRORS = (*NO_SPACE, errno.EROFS, errno.EACCES, errno.EPERM, errno.EIO, errno.EFBIG)
 
 
 class WriteFailed(OSError):
@@ -66,19 +69,29 @@ def atomic_open(path: str | os.PathLike, mode: str = "w", encoding: str | None =
 
     Args:
         mode: ``"w"`` (text) or ``"wb"`` (bytes).
+    Raises:
+        WriteFailed: opening, writing, syncing or renaming the file failed, or the caller's
+            code met a disk error (:data:`DISK_ERRORS`: no space, quota, read-only, permissions,
+            I/O); any other error of the caller's code (a ``ConnectionError`` while copying a
+            download, say) is raised unchanged.
     """
     if mode not in ("w", "wb"):
         raise ValueError(f"atomic_open writes whole files: mode must be 'w' or 'wb', got {mode!r}")
     path = Path(path)
     tmp = temporary_name(path)
+    inside = False  # True while the caller's code runs
     try:
         with open(tmp, mode, encoding=None if "b" in mode else encoding) as f:
+            inside = True
             yield f
+            inside = False
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)
     except OSError as err:
         _remove(tmp)
+        if inside and err.errno not in DISK_ERRORS:
+            raise
         raise _failure(path, err) from err
     except BaseException:
         _remove(tmp)
@@ -195,5 +208,5 @@ def check_writable(folder: str | os.PathLike) -> Path:
     return folder
 
 
-__all__ = ["WriteFailed", "atomic_open", "write_bytes", "write_text", "write_json", "save_torch", "save_numpy",
-           "append_line", "check_writable", "temporary_name", "remove_temporaries"]
+__all__ = ["WriteFailed", "DISK_ERRORS", "atomic_open", "write_bytes", "write_text", "write_json", "save_torch",
+           "save_numpy", "append_line", "check_writable", "temporary_name", "remove_temporaries"]

@@ -8,7 +8,12 @@ chunks, so each batch holds documents of similar length while batch order stays 
 from __future__ import annotations
 
 import functools
+import hashlib
+import json
 import math
+import tempfile
+import weakref
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -40,6 +45,45 @@ def tokenize(texts, tokenizer, max_length: int, batch_size: int = 1000) -> list:
                         padding=False, return_attention_mask=False, return_token_type_ids=False)
         ids.extend(list(map(list, enc["input_ids"])))
     return ids
+
+
+_DIGESTS: "weakref.WeakKeyDictionary" = weakref.WeakKeyDictionary()  # tokenizer -> (its size, digest)
+
+
+def tokenizer_digest(tokenizer) -> str:
+    """Hex digest of what decides a tokenizer's ids, to key caches of token ids on.
+
+    A fast tokenizer is its ``backend_tokenizer`` as JSON (vocabulary, added tokens,
+    normaliser, pre-tokeniser, post-processor), without the truncation and padding that
+    every call sets; another tokenizer is the files ``save_pretrained`` writes. With the
+    class name, so two tokenizers of one class and one vocabulary size but different
+    vocabularies differ. Computed once per tokenizer object (again after tokens are added).
+    """
+    size = len(tokenizer)
+    try:
+        known = _DIGESTS.get(tokenizer)
+    except TypeError:  # an object that cannot be weakly referenced: no memo
+        known = None
+    if known is not None and known[0] == size:
+        return known[1]
+    h = hashlib.sha256(type(tokenizer).__name__.encode())
+    backend = getattr(tokenizer, "backend_tokenizer", None)
+    if backend is not None:
+        state = json.loads(backend.to_str())
+        for key in ("truncation", "padding"):
+            state.pop(key, None)
+        h.update(json.dumps(state, sort_keys=True).encode())
+    else:
+        with tempfile.TemporaryDirectory() as folder:
+            tokenizer.save_pretrained(folder)
+            for path in sorted(p for p in Path(folder).rglob("*") if p.is_file()):
+                h.update(path.relative_to(folder).as_posix().encode() + b"\0" + path.read_bytes() + b"\0")
+    digest = h.hexdigest()[:24]
+    try:
+        _DIGESTS[tokenizer] = (size, digest)
+    except TypeError:
+        pass
+    return digest
 
 
 class TokenizedDataset(Dataset):

@@ -23,7 +23,9 @@ from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
+from .layer_cache import DTYPES
 from .losses import OTHER_CONTRASTIVE, SUPERVISED_LOSSES, VARIANTS
+from .model import POOLINGS
 
 SUPERVISED = tuple(SUPERVISED_LOSSES)  # bce, focal, asymmetric, db
 CONTRASTIVE = tuple(VARIANTS) + tuple(OTHER_CONTRASTIVE)  # base, bqueue, bqproto, msc; mulsupcon
@@ -34,6 +36,9 @@ TFIDF_OBJECTIVES = (TFIDF, TFIDF_CUT)
 OBJECTIVES = CONTRASTIVE + SUPERVISED + (FROZEN,) + TFIDF_OBJECTIVES
 # Settings a checkpoint may be resumed with when they changed, if asked for explicitly.
 RESUMABLE_CHANGES = ("lr_backbone", "lr_head", "weight_decay", "grad_clip", "mixed_precision")
+# The encoders of a contrastive run that can be linear-evaluated (Config.candidates).
+CANDIDATES = ("last", "best_train_loss", "best_val_loss")
+LAYER_CACHES = (*DTYPES, "off")  # how the frozen layers' output is kept (Config.layer_cache)
 
 
 @dataclass
@@ -184,15 +189,16 @@ class Config:
         need("dropout", lambda: 0 <= self.dropout < 1, f"dropout must be in [0, 1), got {self.dropout}")
         need("train_layers", lambda: self.train_layers is None or self.train_layers >= 0,
              f"train_layers must be null (whole encoder) or an integer >= 0, got {self.train_layers!r}")
-        need("layer_cache", lambda: self.layer_cache in ("float16", "float32", "off"),
-             f"layer_cache must be float16, float32 or off, got {self.layer_cache!r}")
+        need("layer_cache", lambda: self.layer_cache in LAYER_CACHES,
+             f"layer_cache must be {', '.join(LAYER_CACHES[:-1])} or {LAYER_CACHES[-1]}, got {self.layer_cache!r}")
         need("candidates", lambda: self.candidates is None or (
             isinstance(self.candidates, (list, tuple)) and len(self.candidates) > 0
             and all(isinstance(c, str) for c in self.candidates)
-            and set(self.candidates) <= {"last", "best_train_loss", "best_val_loss"}),
-            f"candidates must be None or a non-empty list of last, best_train_loss, best_val_loss; "
+            and set(self.candidates) <= set(CANDIDATES)),
+            f"candidates must be None or a non-empty list of {', '.join(CANDIDATES)}; "
             f"got {self.candidates!r}")
-        need("pooling", lambda: self.pooling in ("cls", "mean"), f"pooling must be 'cls' or 'mean', got {self.pooling!r}")
+        need("pooling", lambda: self.pooling in POOLINGS,
+             f"pooling must be {' or '.join(map(repr, POOLINGS))}, got {self.pooling!r}")
         need("epochs", lambda: self.epochs >= 1, f"epochs must be >= 1, got {self.epochs}")
         need("max_steps", lambda: self.max_steps is None or self.max_steps >= 1,
              f"max_steps must be null or >= 1, got {self.max_steps}")

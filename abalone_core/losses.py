@@ -202,15 +202,10 @@ def contrastive_loss(
         else:
             log_p, _ = _log_softmax_off_self(logits, off_self, log_g)
 
-        n_labels = A.sum(1)                                 # |y_i|, (B,)
-        inter = A @ Y_H.T                                   # |y_i ∩ y_l|, (B, M)
-        union = n_labels[:, None] + Y_H.sum(1)[None, :] - inter  # |y_i ∪ y_l|
-        # union is a count: where it is 0 the intersection is 0 too, so clamping is exact.
-        inv_union = off_self.to(dtype) / union.clamp_min(1)  # O / U, (B, M)
+        n_labels, inter, inv_union = label_overlap(A, Y_H, off_self)
 
         if balanced:
-            # N(i,c) = sum over other keys carrying c of 1/u(i,l), + 1 for prototype c.
-            N = inv_union @ Y_H + 1                         # (B, L), >= 1
+            N = msc_counts(inv_union, Y_H)                  # N(i, c), (B, L), >= 1
             a_over_n = A / N                                # prototype weights
             W = inv_union * ((a_over_n @ Y_H.T))            # instance weights, (B, M)
             attract = (W * log_p).sum(1) + (a_over_n * log_p_proto).sum(1)
@@ -231,6 +226,34 @@ def contrastive_loss(
         if not valid.any():
             return (z.sum() * 0.0) + (0.0 if prototypes is None else prototypes.sum() * 0.0)
         return per_anchor[valid].mean()
+
+
+def label_overlap(A, Y_H, off_self):
+    """How the label sets of anchors and keys overlap: what L_Base and L_MSC weigh pairs by.
+
+    Takes torch tensors or numpy arrays (the analysis of :mod:`abalone_core.analysis`
+    uses the same weights on label matrices).
+
+    Args:
+        A: (B, L) 0/1 anchor labels (float).
+        Y_H: (M, L) 0/1 key labels, same dtype.
+        off_self: (B, M) bool, False where key l is anchor i itself.
+    Returns:
+        ``(n_labels, inter, inv_union)``: |y_i| (B,), |y_i ∩ y_l| (B, M), and
+        1 / |y_i ∪ y_l| (B, M), 0 where l is i. A union is a count, 0 only where the
+        intersection is 0 too; it is taken as 1 there, so every weight built on it is exact.
+    """
+    n_labels = A.sum(1)
+    inter = A @ Y_H.T
+    union = n_labels[:, None] + Y_H.sum(1)[None, :] - inter
+    return n_labels, inter, off_self / (union + (union == 0))
+
+
+def msc_counts(inv_union, Y_H):
+    """N(i, c) of L_MSC: the sum over the keys l != i carrying c of 1 / u(i, l), plus 1
+    for prototype c. inv_union (B, M) from :func:`label_overlap`, Y_H (M, L), tensors or
+    arrays; returns (B, L), >= 1."""
+    return inv_union @ Y_H + 1
 
 
 def mulsupcon_loss(

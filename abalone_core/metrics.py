@@ -23,7 +23,8 @@ def frequency_groups(label_counts) -> np.ndarray:
     Rule (used in every chapter): sort labels by training count, descending, ties
     broken by label index; the first third of the labels is ``head``, the next third
     ``medium``, the rest ``tail`` (``np.array_split`` sizes, so head gets the extra
-    label when L is not a multiple of 3).
+    label when L is not a multiple of 3). With fewer than three labels the last groups
+    are empty: one label is ``head``; two are ``head`` and ``medium``.
 
     Args:
         label_counts: (L,) number of training documents carrying each label.
@@ -145,16 +146,18 @@ def per_label_f1(y_true, y_pred) -> np.ndarray:
 
 
 def grouped_f1(y_true, y_pred, train_label_counts) -> dict:
-    """Macro-F1 (percent) inside each head / medium / tail group of the training distribution.
+    """Macro-F1 (percent) inside each head / medium / tail group of the training distribution
+    (:func:`frequency_groups`).
 
     Returns:
-        dict ``{"head": .., "medium": .., "tail": ..}``.
+        dict ``{"head": .., "medium": .., "tail": ..}``; a group without labels (fewer than
+        three labels) is NaN, without a warning.
     """
     f1 = per_label_f1(y_true, y_pred)
     groups = frequency_groups(train_label_counts)
     if groups.size != f1.size:
         raise ValueError(f"train_label_counts has {groups.size} labels, predictions have {f1.size}")
-    return {g: float(f1[groups == g].mean()) for g in GROUPS}
+    return {g: float(f1[groups == g].mean()) if (groups == g).any() else float("nan") for g in GROUPS}
 
 
 # --------------------------------------------------------------------------- ranking metrics

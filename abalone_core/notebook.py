@@ -399,9 +399,11 @@ def history(run_dir) -> pd.DataFrame:
 
 
 def checkpoints(run_dir) -> pd.DataFrame:
-    """Files saved in a run directory with their size in MB."""
+    """Files saved in a run directory with their size in MB; hidden files (the folder's lock,
+    a write in progress) are not run files and are left out."""
     run_dir = Path(run_dir)
-    rows = [{"file": p.name, "MB": p.stat().st_size / 2 ** 20} for p in sorted(run_dir.iterdir()) if p.is_file()]
+    rows = [{"file": p.name, "MB": p.stat().st_size / 2 ** 20} for p in sorted(run_dir.iterdir())
+            if p.is_file() and not p.name.startswith(".")]
     return pd.DataFrame(rows, columns=["file", "MB"])
 
 

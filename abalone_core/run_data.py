@@ -14,7 +14,7 @@ import numpy as np
 import torch
 
 from . import atomic
-from .batching import tokenize
+from .batching import tokenize, tokenizer_digest
 from .config import Config
 from .data import SPLITS, MultiLabelDataset, load_dataset
 
@@ -114,24 +114,30 @@ def check_labels(ds: MultiLabelDataset, labels: dict, config: Config) -> None:
 
 
 def _cached_tokens(texts, tokenizer, config: Config, split: str):
+    """Token ids of ``texts`` (see :func:`abalone_core.batching.tokenize`), cached under
+    ``$ABALONE_DATA_DIR/tokens`` by the tokenizer's content (:func:`tokenizer_digest`),
+    ``max_length`` and the texts."""
+    from filelock import FileLock
+
     from .data import data_dir
 
     h = hashlib.sha1()
-    h.update(f"{config.backbone}|{config.max_length}|{type(tokenizer).__name__}|{len(tokenizer)}".encode())
+    h.update(f"{config.max_length}|{tokenizer_digest(tokenizer)}".encode())
     for t in texts:
         h.update(t.encode("utf-8", "replace"))
         h.update(b"\0")
     path = data_dir() / "tokens" / f"{h.hexdigest()[:20]}.pt"
-    if path.exists():
-        try:
-            return torch.load(path)
-        except Exception as err:  # noqa: BLE001 - a damaged cache file: tokenise again
-            logger.warning("token cache %s is unreadable (%s); tokenising again", path, err)
-    ids = tokenize(texts, tokenizer, config.max_length)
     path.parent.mkdir(parents=True, exist_ok=True)
-    # A private temporary name: runs of a sweep may tokenise the same split at once.
-    atomic.save_torch(ids, path)
-    return ids
+    # One process tokenises, the others (runs of a sweep starting together) wait and read.
+    with FileLock(str(path) + ".lock"):
+        if path.exists():
+            try:
+                return torch.load(path)
+            except Exception as err:  # noqa: BLE001 - a damaged cache file: tokenise again
+                logger.warning("token cache %s is unreadable (%s); tokenising again", path, err)
+        ids = tokenize(texts, tokenizer, config.max_length)
+        atomic.save_torch(ids, path)
+        return ids
 
 
 __all__ = ["Data", "check_labels", "data_digest", "load_run_dataset", "prepare_data"]

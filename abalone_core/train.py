@@ -32,7 +32,7 @@ from tqdm.auto import tqdm
 
 from . import atomic
 from .batching import LengthBucketSampler, TokenizedDataset, collate
-from .config import RESUMABLE_CHANGES, Config
+from .config import CANDIDATES, RESUMABLE_CHANGES, Config
 from .convergence import early_stopping
 from .data import SPLITS
 from .devices import autocast_for, deterministic_mode, init_distributed, resolve_device, seed_everything
@@ -45,7 +45,6 @@ from .probe import ProbeConfig
 from .run_data import prepare_data
 
 logger = logging.getLogger(__name__)
-CANDIDATES = ("last", "best_train_loss", "best_val_loss")
 
 
 # --------------------------------------------------------------------------- #

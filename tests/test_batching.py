@@ -178,3 +178,38 @@ def test_sorted_evaluation_loader_pads_less_than_sequential_batches(tokenizer):
     assert sorted(seen) == list(range(40))
     with pytest.raises(ValueError, match="sort_by_length is for evaluation"):
         make_loader(ids, sort_by_length=True, **{**kwargs, "shuffle": True})
+
+
+def wordpiece(words):
+    """A fast WordPiece tokenizer (BERT's kind) over ``words``, built in memory."""
+    from tokenizers import Tokenizer, models, normalizers, pre_tokenizers, processors
+    from transformers import PreTrainedTokenizerFast
+
+    vocab = {w: i for i, w in enumerate(["[PAD]", "[UNK]", "[CLS]", "[SEP]", *words])}
+    tok = Tokenizer(models.WordPiece(vocab=vocab, unk_token="[UNK]"))
+    tok.normalizer = normalizers.BertNormalizer(lowercase=True)
+    tok.pre_tokenizer = pre_tokenizers.BertPreTokenizer()
+    tok.post_processor = processors.TemplateProcessing(
+        single="[CLS] $A [SEP]", special_tokens=[("[CLS]", 2), ("[SEP]", 3)])
+    return PreTrainedTokenizerFast(tokenizer_object=tok, pad_token="[PAD]", unk_token="[UNK]",
+                                   cls_token="[CLS]", sep_token="[SEP]")
+
+
+def test_the_token_cache_tells_apart_tokenizers_of_one_class_and_size(tiny_config, tmp_path):
+    """Two tokenizers of the same class and vocabulary size but other vocabularies (another
+    MiniLM folder, a tokenizer replaced in a backbone folder) each get their own ids."""
+    from abalone_core.batching import tokenizer_digest
+    from abalone_core.run_data import _cached_tokens
+
+    config = tiny_config()
+    a, b = wordpiece(["alpha", "beta", "gamma"]), wordpiece(["gamma", "beta", "alpha"])
+    assert type(a) is type(b) and len(a) == len(b) and a.get_vocab() != b.get_vocab()
+    texts = ["Alpha beta", "gamma alpha delta", "beta"]
+    ids_a = _cached_tokens(texts, a, config, "train")
+    ids_b = _cached_tokens(texts, b, config, "train")
+    assert ids_a == tokenize(texts, a, config.max_length) == [[2, 4, 5, 3], [2, 6, 4, 1, 3], [2, 5, 3]]
+    assert ids_b == tokenize(texts, b, config.max_length) == [[2, 6, 5, 3], [2, 4, 6, 1, 3], [2, 5, 3]]
+    assert len(list((tmp_path / "cache" / "tokens").glob("*.pt"))) == 2
+    assert _cached_tokens(texts, wordpiece(["alpha", "beta", "gamma"]), config, "train") == ids_a  # read back
+    # the digest is the tokenizer's content: not moved by the truncation a call sets, nor by the object
+    assert tokenizer_digest(a) == tokenizer_digest(wordpiece(["alpha", "beta", "gamma"])) != tokenizer_digest(b)

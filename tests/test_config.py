@@ -171,3 +171,17 @@ def test_any_wrong_value_is_a_configuration_error(value):
             Config(**{f.name: value})
         except ConfigError as err:
             assert any(f.name in p for p in err.problems), (f.name, value, err.problems)
+
+
+def test_pooling_layer_cache_and_candidates_take_the_choices_of_the_modules_that_use_them():
+    from abalone_core import config, layer_cache, model, train
+
+    assert train.CANDIDATES is config.CANDIDATES
+    for pooling in model.POOLINGS:
+        assert Config(pooling=pooling).pooling == pooling
+    for kept in (*layer_cache.DTYPES, "off"):
+        assert Config(layer_cache=kept).layer_cache == kept
+    assert Config(candidates=list(config.CANDIDATES)).candidates == list(config.CANDIDATES)
+    for key, bad in (("pooling", "max"), ("layer_cache", "bfloat16"), ("candidates", ["best"])):
+        with pytest.raises(ValueError, match=f"{key} must be"):
+            Config(**{key: bad})

@@ -1144,6 +1144,27 @@ def test_atomic_write_leaves_old_file_and_no_temporary_on_failure(tmp_path, monk
     assert not (tmp_path / "nan.json").exists() and not temporaries(tmp_path)
 
 
+def test_atomic_open_reports_disk_errors_and_passes_on_the_callers_own(tmp_path):
+    """A lost connection while a download is copied, or a missing file the caller reads, is the
+    caller's error and is raised as it is; a full disk or a refused write is a WriteFailed
+    naming the file. Either way the old file stays and no temporary is left."""
+    path = tmp_path / "data.csv"
+    atomic.write_text(path, "old")
+    for error in (ConnectionError("the download was cut"), FileNotFoundError(errno.ENOENT, "No such file", "src")):
+        with pytest.raises(type(error)) as raised:
+            with atomic.atomic_open(path) as f:
+                f.write("partial")
+                raise error
+        assert raised.value is error
+    for code, message in ((errno.ENOSPC, "no space left on device while writing"), (errno.EACCES, "cannot write")):
+        with pytest.raises(atomic.WriteFailed, match=f"{message} .*data.csv") as raised:
+            with atomic.atomic_open(path) as f:
+                f.write("partial")
+                raise OSError(code, os.strerror(code))
+        assert raised.value.errno == code
+    assert path.read_text() == "old" and not temporaries(tmp_path)
+
+
 def test_catalogue_size():
     """The catalogue keeps covering the classes of mistakes the issue lists (about 76)."""
     faults = [n for n in globals() if n.startswith(("test_fault_", "test_data_loss_"))]

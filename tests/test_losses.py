@@ -1,5 +1,6 @@
 import math
 
+import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
@@ -559,3 +560,30 @@ def test_db_bad_input_raises(kw, match):
     args.update(kw)
     with pytest.raises(ValueError, match=match):
         db_loss(**args)
+
+
+def test_label_overlap_and_msc_counts_follow_their_definition_on_tensors_and_arrays():
+    """The pair weights the losses use, and analysis.term_counts with them on numpy arrays."""
+    from abalone_core.losses import label_overlap, msc_counts
+
+    rng = np.random.default_rng(0)
+    a = (rng.random((5, 4)) < 0.4).astype(np.float64)
+    a[0] = 0  # an anchor without labels: its unions with unlabelled keys are empty
+    keys = np.concatenate([a, (rng.random((6, 4)) < 0.4).astype(np.float64)])
+    off = np.ones((5, 11), dtype=bool)
+    off[np.arange(5), np.arange(5)] = False
+    arrays = label_overlap(a, keys, off)
+    tensors = label_overlap(torch.from_numpy(a), torch.from_numpy(keys), torch.from_numpy(off))
+    for x, t in zip(arrays, tensors):
+        np.testing.assert_array_equal(t.numpy(), x)
+    n_labels, inter, inv_union = arrays
+    for i in range(5):
+        assert n_labels[i] == a[i].sum()
+        for l in range(11):
+            union = np.logical_or(a[i], keys[l]).sum()
+            assert inter[i, l] == np.logical_and(a[i], keys[l]).sum()
+            assert inv_union[i, l] == (0.0 if l == i else 1.0 / max(union, 1))
+    counts = msc_counts(inv_union, keys)
+    np.testing.assert_array_equal(msc_counts(tensors[2], torch.from_numpy(keys)).numpy(), counts)
+    np.testing.assert_allclose(counts, 1 + np.array([[sum(inv_union[i, l] for l in range(11) if keys[l, c])
+                                                      for c in range(4)] for i in range(5)]))

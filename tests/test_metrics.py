@@ -258,3 +258,19 @@ def test_example_labels_pick_the_label_nearest_the_median_with_test_documents():
     assert example_labels(train, np.array([1, 1, 1, 1, 1, 1, 0, 0, 0])) == {"head": 1, "medium": 4}
     with pytest.raises(ValueError, match="one shape"):
         example_labels(train, test[:-1])
+
+
+def test_grouped_f1_of_fewer_than_three_labels_leaves_the_empty_groups_nan_without_a_warning():
+    import warnings
+
+    y = np.array([[1, 0], [0, 1], [1, 1], [0, 0]])
+    p = np.array([[1, 0], [0, 0], [1, 1], [1, 0]])
+    f1 = per_label_f1(y, p)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        two = grouped_f1(y, p, [3, 10])  # label 1 is the more frequent: head
+        one = grouped_f1(y[:, :1], p[:, :1], [3])
+    assert two["head"] == pytest.approx(f1[1]) and two["medium"] == pytest.approx(f1[0])
+    assert math.isnan(two["tail"])
+    assert one["head"] == pytest.approx(f1[0]) and math.isnan(one["medium"]) and math.isnan(one["tail"])
+    assert list(frequency_groups([3, 10])) == ["medium", "head"] and list(frequency_groups([3])) == ["head"]

@@ -79,3 +79,18 @@ def test_grid_settings_of_a_dataset_include_its_own_budget(tmp_path):
     assert (b["max_steps"], b["eval_every"], b["train_layers"]) == (1600, 200, 1)
     with pytest.raises(ValueError, match="no dataset 'c'"):
         nb.grid_settings("g", results=results, dataset="c")
+
+
+def test_checkpoints_lists_the_run_files_only(tmp_path):
+    """The run folder's lock and a write in progress are not listed."""
+    from abalone_core import atomic
+    from abalone_core.runs import LOCK_NAME
+
+    atomic.write_text(tmp_path / "config.yaml", "seed: 0\n")
+    (tmp_path / "checkpoint.pt").write_bytes(b"\0" * 2 ** 20)
+    (tmp_path / LOCK_NAME).touch()
+    atomic.temporary_name(tmp_path / "metrics.json").write_text("{")
+    (tmp_path / "encoders").mkdir()
+    listing = nb.checkpoints(tmp_path)
+    assert list(listing["file"]) == ["checkpoint.pt", "config.yaml"]
+    assert listing.set_index("file").at["checkpoint.pt", "MB"] == 1.0

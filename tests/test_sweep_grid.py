@@ -9,6 +9,7 @@ import pytest
 
 from abalone_core import sweep as sw
 from abalone_core.sweep.check import config_call, run_config
+from abalone_core.sweep.grid import digest
 from test_sweep_support import ROOT, cli, write_grid
 
 
@@ -35,6 +36,8 @@ def test_grid_expansion_exclude_and_run_ids(tmp_path):
     ({"grid": {"objective": ["msc"]}, "depends_on": {"fail_flag": {"objective": {"msc": "base"}}}},
      "not in the grid"),
     ({"colour": 1}, "unknown keys"),
+    ({"parameters": {"depends_on": 1}, "grid": {"objective": ["msc", "msc-ft"]},
+      "depends_on": {"fail_flag": {"objective": {"msc-ft": "msc"}}}}, "names the runs a run depends on"),
     ({"executor": {"name": "slurm", "partition": "gpu"}}, "time limit"),
     ({"executor": {"name": "local", "partition": "gpu"}}, "cluster executor"),
     ({"executor": {"name": "pbs"}}, "executor must be one of"),
@@ -196,3 +199,72 @@ def test_parameters_by_gives_one_value_its_own_settings_and_keeps_the_others_ids
 def test_bad_parameters_by_entries_are_rejected(tmp_path, by, message):
     with pytest.raises(ValueError, match=message):
         sw.Sweep.from_file(write_grid(tmp_path, grid={"seed": [0, 1]}, parameters_by=by))
+
+
+def sibling_imports(path, siblings) -> list[tuple[str, str]]:
+    """``(module, where)`` of each import of a module of ``siblings`` in ``path``; where is
+    ``module`` (runs when the file loads), ``function`` (inside a function) or ``type``
+    (under ``if TYPE_CHECKING:``, never run)."""
+    import ast
+
+    tree = ast.parse(path.read_text())
+    parents = {child: node for node in ast.walk(tree) for child in ast.iter_child_nodes(node)}
+    out = []
+    for node in ast.walk(tree):
+        if isinstance(node, ast.ImportFrom) and node.level == 1:
+            targets = [node.module.split(".")[0]] if node.module else [a.name for a in node.names]
+        elif isinstance(node, ast.ImportFrom) and (node.module or "").startswith("abalone_core.sweep."):
+            targets = [node.module.split(".")[2]]
+        else:
+            continue
+        where, up = "module", parents.get(node)
+        while up is not None:
+            if isinstance(up, (ast.FunctionDef, ast.AsyncFunctionDef, ast.Lambda)):
+                where = "function"
+                break
+            if isinstance(up, ast.If) and ast.unparse(up.test).endswith("TYPE_CHECKING"):
+                where = "type"
+                break
+            up = parents.get(up)
+        out += [(t, where) for t in targets if t in siblings]
+    return out
+
+
+def test_the_sweep_modules_import_each_other_without_a_cycle():
+    """Each module of abalone_core/sweep imports its siblings when it loads, none inside a
+    function, and these imports form no cycle (the imports under TYPE_CHECKING, for
+    annotations only, never run and are left out)."""
+    import graphlib
+
+    folder = ROOT / "abalone_core" / "sweep"
+    siblings = {p.stem for p in folder.glob("*.py")} - {"__init__"}
+    graph, late = {}, []
+    for name in sorted(siblings):
+        found = sibling_imports(folder / f"{name}.py", siblings)
+        late += [f"{name} -> {target}" for target, where in found if where == "function"]
+        graph[name] = {target for target, where in found if where == "module"}
+    assert not late, f"imports of sibling modules inside functions: {late}"
+    order = list(graphlib.TopologicalSorter(graph).static_order())  # CycleError on a cycle
+    assert set(order) == siblings
+    assert order.index("store") < order.index("grid") < order.index("cli")
+
+
+def test_the_committed_export_keeps_the_ids_and_parameters_of_its_independent_runs():
+    """results/cpu_converged is matched against its grid file by run id and parameters: the
+    runs that depend on no other run record what they always did, and the msc-ft runs differ
+    only by the runs they start from (``depends_on``), so they alone are made again."""
+    sweep = sw.Sweep.from_file(ROOT / "sweeps" / "cpu_converged.yaml")
+    runs = dict(sweep.runs())
+    rows = [json.loads(line) for line in (ROOT / "results" / "cpu_converged" / "runs.jsonl").read_text().splitlines()
+            if line.strip()]
+    assert {r["run_id"] for r in rows} == set(runs)
+    independent = [r for r in rows if not sweep.needs(r["run_id"])]
+    assert independent and all(r["parameters"] == runs[r["run_id"]] for r in independent)
+    for r in rows:
+        needs = sweep.needs(r["run_id"])
+        if needs:
+            assert r["parameters"]["objective"] == "msc-ft"
+            recorded = runs[r["run_id"]]
+            assert {k: v for k, v in recorded.items() if k != "depends_on"} == r["parameters"]
+            assert recorded["depends_on"] == {"init_from": {
+                "run_id": needs["init_from"], "parameters": digest(runs[needs["init_from"]])}}

@@ -3,8 +3,10 @@ failures, stale rows, read-only reads, parallel workers, the export kept up to d
 stopped sweep that takes its notebooks with it; executed with the toy notebook."""
 from __future__ import annotations
 
+import importlib.util
 import json
 import os
+import re
 import signal
 import socket
 import sqlite3
@@ -15,8 +17,12 @@ import nbformat
 import pytest
 
 from abalone_core import sweep as sw
-from abalone_core.sweep.store import Store, now
+from abalone_core.sweep.grid import digest
+from abalone_core.sweep.store import SCHEMA, Store, as_seen, now, process_start, read_rows
+from abalone_core.sweep.store import alive as row_alive
 from test_sweep_support import ROOT, TOY, alive, cli, mtimes, parent, wait_for, write_grid
+
+HAS_PSUTIL = importlib.util.find_spec("psutil") is not None
 
 
 # --------------------------------------------------------------------------- execution
@@ -119,6 +125,56 @@ def test_running_rows_of_a_dead_process_read_as_failed_and_reading_writes_nothin
     assert not (sweep.output_dir / "notebooks").exists()
     assert list(sweep.status()["status"]) == ["failed", "running"]
     assert stored(sweep.db)[0][0][:2] == ("seed=0", "failed")  # running the sweep writes it down
+
+
+def test_a_running_row_is_alive_only_with_the_pid_start_and_host_it_recorded(tmp_path):
+    """After a crash, a later process may get the pid of the sweep that ran a row: the row
+    names that process by its start time too, so it reads as failed. Rows of another host
+    cannot be checked and stay running; rows recorded without a start time go by the pid."""
+    me, host = os.getpid(), socket.gethostname()
+    start = process_start(me)
+    assert start is not None and process_start(me) == start
+    psutil = pytest.importorskip("psutil") if sys.platform.startswith("linux") and HAS_PSUTIL else None
+    if psutil is not None:  # the start in clock ticks since boot, as psutil reads it
+        since_boot = int(start.rsplit(":", 1)[1]) / os.sysconf("SC_CLK_TCK")
+        assert abs(psutil.boot_time() + since_boot - psutil.Process(me).create_time()) < 2
+    assert row_alive(me, host, start) and row_alive(me, host, None)
+    assert not row_alive(me, host, start + "0")  # this pid, but another process
+    assert row_alive(me, "another-host", start + "0")
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()
+    assert not row_alive(dead.pid, host, None)
+    with pytest.raises(ProcessLookupError):
+        process_start(dead.pid)
+
+    sweep = sw.Sweep.from_file(write_grid(tmp_path, grid={"seed": [0, 1, 2, 3]}))
+    Store(sweep.db)
+    rows = {"seed=0": (host, start + "0"), "seed=1": (host, start), "seed=2": ("another-host", start + "0"),
+            "seed=3": (host, None)}
+    with sqlite3.connect(sweep.db) as db:
+        for rid, (where, when) in rows.items():
+            db.execute("INSERT INTO runs (run_id, parameters, status, started, pid, host, process_start) "
+                       "VALUES (?, ?, 'running', ?, ?, ?, ?)",
+                       (rid, json.dumps(dict(sweep.runs())[rid], sort_keys=True), now(), me, where, when))
+    assert list(sweep.status()["status"]) == ["failed", "running", "running", "running"]
+    assert f"pid {me}" in sw.records(sweep).loc["seed=0", "error"]
+    assert Store(sweep.db).reconcile() == ["seed=0"]
+    info = {"device": None, "notebook": None, "hardware": {}, "versions": {}, "git_revision": None, "git_dirty": None}
+    assert Store(sweep.db).claim("seed=0", {}, True, info)  # failed: taken over and retried
+    assert not Store(sweep.db).claim("seed=1", {}, True, info)  # running in a live process
+    assert sw.records(sweep).loc["seed=0", "process_start"] == start
+
+
+def test_a_store_made_before_process_start_times_gains_the_column(tmp_path):
+    db = tmp_path / "results.sqlite"
+    with sqlite3.connect(db) as con:
+        con.execute(re.sub(r"\n\s*process_start\s+TEXT,[^\n]*", "", SCHEMA))
+        con.execute("INSERT INTO runs (run_id, parameters, status, pid, host) VALUES ('a', '{}', 'running', ?, ?)",
+                    (os.getpid(), socket.gethostname()))
+    assert "process_start" not in read_rows(db)["a"]
+    assert as_seen(read_rows(db))["a"]["status"] == "running"  # judged by its pid
+    Store(db)
+    assert read_rows(db)["a"]["process_start"] is None and read_rows(db)["a"]["status"] == "running"
 
 
 def test_reading_a_missing_store_creates_nothing(tmp_path):
@@ -329,3 +385,57 @@ def test_changed_runs_stop_the_sweep_unless_rerun_and_nothing_of_them_is_lost(tm
     assert json.loads((kept / "result" / "seed=1.json").read_text()) == old_result
     assert (kept / "notebook" / "seed=1.ipynb").is_file()
     assert not (kept / "result" / "seed=0.json").exists()  # the unchanged run stays where it was
+
+
+def test_a_run_that_depends_on_a_changed_run_is_changed_too(tmp_path):
+    """msc-ft starts from msc's run folder: when the grid file changes msc alone, msc-ft
+    (made from the old msc) is changed too and runs again after the new msc; frozen, which
+    depends on nothing, stays done and keeps its recorded parameters."""
+    # fail_flag stands for init_from: the toy notebook only checks whether that path exists
+    spec = dict(grid={"objective": ["msc", "msc-ft", "frozen"]}, parameters={"pause": 0.0},
+                depends_on={"fail_flag": {"objective": {"msc-ft": "msc"}}})
+    path = write_grid(tmp_path, **spec)
+    assert (sw.Sweep.from_file(path).run(progress=False)["status"] == "done").all()
+    first = sw.records(sw.Sweep.from_file(path))
+    assert first.loc["objective=frozen", "parameters"] == {"pause": 0.0, "objective": "frozen"}
+    frozen = mtimes(tmp_path / "out" / "notebooks")["objective=frozen.ipynb"]
+
+    path = write_grid(tmp_path, **spec, parameters_by={"objective": {"msc": {"pause": 0.01}}})
+    sweep = sw.Sweep.from_file(path)
+    assert dict(sweep.status()["status"]) == {"objective=msc": "changed", "objective=msc-ft": "changed",
+                                              "objective=frozen": "done"}
+    assert cli(["sweep", str(path), "--rerun-changed", "--quiet"]) == 0
+    recs = sw.records(sweep)
+    assert (recs["status"] == "done").all()
+    assert recs.loc["objective=msc-ft", "started"] > recs.loc["objective=msc", "finished"]
+    for rid in ("objective=msc", "objective=msc-ft"):
+        assert recs.loc[rid, "started"] > first.loc[rid, "finished"]  # both ran again
+    needs = recs.loc["objective=msc-ft", "parameters"]["depends_on"]
+    assert needs == {"fail_flag": {"run_id": "objective=msc",
+                                   "parameters": digest(recs.loc["objective=msc", "parameters"])}}
+    (kept,) = (tmp_path / "out" / "superseded").iterdir()
+    assert sorted(json.loads(l)["run_id"] for l in (kept / "runs.jsonl").read_text().splitlines()) == [
+        "objective=msc", "objective=msc-ft"]
+    assert mtimes(tmp_path / "out" / "notebooks")["objective=frozen.ipynb"] == frozen
+    assert recs.loc["objective=frozen", "attempts"] == 1
+    table = sw.aggregate(sweep, columns=(), where={"pause": 0.0})  # depends_on is no setting of a row
+    assert sorted(table.index) == ["frozen", "msc-ft"]
+
+
+def test_an_exported_run_recorded_without_what_it_depends_on_runs_again_with_it(tmp_path):
+    """An export's msc-ft recorded before runs named what they depend on is not taken, and the
+    msc it needs is not taken either on a clone without msc's run folder: both run again."""
+    spec = dict(grid={"objective": ["msc", "msc-ft"]}, export="committed",
+                depends_on={"fail_flag": {"objective": {"msc-ft": "msc"}}})
+    first = tmp_path / "first"
+    sw.Sweep.from_file(write_grid(first, **spec)).run(progress=False)
+    rows = [json.loads(l) for l in (first / "committed" / "runs.jsonl").read_text().splitlines()]
+    for row in rows:
+        row["parameters"].pop("depends_on", None)
+    clone = tmp_path / "clone"
+    (clone / "committed").mkdir(parents=True)
+    (clone / "committed" / "runs.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    sweep = sw.Sweep.from_file(write_grid(clone, **spec))
+    assert sweep.import_export() == []
+    assert (sweep.run(progress=False)["status"] == "done").all()
+    assert {p.stem for p in (clone / "out" / "notebooks").glob("*.ipynb")} == {"objective=msc", "objective=msc-ft"}

@@ -54,6 +54,30 @@ def test_aggregate_gives_mean_and_std_over_seeds_beside_the_paper(tmp_path):
     assert len(paths[0].read_text().splitlines()) == 3
 
 
+@pytest.mark.skipif(not os.path.isdir("/proc/self/fd"), reason="reads /proc")
+def test_a_table_is_written_whole_or_not_at_all(tmp_path, monkeypatch):
+    """A full disk while the table is written (reported when the file is flushed to disk)
+    leaves the previous table.md as it was, and no temporary file."""
+    import errno
+
+    old = pd.DataFrame({"micro_f1": [1.0]}, index=pd.Index(["msc"], name="objective"))
+    sw.write_table(old, tmp_path / "table")
+    before = {p.name: p.read_bytes() for p in tmp_path.iterdir()}
+    real = os.fsync
+
+    def fsync(fd):
+        if os.path.basename(os.readlink(f"/proc/self/fd/{fd}")).startswith(".table.md."):
+            raise OSError(errno.ENOSPC, "No space left on device")
+        return real(fd)
+
+    monkeypatch.setattr(os, "fsync", fsync)
+    new = pd.DataFrame({"micro_f1": [2.0, 3.0]}, index=pd.Index(["msc", "bce"], name="objective"))
+    with pytest.raises(OSError, match="no space left on device while writing .*table.md"):
+        sw.write_table(new, tmp_path / "table")
+    assert (tmp_path / "table.md").read_bytes() == before["table.md"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["table.csv", "table.md"]
+
+
 def test_aggregate_gives_the_95_percent_t_interval_over_seeds(tmp_path):
     values = {"msc": [50.0, 52.0, 57.0], "bce": [40.0]}
     rows = [({"objective": o, "dataset": "disaster", "seed": i, "max_steps": 10}, {"test": {"macro_f1": v}}, "done")

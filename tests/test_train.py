@@ -178,8 +178,8 @@ def test_token_cache_is_safe_for_concurrent_runs(tiny_config, tmp_path):
     for t in threads:
         t.join()
     assert not errors
-    cached = list((tmp_path / "cache" / "tokens").iterdir())
-    assert [p.suffix for p in cached] == [".pt"]  # one cache file, no temporary left behind
+    cached = sorted((tmp_path / "cache" / "tokens").iterdir())
+    assert [p.suffix for p in cached] == [".pt", ".lock"]  # one cache file and its lock, no temporary left behind
     assert all(r == results[0] for r in results) and len(results) == 6
 
 

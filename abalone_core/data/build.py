@@ -12,12 +12,11 @@ from __future__ import annotations
 import ast
 import hashlib
 import logging
-import os
 import pathlib
-import uuid
 
 import numpy as np
 
+from ..atomic import atomic_open
 from .dataset import MultiLabelDataset, drop_rare_columns
 from .splits import stratified_split
 
@@ -146,18 +145,12 @@ def sha256_of(path) -> str:
 
 
 def _write_atomically(target, write) -> pathlib.Path:
-    """Create ``target`` from ``write(binary_file)`` so that readers never see a partial file.
-
-    The bytes go to a private temporary name next to ``target`` (concurrent downloads
-    do not collide), which then replaces ``target``; on failure it is removed.
-    """
+    """Create ``target`` (and its folder) from ``write(binary_file)`` so that readers never see
+    a partial file (:func:`abalone_core.atomic.atomic_open`: a private temporary name, so
+    concurrent downloads do not collide, then a rename). An error of ``write`` (a download
+    cut off) is raised as it is, a full disk as :class:`~abalone_core.atomic.WriteFailed`."""
     target = pathlib.Path(target)
     target.parent.mkdir(parents=True, exist_ok=True)
-    part = target.with_name(f"{target.name}.{os.getpid()}.{uuid.uuid4().hex[:8]}.part")
-    try:
-        with open(part, "wb") as f:
-            write(f)
-        os.replace(part, target)
-    finally:
-        part.unlink(missing_ok=True)
+    with atomic_open(target, "wb") as f:
+        write(f)
     return target

@@ -53,7 +53,9 @@ process is gone) run again with ``retry_failed``. A finished run whose parameter
 file has changed since (``changed``) stops the sweep before anything runs; with
 ``rerun_changed`` (``--rerun-changed``) its files and record move to
 ``<output_dir>/superseded/<time>/`` and it runs again. Because ``parameters_by`` changes only
-the cells it names, the other cells keep their run ids and finished runs.
+the cells it names, the other cells keep their run ids and finished runs. A ``depends_on``
+run records the run it starts from (its id and a digest of its parameters, under
+``depends_on``), so a change to that run makes it ``changed`` too, and it runs again after it.
 ``--dry-run`` builds every run's configuration and prints why one is invalid.
 
 With ``export``, the folder written by :func:`export` (``runs.jsonl`` and the table) is

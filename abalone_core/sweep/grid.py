@@ -8,6 +8,7 @@ the status of every cell from the run store (without writing to it). Running is
 """
 from __future__ import annotations
 
+import hashlib
 import itertools
 import json
 import re
@@ -15,7 +16,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from .store import as_seen, read_rows
+from .check import check_runs
+from .executors import ExecutorSpec
+from .runner import import_export, run_sweep
+from .store import DEPENDS_ON, as_seen, read_rows
+from .tables import aggregate
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -41,11 +46,14 @@ def run_id(cell: dict) -> str:
         parts.append(f"{key}={re.sub(r'[^A-Za-z0-9._+-]+', '-', text).strip('-') or '-'}")
     rid = ",".join(parts)
     if len(rid) > 120:
-        import hashlib
-
-        digest = hashlib.sha1(json.dumps(cell, sort_keys=True).encode()).hexdigest()[:10]
-        rid = f"{rid[:109]},{digest}"
+        short = hashlib.sha1(json.dumps(cell, sort_keys=True).encode()).hexdigest()[:10]
+        rid = f"{rid[:109]},{short}"
     return rid
+
+
+def digest(params: dict) -> str:
+    """Short hex digest of recorded parameters (JSON with sorted keys), as a dependent run records it."""
+    return hashlib.sha256(json.dumps(params, sort_keys=True).encode()).hexdigest()[:16]
 
 
 def resolve_data_paths(params: dict, base: Path) -> dict:
@@ -120,7 +128,8 @@ class Sweep:
         exclude: partial cells; a cell matching every item of one of them is dropped.
         depends_on: ``{parameter: {grid key: {value: value of the needed cell}}}``; e.g.
             ``{"init_from": {"objective": {"msc-ft": "msc"}}}`` gives each ``msc-ft`` cell the
-            ``run_dir`` of the ``msc`` cell with the same other values, and runs that one first.
+            ``run_dir`` of the ``msc`` cell with the same other values, and runs that one first;
+            the ``msc-ft`` run records which run that is (:meth:`recorded_parameters`).
         estimate_minutes_per_run: guess used by :meth:`estimate` until runs have finished.
         table: default arguments of :func:`~abalone_core.sweep.aggregate` for this grid.
         export: folder of the committed export (see the package docstring), or None.
@@ -181,8 +190,6 @@ class Sweep:
 
     # ------------------------------------------------------------------ checks
     def _validate(self) -> None:
-        from .executors import ExecutorSpec
-
         if not self.notebook.is_file():
             raise FileNotFoundError(f"notebook {self.notebook} does not exist")
         if not isinstance(self.parameters, dict) or not isinstance(self.grid, dict):
@@ -226,6 +233,9 @@ class Sweep:
         reserved = sorted(set(INJECTED) & (set(self.parameters) | by_names | set(self.grid) | set(self.depends_on)))
         if reserved:
             raise ValueError(f"{reserved} are set by the sweep for each run; remove them from the grid file")
+        if self.depends_on and DEPENDS_ON in set(self.parameters) | by_names | set(self.grid):
+            raise ValueError(f"{DEPENDS_ON!r} names the runs a run depends on in its record; rename that parameter "
+                             "of the notebook")
         if self.estimate_minutes_per_run is not None and not self.estimate_minutes_per_run > 0:
             raise ValueError(f"estimate_minutes_per_run must be > 0, got {self.estimate_minutes_per_run}")
         ExecutorSpec.of(self.executor)  # a bad executor section fails here, not after the first runs
@@ -294,10 +304,23 @@ class Sweep:
         return self.output_dir / "results.sqlite"
 
     def runs(self) -> list[tuple[str, dict]]:
-        """``(run id, parameters)`` of every cell in grid order; parameters = fixed values, those of
-        ``parameters_by`` that match the cell, and the cell, as written in the grid file (these are
-        recorded and compared with earlier runs)."""
-        return [(rid, self.cell_parameters(rid)) for rid in self._cells]
+        """``(run id, parameters)`` of every cell in grid order, the parameters that are recorded
+        and compared with earlier runs (:meth:`recorded_parameters`)."""
+        return [(rid, self.recorded_parameters(rid)) for rid in self._cells]
+
+    def recorded_parameters(self, rid: str) -> dict:
+        """The parameters of run ``rid`` as recorded: fixed values, those of ``parameters_by``
+        that match the cell, and the cell, as written in the grid file (:meth:`cell_parameters`);
+        and for a run that depends on others, ``depends_on``: ``{parameter: {"run_id": id,
+        "parameters": digest}}``, each run it starts from with a :func:`digest` of that run's own
+        recorded parameters. A dependent run is thus ``changed`` whenever a run it starts from
+        is (and so on down a chain); the other runs record their cell parameters alone."""
+        params = self.cell_parameters(rid)
+        needs = self.needs(rid)
+        if needs:
+            params[DEPENDS_ON] = {param: {"run_id": target, "parameters": digest(self.recorded_parameters(target))}
+                                  for param, target in sorted(needs.items())}
+        return params
 
     def cell_parameters(self, rid: str) -> dict:
         """The parameters of run ``rid`` as written in the grid file (see :func:`cell_parameters`)."""
@@ -380,29 +403,21 @@ class Sweep:
     def run(self, workers: int | None = None, devices=None, retry_failed: bool = False, progress: bool = True,
             executor=None, rerun_changed: bool = False) -> "pd.DataFrame":
         """Execute every pending run: see :func:`abalone_core.sweep.runner.run_sweep`."""
-        from .runner import run_sweep
-
         return run_sweep(self, workers=workers, devices=devices, retry_failed=retry_failed, progress=progress,
                          executor=executor, rerun_changed=rerun_changed)
 
     def import_export(self) -> list[str]:
         """Take the finished runs of ``export`` as done: see :func:`abalone_core.sweep.runner.import_export`."""
-        from .runner import import_export
-
         return import_export(self)
 
     def check(self) -> dict[str, str | None]:
         """Each run's configuration checked without running it: see :func:`abalone_core.sweep.check.check_runs`."""
-        from .check import check_runs
-
         return check_runs(self)
 
     def aggregate(self, **kwargs) -> "pd.DataFrame":
         """:func:`~abalone_core.sweep.aggregate` of this sweep's finished runs, with the grid
         file's ``table`` defaults."""
-        from .tables import aggregate
-
         return aggregate(self, **{**self.table, **kwargs})
 
 
-__all__ = ["Sweep", "run_id", "cell_parameters", "resolve_data_paths", "STATUSES", "FILE_KEYS", "INJECTED"]
+__all__ = ["Sweep", "run_id", "cell_parameters", "resolve_data_paths", "digest", "STATUSES", "FILE_KEYS", "INJECTED"]

@@ -244,14 +244,13 @@ def import_export(sweep: "Sweep") -> list[str]:
         if line.strip():
             row = json.loads(line)
             exported[row["run_id"]] = row
-    done = {rid for rid, r in have.items() if r["status"] == "done"}
-    done |= {rid for rid, r in exported.items() if r.get("status") == "done"}
+    same = {rid for rid, row in exported.items() if rid in params and row.get("status") == "done"
+            and json.dumps(row["parameters"], sort_keys=True) == json.dumps(params[rid], sort_keys=True)}
+    done = {rid for rid, r in have.items() if r["status"] == "done"} | same
     taken = []
     for rid, row in exported.items():
-        if rid not in params or row.get("status") != "done" or (have.get(rid) or {}).get("status") == "done":
-            continue
-        if json.dumps(row["parameters"], sort_keys=True) != json.dumps(params[rid], sort_keys=True):
-            continue  # made with other parameters: run it again
+        if rid not in same or (have.get(rid) or {}).get("status") == "done":
+            continue  # made with other parameters (run it again), or already here
         needed_by = [r for r, _ in sweep.runs() if rid in sweep.needs(r).values() and r not in done]
         if needed_by and not sweep.paths(rid)["run_dir"].is_dir():
             continue  # its weights are needed and gone: run it again

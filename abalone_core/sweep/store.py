@@ -7,6 +7,10 @@ source of truth of a sweep.
 * :func:`read_rows` and :func:`records` only read (the file is opened read-only): a
   ``running`` row whose process is gone is *shown* as failed, and written as failed by the
   next :meth:`Store.reconcile` (at the start of a sweep's run).
+
+A ``running`` row names the sweep process that runs it by its pid, the host and the time that
+process started (:func:`process_start`), so a pid that a later process received after a crash
+does not keep the row running (:func:`alive`).
 """
 from __future__ import annotations
 
@@ -36,6 +40,7 @@ CREATE TABLE IF NOT EXISTS runs (
     notebook     TEXT,                     -- the executed notebook
     pid          INTEGER,                  -- sweep process running it (liveness of 'running' rows)
     host         TEXT,
+    process_start TEXT,                    -- when that process started (process_start)
     hardware     TEXT,                     -- JSON
     versions     TEXT,                     -- JSON
     git_revision TEXT,
@@ -43,16 +48,52 @@ CREATE TABLE IF NOT EXISTS runs (
     attempts     INTEGER NOT NULL DEFAULT 0
 )
 """
+# The key of a dependent run's recorded parameters that names the runs it starts from
+# (abalone_core.sweep.grid.Sweep.recorded_parameters).
+DEPENDS_ON = "depends_on"
 COLUMNS = ["run_id", "status", "parameters", "metrics", "error", "started", "finished", "duration_s", "device",
-           "hardware", "versions", "git_revision", "git_dirty", "attempts", "notebook", "pid", "host"]
+           "hardware", "versions", "git_revision", "git_dirty", "attempts", "notebook", "pid", "host", "process_start"]
 
 
 def now() -> str:
     return datetime.now(timezone.utc).isoformat(timespec="milliseconds")
 
 
-def alive(pid: int | None, host: str | None) -> bool:
-    """Whether a process runs. On another host it cannot be checked: assumed alive."""
+def process_start(pid: int) -> str | None:
+    """When process ``pid`` of this machine started, as text that tells it from a later process
+    given the same pid: on Linux the boot id and the start time in clock ticks since boot
+    (field 22 of ``/proc/<pid>/stat``), exact whatever the clock does; elsewhere psutil's
+    creation time in seconds since the epoch. None when neither can tell.
+
+    Raises:
+        ProcessLookupError: no process ``pid`` runs.
+    """
+    boot = Path("/proc/sys/kernel/random/boot_id")
+    if boot.is_file():
+        try:
+            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        except FileNotFoundError:
+            raise ProcessLookupError(f"no process {pid}") from None
+        except (OSError, IndexError):
+            return None
+        return f"{boot.read_text().strip()}:{fields[19]}"
+    try:
+        import psutil
+    except ImportError:
+        return None
+    try:
+        return f"{psutil.Process(pid).create_time():.3f}"
+    except psutil.NoSuchProcess:
+        raise ProcessLookupError(f"no process {pid}") from None
+    except psutil.Error:
+        return None
+
+
+def alive(pid: int | None, host: str | None, start: str | None = None) -> bool:
+    """Whether the process that recorded a row still runs: the same ``pid`` on this host and,
+    when ``start`` was recorded, the same :func:`process_start` (a row recorded without it is
+    judged by its pid alone). On another host it cannot be checked: assumed alive (a sweep
+    that submits cluster jobs runs on one machine, the login node, and records its own pid)."""
     if host != socket.gethostname():
         return True
     if not pid:
@@ -62,8 +103,14 @@ def alive(pid: int | None, host: str | None) -> bool:
     except ProcessLookupError:
         return False
     except PermissionError:  # someone else's process
+        pass
+    if start is None:
         return True
-    return True
+    try:
+        current = process_start(pid)
+    except ProcessLookupError:
+        return False
+    return current is None or current == start
 
 
 def _gone(row: dict) -> str:
@@ -81,6 +128,9 @@ class Store:
         self.path.parent.mkdir(parents=True, exist_ok=True)
         with self._write() as db:
             db.execute(SCHEMA)
+            have = {r["name"] for r in db.execute("PRAGMA table_info(runs)")}
+            if "process_start" not in have:  # a store made before process start times were recorded
+                db.execute("ALTER TABLE runs ADD COLUMN process_start TEXT")
 
     @contextmanager
     def _write(self):
@@ -104,8 +154,9 @@ class Store:
         """Write ``running`` rows whose process is gone as failed; returns their ids."""
         stale = []
         with self._write() as db:
-            for r in db.execute("SELECT run_id, pid, host FROM runs WHERE status = 'running'").fetchall():
-                if not alive(r["pid"], r["host"]):
+            for r in db.execute("SELECT run_id, pid, host, process_start FROM runs "
+                                "WHERE status = 'running'").fetchall():
+                if not alive(r["pid"], r["host"], r["process_start"]):
                     db.execute("UPDATE runs SET status = 'failed', finished = ?, error = ? WHERE run_id = ?",
                                (now(), _gone(dict(r)), r["run_id"]))
                     stale.append(r["run_id"])
@@ -115,26 +166,27 @@ class Store:
         """Mark a run ``running`` for this process unless it is done, running elsewhere, or
         failed and ``retry`` is false. Returns whether this process now owns it."""
         with self._write() as db:
-            row = db.execute("SELECT status, pid, host FROM runs WHERE run_id = ?", (rid,)).fetchone()
+            row = db.execute("SELECT status, pid, host, process_start FROM runs WHERE run_id = ?",
+                             (rid,)).fetchone()
             if row is not None:
                 if row["status"] == "done" or (row["status"] == "failed" and not retry):
                     return False
-                if row["status"] == "running" and alive(row["pid"], row["host"]):
+                if row["status"] == "running" and alive(row["pid"], row["host"], row["process_start"]):
                     return False
             db.execute(
-                """INSERT INTO runs (run_id, parameters, status, started, device, notebook, pid, host, hardware,
-                                     versions, git_revision, git_dirty, attempts)
-                   VALUES (?, ?, 'running', ?, ?, ?, ?, ?, ?, ?, ?, ?, 1)
+                """INSERT INTO runs (run_id, parameters, status, started, device, notebook, pid, host,
+                                     process_start, hardware, versions, git_revision, git_dirty, attempts)
+                   VALUES (?, ?, 'running', ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 1)
                    ON CONFLICT(run_id) DO UPDATE SET
                      parameters = excluded.parameters, status = 'running', metrics = NULL, error = NULL,
                      started = excluded.started, finished = NULL, duration_s = NULL, device = excluded.device,
                      notebook = excluded.notebook, pid = excluded.pid, host = excluded.host,
-                     hardware = excluded.hardware, versions = excluded.versions,
-                     git_revision = excluded.git_revision, git_dirty = excluded.git_dirty,
-                     attempts = runs.attempts + 1""",
+                     process_start = excluded.process_start, hardware = excluded.hardware,
+                     versions = excluded.versions, git_revision = excluded.git_revision,
+                     git_dirty = excluded.git_dirty, attempts = runs.attempts + 1""",
                 (rid, json.dumps(params, sort_keys=True), now(), info["device"], info["notebook"], os.getpid(),
-                 socket.gethostname(), _json(info["hardware"]), json.dumps(info["versions"]),
-                 info["git_revision"], info["git_dirty"]),
+                 socket.gethostname(), process_start(os.getpid()), _json(info["hardware"]),
+                 json.dumps(info["versions"]), info["git_revision"], info["git_dirty"]),
             )
         return True
 
@@ -150,7 +202,8 @@ class Store:
                      error = NULL, started = excluded.started, finished = excluded.finished,
                      duration_s = excluded.duration_s, device = excluded.device, hardware = excluded.hardware,
                      versions = excluded.versions, git_revision = excluded.git_revision,
-                     git_dirty = excluded.git_dirty, attempts = excluded.attempts, pid = NULL, host = NULL""",
+                     git_dirty = excluded.git_dirty, attempts = excluded.attempts, pid = NULL, host = NULL,
+                     process_start = NULL""",
                 (rid, json.dumps(row["parameters"], sort_keys=True), json.dumps(row.get("metrics")),
                  row.get("started"), row.get("finished"), row.get("duration_s"), row.get("device"),
                  json.dumps(row.get("hardware")), json.dumps(row.get("versions")), row.get("git_revision"),
@@ -202,7 +255,7 @@ def as_seen(rows: dict[str, dict]) -> dict[str, dict]:
     (the store is not changed)."""
     out = {}
     for rid, row in rows.items():
-        if row["status"] == "running" and not alive(row["pid"], row["host"]):
+        if row["status"] == "running" and not alive(row["pid"], row["host"], row.get("process_start")):
             row = {**row, "status": "failed", "error": _gone(row)}
         out[rid] = row
     return out
@@ -232,7 +285,7 @@ def records(source) -> "pd.DataFrame":
         gone reads as ``failed``), ``parameters`` (dict), ``metrics`` (dict or None),
         ``error``, ``started``, ``finished``, ``duration_s`` (seconds), ``device``,
         ``hardware`` / ``versions`` (dicts), ``git_revision``, ``git_dirty``, ``attempts``,
-        ``notebook``, ``pid``, ``host``.
+        ``notebook``, ``pid``, ``host``, ``process_start``.
     """
     import pandas as pd
 
@@ -248,4 +301,5 @@ def records(source) -> "pd.DataFrame":
     return pd.DataFrame(rows, columns=COLUMNS).set_index("run_id")
 
 
-__all__ = ["Store", "read_rows", "as_seen", "records", "db_path", "now", "alive", "SCHEMA", "COLUMNS"]
+__all__ = ["Store", "read_rows", "as_seen", "records", "db_path", "now", "alive", "process_start", "SCHEMA", "COLUMNS",
+           "DEPENDS_ON"]

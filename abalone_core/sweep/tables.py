@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING
 
 from .. import atomic
 from .. import paper as _paper
-from .store import db_path, records
+from .store import DEPENDS_ON, db_path, records
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -80,11 +80,12 @@ def _varying(params: "pd.DataFrame", keys: list, over: str, col_keys: list = ())
     """Parameters outside rows, columns and ``over`` that take several values within one
     column group: every row of a column must share them (a column may use its own settings,
     e.g. a dataset its ``dataset_kwargs`` or its step budget, since its rows are compared
-    with each other and never with another column's)."""
+    with each other and never with another column's). A dependent run's ``depends_on`` (the
+    run it starts from, the same cell with another value) is not a setting of its own."""
     out = []
     groups = [params[c].map(_canonical) for c in col_keys]
     for k in params.columns:
-        if k in keys or k == over:
+        if k in keys or k == over or k == DEPENDS_ON:
             continue
         values = params[k].map(_canonical)
         several = (values.groupby(groups).nunique() > 1).any() if groups else values.nunique() > 1
@@ -333,12 +334,12 @@ def read_export_scores(export_dir: str | Path, run_id: str) -> dict | None:
 
 
 def write_table(table: "pd.DataFrame", stem: str | Path) -> list[Path]:
-    """Write ``<stem>.csv`` and ``<stem>.md`` (Markdown via tabulate); returns the paths."""
+    """Write ``<stem>.csv`` and ``<stem>.md`` (Markdown via tabulate), each atomically; returns the paths."""
     stem = Path(stem)
     stem.parent.mkdir(parents=True, exist_ok=True)
     csv, md = stem.with_suffix(".csv"), stem.with_suffix(".md")
-    table.to_csv(csv)
-    md.write_text(table.to_markdown() + "\n")
+    atomic.write_text(csv, table.to_csv())
+    atomic.write_text(md, table.to_markdown() + "\n")
     return [csv, md]
 
 
