@@ -77,7 +77,7 @@ if "debtags" in corpora:
     p, counts = deb.provenance, deb.label_counts("train")
     examples = ", ".join(f"`{deb.label_names[i]}`" for i in np.argsort(-counts, kind="stable")[:3])
     display(Markdown(
-        f"The third corpus, **debtags**, holds the English descriptions of {len(deb):,d} packages of Debian "
+        f"**debtags** holds the English descriptions of {len(deb):,d} packages of Debian "
         f"{p['codename']} ({p['component']}, {p['architecture']}) that carry a debtag, one document per distinct "
         f"description. Its labels are the {len(deb.label_names)} tags that at least {p['min_count']} packages carry, "
         f"each a `facet::value` from {len(set(facet_of(deb.label_names)))} facets; the most frequent are {examples}. "
@@ -188,8 +188,9 @@ for name in faceted:
     head = (head / head.sum()).nlargest(3)
     tail = by_facet["tail"].nlargest(3)
     display(Markdown(
-        f"On **{name}** the thirds are made of different facets. Three facets hold {head.sum():.0%} of the head "
-        f"third's occurrences ({', '.join(f'`{f}` {v:.0%}' for f, v in head.items())}), while "
+        f"On **{name}** the thirds are made of different facets. The facets "
+        f"{', '.join(f'`{f}` ({v:.0%})' for f, v in head.items())} hold {head.sum():.0%} of the head third's "
+        "occurrences, while "
         f"{tail.sum()} of the {int(by_facet['tail'].sum())} tail labels come from "
         f"{', '.join(f'`{f}` ({v})' for f, v in tail.items())}. Labels per facet and third, the "
         f"{min(12, len(by_facet))} facets with the most labels:"))
@@ -271,8 +272,10 @@ for name, ds in corpora.items():
     fig = plots.cooccurrence_heatmap(train.labels[:, keep], groups[keep], np.asarray(ds.label_names)[keep],
                                      rows="head", cols="tail",
                                      title=f"{name}: P(head label | tail label), training split")
-    fig.update_traces(colorbar_title_text="share of the tail label's documents")
-    fig.update_layout(height=420 + 6 * int((groups[keep] == "head").sum()))
+    fig.update_traces(colorbar_title_text="share of the tail label's documents", colorbar_title_side="right")
+    fig.update_xaxes(dtick=1)                             # every name, none skipped
+    fig.update_yaxes(dtick=1)
+    fig.update_layout(height=420 + 12 * int((groups[keep] == "head").sum()))
     if len(keep) < (groups != "medium").sum():
         display(Markdown(f"On **{name}** the map shows the {(groups[keep] == 'head').sum()} most frequent of its "
                          f"{(groups == 'head').sum()} head labels (rows) and {(groups[keep] == 'tail').sum()} of its "
@@ -322,8 +325,7 @@ for name, row in travel.drop(index=["disaster", "foldoc"], errors="ignore").iter
     share = row["share with a head label too"]
     like = travel["share with a head label too"].drop(index=name).sub(share).abs().idxmin() if len(travel) > 1 else None
     display(Markdown(
-        f"On **{name}**, {share:.0%} of the documents with a tail label also carry a head label: its tail labels "
-        + ("mostly travel with a head label" if share >= 0.5 else "mostly travel alone")
+        f"The tail labels of **{name}** mostly " + ("travel with a head label" if share >= 0.5 else "travel alone")
         + (f", closest to **{like}** on this count." if like else ".")))
 for name in faceted:
     ds = corpora[name]
@@ -335,8 +337,11 @@ for name in faceted:
     yf = np.stack([y[:, (groups == g) & (facets == f)].any(axis=1) for g, f in cols], axis=1).astype(np.int64)
     fig = plots.cooccurrence_heatmap(yf, [g for g, _ in cols], [f for _, f in cols], rows="head", cols="tail",
                                      title=f"{name}: P(head label of a facet | tail label of a facet), training split")
-    fig.update_traces(colorbar_title_text="share of the documents with a tail label of the facet")
-    fig.update_layout(height=420 + 6 * sum(g == "head" for g, _ in cols), xaxis_title="facet of the tail label",
+    fig.update_traces(colorbar_title_text="share of the documents with a tail label of the facet",
+                      colorbar_title_side="right")
+    fig.update_xaxes(dtick=1)
+    fig.update_yaxes(dtick=1)
+    fig.update_layout(height=420 + 12 * sum(g == "head" for g, _ in cols), xaxis_title="facet of the tail label",
                       yaxis_title="facet of the head label")
     fig.show()
     tail_docs = y[:, groups == "tail"].any(axis=1)
@@ -437,7 +442,9 @@ for name, row in summary.drop(index=["disaster", "foldoc"], errors="ignore").ite
     lines.append(
         f"- **{name}** ({int(row['labels']):,d} labels) is long-tailed too: its tail third holds {row['tail share']:.1%} of the "
         f"label occurrences, with a ratio of {row['max / min']:,.0f} between its most and its least frequent label; "
-        f"{share:.0%} of its documents with a tail label also carry a head label, so its tail labels "
-        + ("meet the attraction imbalance of chapter 3 more than a lack of whole anchors." if share >= 0.5 else
-           "often leave their documents without any positive (chapter 2)."))
-display(Markdown("\n".join(lines)))
+        f"{share:.0%} of its documents with a tail label also carry a head label, so "
+        + ("they mostly stay in an instance-based loss through that head label, the setting of the attraction "
+           "imbalance of chapter 3." if share >= 0.5 else
+           "they often share no label with the rest of a batch, the lack of positives of chapter 2."))
+if lines:
+    display(Markdown("\n".join(lines)))
