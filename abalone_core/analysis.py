@@ -76,7 +76,9 @@ def lack_of_positives(labels, batch_sizes, queue_sizes=(0,), n_draws: int = 200,
     * An anchor lacks positives under L_Base when no other key shares any label
       with it. Anchors without labels are left out of that share and counted in
       ``anchors_without_label`` (share of all batch documents).
-    * An (anchor, label c) pair lacks a positive when no other key carries c.
+    * An (anchor, label c) pair lacks a positive when no other key carries c. It is
+      *silent* when its anchor still has a positive through another label: L_Base
+      keeps the anchor, and label c receives no attraction.
     * ``*_proto`` columns count the L label prototypes as extra keys (prototype c
       carries label c only), as in L_BQProto and L_MSC; they are 0 by
       construction and computed, not assumed.
@@ -98,7 +100,8 @@ def lack_of_positives(labels, batch_sizes, queue_sizes=(0,), n_draws: int = 200,
         ``group``, ``n_draws``, ``anchors`` (labelled anchors per draw; for a group,
         anchors carrying at least one label of the group), ``pairs`` ((anchor,
         label) pairs per draw whose label is in the group), ``anchors_without_label``,
-        ``anchors_without_positive``, ``pairs_without_positive``,
+        ``anchors_without_positive``, ``pairs_without_positive``, ``silent_pairs``
+        (share of the pairs that lack a positive while their anchor has one),
         ``anchors_without_positive_proto``, ``pairs_without_positive_proto``.
         Shares are pooled over draws (total lacking / total counted), in [0, 1];
         NaN where nothing was counted.
@@ -126,7 +129,7 @@ def lack_of_positives(labels, batch_sizes, queue_sizes=(0,), n_draws: int = 200,
     n_cells = len(batch_sizes) * len(queue_sizes)
     # accumulators per (B, K) cell and group
     acc = {key: np.zeros((n_cells, len(names))) for key in
-           ("anchors", "pairs", "lack_anchor", "lack_pair", "lack_anchor_p", "lack_pair_p")}
+           ("anchors", "pairs", "lack_anchor", "lack_pair", "silent", "lack_anchor_p", "lack_pair_p")}
     unlabelled = np.zeros(n_cells)
 
     rng = np.random.default_rng(seed)
@@ -147,6 +150,8 @@ def lack_of_positives(labels, batch_sizes, queue_sizes=(0,), n_draws: int = 200,
                     lack, lack_all = _missing(anchors, counts, protos)
                     acc["lack_pair" + suffix][cell] += (lack @ member).sum(axis=0)
                     acc["lack_anchor" + suffix][cell] += (lack_all[:, None] & (in_group > 0)).sum(axis=0)
+                    if not protos:
+                        acc["silent"][cell] += (lack[~lack_all] @ member).sum(axis=0)
                 cell += 1
 
     def share(num, den) -> float:
@@ -164,6 +169,7 @@ def lack_of_positives(labels, batch_sizes, queue_sizes=(0,), n_draws: int = 200,
                     "anchors_without_label": unlabelled[cell] / (n_draws * b),
                     "anchors_without_positive": share(acc["lack_anchor"][cell, j], acc["anchors"][cell, j]),
                     "pairs_without_positive": share(acc["lack_pair"][cell, j], acc["pairs"][cell, j]),
+                    "silent_pairs": share(acc["silent"][cell, j], acc["pairs"][cell, j]),
                     "anchors_without_positive_proto": share(acc["lack_anchor_p"][cell, j], acc["anchors"][cell, j]),
                     "pairs_without_positive_proto": share(acc["lack_pair_p"][cell, j], acc["pairs"][cell, j]),
                 })

@@ -50,7 +50,7 @@ if "google.colab" in sys.modules:
 
 # %% tags=["parameters"]
 # Parameters (papermill: -p name value)
-datasets = ["disaster", "foldoc"]  # registered dataset names (abalone_core.data)
+datasets = ["disaster", "foldoc", "debtags"]  # registered dataset names (abalone_core.data)
 profile = "cpu"                    # unused here: this chapter trains nothing
 seed = 0
 
@@ -67,6 +67,22 @@ from abalone_core.metrics import frequency_groups
 env = nb.setup()
 corpora = {name: load_dataset(name) for name in datasets}
 {name: repr(ds) for name, ds in corpora.items()}
+
+# %% tags=["hide-input"]
+# Labels named `facet::value` (debtags) are also read by facet below.
+facet_of = np.vectorize(lambda tag: tag.split("::", 1)[0])
+faceted = [name for name, ds in corpora.items() if all("::" in n for n in ds.label_names)]
+if "debtags" in corpora:
+    deb = corpora["debtags"]
+    p, counts = deb.provenance, deb.label_counts("train")
+    examples = ", ".join(f"`{deb.label_names[i]}`" for i in np.argsort(-counts, kind="stable")[:3])
+    display(Markdown(
+        f"**debtags** holds the English descriptions of {len(deb):,d} packages of Debian "
+        f"{p['codename']} ({p['component']}, {p['architecture']}) that carry a debtag, one document per distinct "
+        f"description. Its labels are the {len(deb.label_names)} tags that at least {p['min_count']} packages carry, "
+        f"each a `facet::value` from {len(set(facet_of(deb.label_names)))} facets; the most frequent are {examples}. "
+        "Binary packages built from one source package go to the same split, since they share most of their "
+        "description."))
 
 # %% [markdown]
 # ## Corpus summary
@@ -133,6 +149,20 @@ for name, row in summary.iterrows():
                  f"for {row['tail share']:.1%}.")
 display(Markdown("\n".join(lines)))
 
+# %% tags=["hide-input"]
+if len(summary) > 2:
+    facts = [(summary["labels"].idxmax(), f"has the most labels ({summary['labels'].max():,d})"),
+             (summary["tail share"].idxmin(), "gives its tail third the smallest share of the label occurrences "
+                                              f"({summary['tail share'].min():.1%})"),
+             (summary["max / min"].idxmax(), f"spans the widest range of counts ({summary['max / min'].max():,.0f} "
+                                             "times between its most and its least frequent label)")]
+    by_name = {}
+    for name, fact in facts:
+        by_name.setdefault(name, []).append(fact)
+    display(Markdown(f"Of the {len(summary)} corpora, " + "; ".join(
+        f"**{name}** " + ", ".join(said[:-1]) + (" and " if len(said) > 1 else "") + said[-1]
+        for name, said in by_name.items()) + "."))
+
 # %% [markdown]
 # A third of the labels sharing a few percent of the occurrences is what "long tail" means in
 # practice. Any quantity averaged over label occurrences, a loss summed over pairs of documents,
@@ -146,6 +176,25 @@ display(Markdown("\n".join(lines)))
 # the fewest documents, are the hardest case for every method:
 # too rare for a classifier to learn a good decision boundary, and too rare to appear twice in a
 # batch of a contrastive loss.
+
+# %% tags=["hide-input"]
+# Faceted labels: which facets make the head and which the tail.
+for name in faceted:
+    counts = corpora[name].label_counts("train")
+    t = pd.DataFrame({"facet": facet_of(corpora[name].label_names), "group": frequency_groups(counts),
+                      "occurrences": counts})
+    by_facet = pd.crosstab(t["facet"], t["group"])[["head", "medium", "tail"]]
+    head = t[t["group"] == "head"].groupby("facet")["occurrences"].sum()
+    head = (head / head.sum()).nlargest(3)
+    tail = by_facet["tail"].nlargest(3)
+    display(Markdown(
+        f"On **{name}** the thirds are made of different facets. The facets "
+        f"{', '.join(f'`{f}` ({v:.0%})' for f, v in head.items())} hold {head.sum():.0%} of the head third's "
+        "occurrences, while "
+        f"{tail.sum()} of the {int(by_facet['tail'].sum())} tail labels come from "
+        f"{', '.join(f'`{f}` ({v})' for f, v in tail.items())}. Labels per facet and third, the "
+        f"{min(12, len(by_facet))} facets with the most labels:"))
+    display(by_facet.assign(labels=by_facet.sum(axis=1)).nlargest(12, "labels"))
 
 # %% [markdown]
 # ## Labels per document
@@ -170,6 +219,23 @@ for name, ds in corpora.items():
 # spreads its pull thin, and a tail label that usually appears on documents with many labels gets a
 # small share of each (chapter 3 measures it).
 
+# %% tags=["hide-input"]
+# The share 1/|y_i| of a document's attraction that each of its labels gets under L_MSC, averaged over
+# the (document, label) pairs of a group.
+lines = []
+for name, ds in corpora.items():
+    y = ds.split("train").labels
+    y = y[y.any(axis=1)]
+    groups = frequency_groups(y.sum(axis=0))
+    share = {g: float((y[:, groups == g].sum(axis=1) / y.sum(axis=1)).sum() / y[:, groups == g].sum())
+             for g in ("head", "tail")}
+    with_tail = y[:, groups == "tail"].any(axis=1)
+    lines.append(f"- **{name}**: a labelled training document with a tail label carries "
+                 f"{y[with_tail].sum(axis=1).mean():.1f} labels on average, against {y.sum(axis=1).mean():.1f} over all "
+                 f"labelled documents; under L_MSC a tail label gets on average {share['tail']:.0%} of its document's "
+                 f"attraction, a head label {share['head']:.0%}.")
+display(Markdown("\n".join(lines)))
+
 # %% [markdown]
 # ## Do tail labels travel alone?
 #
@@ -184,13 +250,37 @@ for name, ds in corpora.items():
 # and, most of the time, none of the tail label.
 
 # %%
+most = 30  # labels per axis at most, beyond which the names cannot be read
+
+
+def shown(counts, members, spread):
+    """Indices of a group's labels to draw, by decreasing count: all of them when there are at most
+    `most`, else the `most` most frequent or (`spread`) `most` spread evenly over the group's ranks."""
+    idx = np.flatnonzero(members)
+    idx = idx[np.lexsort((idx, -counts[idx]))]
+    if len(idx) <= most:
+        return idx
+    return idx[np.linspace(0, len(idx) - 1, most).round().astype(int)] if spread else idx[:most]
+
+
 for name, ds in corpora.items():
     train = ds.split("train")
-    groups = frequency_groups(train.labels.sum(axis=0))
-    fig = plots.cooccurrence_heatmap(train.labels, groups, ds.label_names, rows="head", cols="tail",
+    counts = train.labels.sum(axis=0)
+    groups = frequency_groups(counts)
+    # rows: the head labels a tail label is most likely to meet; columns: the whole range of the tail
+    keep = np.concatenate([shown(counts, groups == "head", spread=False), shown(counts, groups == "tail", spread=True)])
+    fig = plots.cooccurrence_heatmap(train.labels[:, keep], groups[keep], np.asarray(ds.label_names)[keep],
+                                     rows="head", cols="tail",
                                      title=f"{name}: P(head label | tail label), training split")
-    fig.update_traces(colorbar_title_text="share of the tail label's documents")
-    fig.update_layout(height=420 + 6 * int((groups == "head").sum()))
+    fig.update_traces(colorbar_title_text="share of the tail label's documents", colorbar_title_side="right")
+    fig.update_xaxes(dtick=1)                             # every name, none skipped
+    fig.update_yaxes(dtick=1)
+    fig.update_layout(height=420 + 12 * int((groups[keep] == "head").sum()))
+    if len(keep) < (groups != "medium").sum():
+        display(Markdown(f"On **{name}** the map shows the {(groups[keep] == 'head').sum()} most frequent of its "
+                         f"{(groups == 'head').sum()} head labels (rows) and {(groups[keep] == 'tail').sum()} of its "
+                         f"{(groups == 'tail').sum()} tail labels spread evenly from the most to the least frequent "
+                         "(columns); the table below counts all of them."))
     fig.show()
 
 # %%
@@ -228,6 +318,46 @@ display(Markdown(" ".join(
 # a head document. L_MSC answers this by iterating over the labels of each anchor, giving each one
 # the same share of the attraction, and by providing a prototype for the tail label to be pulled
 # towards.
+
+# %% tags=["hide-input"]
+# Corpora beyond the two above: which of the two cases, and for faceted labels, which facets a tail label travels with.
+for name, row in travel.drop(index=["disaster", "foldoc"], errors="ignore").iterrows():
+    share = row["share with a head label too"]
+    like = travel["share with a head label too"].drop(index=name).sub(share).abs().idxmin() if len(travel) > 1 else None
+    display(Markdown(
+        f"The tail labels of **{name}** mostly " + ("travel with a head label" if share >= 0.5 else "travel alone")
+        + (f", closest to **{like}** on this count." if like else ".")))
+for name in faceted:
+    ds = corpora[name]
+    y = ds.split("train").labels
+    groups = frequency_groups(y.sum(axis=0))
+    facets = facet_of(ds.label_names)
+    # one column per (group, facet): does the document carry a label of that facet in that group
+    cols = [(g, f) for g in ("head", "tail") for f in sorted(set(facets[groups == g]))]
+    yf = np.stack([y[:, (groups == g) & (facets == f)].any(axis=1) for g, f in cols], axis=1).astype(np.int64)
+    fig = plots.cooccurrence_heatmap(yf, [g for g, _ in cols], [f for _, f in cols], rows="head", cols="tail",
+                                     title=f"{name}: P(head label of a facet | tail label of a facet), training split")
+    fig.update_traces(colorbar_title_text="share of the documents with a tail label of the facet",
+                      colorbar_title_side="right")
+    fig.update_xaxes(dtick=1)
+    fig.update_yaxes(dtick=1)
+    fig.update_layout(height=420 + 12 * sum(g == "head" for g, _ in cols), xaxis_title="facet of the tail label",
+                      yaxis_title="facet of the head label")
+    fig.show()
+    tail_docs = y[:, groups == "tail"].any(axis=1)
+    yt = y[tail_docs]
+    head_facet = pd.Series({f: yf[tail_docs, i].mean() for i, (g, f) in enumerate(cols) if g == "head"}).nlargest(3)
+    other = np.array([bool(set(facets[(groups == "head") & (d == 1)]) - set(facets[(groups == "tail") & (d == 1)]))
+                      for d in yt])
+    top = np.flatnonzero(groups == "head")[np.argmax(yt[:, groups == "head"].sum(axis=0))]
+    display(Markdown(
+        f"A cell is the share of the {name} documents carrying a tail label of the column's facet that also carry a "
+        f"head label of the row's facet. Of the {len(yt):,d} training documents with a tail label, {other.mean():.0%} "
+        "carry a head label of a facet that none of their tail labels belongs to, and the facets they meet most are "
+        + ", ".join(f"`{f}` ({v:.0%} of them)" for f, v in head_facet.items())
+        + f"; the single most frequent companion is `{ds.label_names[top]}` ({yt[:, top].mean():.0%})."
+        + (" Most such documents are thus pulled towards a head cluster by a label that describes another side of "
+           "them than their tail label does." if other.mean() >= 0.5 else "")))
 
 # %% [markdown]
 # ## Exercises
@@ -304,3 +434,17 @@ print("With 2 or 3 positive test documents a label's F1 moves in large steps (on
 #   instance-based loss then pulls its documents towards the head cluster (the attraction imbalance
 #   of chapter 3), or travels alone (often on FOLDOC), and its documents then often have no positive
 #   at all (the lack of positives of chapter 2).
+
+# %% tags=["hide-input"]
+lines = []
+for name, row in summary.drop(index=["disaster", "foldoc"], errors="ignore").iterrows():
+    share = travel.loc[name, "share with a head label too"]
+    lines.append(
+        f"- **{name}** ({int(row['labels']):,d} labels) is long-tailed too: its tail third holds {row['tail share']:.1%} of the "
+        f"label occurrences, with a ratio of {row['max / min']:,.0f} between its most and its least frequent label; "
+        f"{share:.0%} of its documents with a tail label also carry a head label, so "
+        + ("they mostly stay in an instance-based loss through that head label, the setting of the attraction "
+           "imbalance of chapter 3." if share >= 0.5 else
+           "they often share no label with the rest of a batch, the lack of positives of chapter 2."))
+if lines:
+    display(Markdown("\n".join(lines)))

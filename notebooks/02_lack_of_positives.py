@@ -47,7 +47,7 @@ if "google.colab" in sys.modules:
 
 # %% tags=["parameters"]
 # Parameters (papermill: -p name value)
-datasets = ["disaster", "foldoc"]
+datasets = ["disaster", "foldoc", "debtags"]
 batch_sizes = [8, 16, 32, 64, 128, 256]
 queue_sizes = [0, 512]            # 512: the paper's queue
 n_draws = 200                     # random batches per (batch size, queue size)
@@ -264,6 +264,94 @@ display(Markdown("\n".join(lines)))
 # between the attraction these positives create and the repulsion of the denominator.
 
 # %% [markdown]
+# ## Hundreds of labels: anchors kept, labels left out
+#
+# The two ways of lacking positives can part widely on a corpus with hundreds of labels and several
+# labels per document. Such an anchor is likely to share some frequent label with another key, so
+# L_Base keeps it, and unlikely to meet another document with its rare label, so that label receives
+# no pull. The table counts, per corpus, at the paper's batch size without a queue, the tail (anchor,
+# label) pairs without a positive and, among them, those whose anchor L_Base keeps through another
+# label: the *silent* tail pairs, which no count of skipped anchors reveals. It then adds the largest
+# queue and reports the tail pairs still without a document positive: for them the prototype of
+# L_BQProto and L_MSC is the only positive. The last column comes from the formula: how many
+# documents $B + K$ the batch and the queue must hold together before at most half of the tail pairs
+# lack a positive.
+
+# %%
+def smallest(name, target=0.10, batch=None):
+    """Smallest batch size without a queue (or, given `batch`, smallest queue) at which at most `target`
+    of the tail (anchor, label) pairs lack a positive, by the formula; None when all the documents do not
+    suffice. Bisection: the expected share only falls as keys are added."""
+    def enough(size):
+        b, k = (size, 0) if batch is None else (batch, size)
+        return expected_pairs_without_positive(labels[name], label_groups[name], b, k)["tail"] <= target
+
+    low, high = 1, len(labels[name])              # the answer lies in (low, high]
+    if not enough(high):
+        return None
+    while high - low > 1:
+        mid = (low + high) // 2
+        low, high = (low, mid) if enough(mid) else (mid, high)
+    return high
+
+
+rows = []
+for name, y in labels.items():
+    sim = frames[name].set_index(["batch_size", "queue_size", "group"])
+    rows.append({"dataset": name, "labels": y.shape[1], "labels per anchor": float(y.sum(axis=1).mean()),
+                 "anchors kept by L_Base": 1 - sim.loc[(b, 0, "all"), "anchors_without_positive"],
+                 "tail pairs without positive": sim.loc[(b, 0, "tail"), "pairs_without_positive"],
+                 "of which silent": sim.loc[(b, 0, "tail"), "silent_pairs"]
+                                    / sim.loc[(b, 0, "tail"), "pairs_without_positive"],
+                 f"with a queue of {max(queue_sizes)}": sim.loc[(b, max(queue_sizes), "tail"), "pairs_without_positive"],
+                 "B + K for half": smallest(name, 0.5)})
+many = pd.DataFrame(rows).set_index("dataset")
+many.style.format({"labels": "{:d}", "labels per anchor": "{:.1f}", "B + K for half": "{:,.0f}"},
+                  na_rep="all documents do not suffice").format("{:.1%}", subset=list(many.columns[2:6]))
+
+# %% tags=["hide-input"]
+queue = max(queue_sizes)
+lines = []
+for name, row in many.iterrows():
+    half = row["B + K for half"]
+    lines.append(
+        f"- **{name}** ({int(row['labels'])} labels, {row['labels per anchor']:.1f} per anchor): at B = {b}, L_Base "
+        f"keeps {row['anchors kept by L_Base']:.1%} of the anchors, yet {row['tail pairs without positive']:.0%} of the "
+        f"tail pairs have no positive, {row['of which silent']:.0%} of them in anchors it keeps. With a queue of "
+        f"{queue} keys, {row[f'with a queue of {queue}']:.0%} of the tail pairs still have no document positive; "
+        + ("even all the training documents would not give half of them one." if pd.isna(half) else
+           f"half of them find one when the batch and the queue hold {half:,.0f} documents together."))
+silent = many["tail pairs without positive"] * many["of which silent"]
+loudest = silent.idxmax()
+alone = many.index[many[f"with a queue of {queue}"] > 0.5].tolist()
+lines.append("")
+lines.append(
+    f"**{loudest}** has the largest share of silent tail pairs: {silent[loudest]:.0%} of all its tail pairs, against "
+    + ", ".join(f"{v:.0%} on {n}" for n, v in silent.drop(index=loudest).items()) + "."
+    + (f" On {', '.join(f'**{n}**' for n in alone)} the queue of {queue} leaves most tail pairs without a document "
+       "positive: there the prototype is the only positive of most tail pairs." if alone else
+       f" On every corpus the queue of {queue} gives most tail pairs a document positive."))
+for name, y in labels.items():
+    all_skipped, tail_skipped = (at(name, "anchors_without_positive", g, b) for g in ("all", "tail"))
+    if tail_skipped < all_skipped:
+        with_tail = y[:, label_groups[name] == "tail"].any(axis=1)
+        lines.append(
+            f"On **{name}** an anchor with a tail label is even skipped less often than an anchor in general "
+            f"({tail_skipped:.1%} against {all_skipped:.1%}): it carries {y[with_tail].sum(axis=1).mean():.1f} labels "
+            f"on average, against {y.sum(axis=1).mean():.1f}, and one of them is likely to be frequent.")
+display(Markdown("\n".join(lines)))
+
+# %% [markdown]
+# A silent pair leaves no trace that L_Base would show: the anchor is in the loss, is pulled through
+# its frequent labels, and the direction of its rare label is learned only through them, if at all.
+# Counting the anchors that L_Base skips therefore understates the lack of positives wherever
+# anchors carry several labels; the pair count is the one to watch. A queue adds documents, and helps
+# exactly as much as the formula says: where the tail needs more documents than the queue holds,
+# most tail pairs stay without a document positive. There the prototypes stop being a fallback and
+# become the tail labels' main positives, so that the pull a tail label receives is whatever its
+# prototype has learned: how the prototypes are trained matters most on such a corpus.
+
+# %% [markdown]
 # ## Exercises
 #
 # Each solution is a code cell hidden behind a toggle; it runs with the rest of the chapter.
@@ -275,16 +363,7 @@ display(Markdown("\n".join(lines)))
 # :::
 
 # %% tags=["hide-cell"]
-# Solution 1: search the number of keys with the formula (no simulation needed).
-def smallest(name, target=0.10, batch=None):
-    n = len(labels[name])
-    for size in range(2, n + 1):
-        b, k = (size, 0) if batch is None else (batch, size)
-        if expected_pairs_without_positive(labels[name], label_groups[name], b, k)["tail"] <= target:
-            return size
-    return None
-
-
+# Solution 1: search the number of keys with the formula (no simulation needed), with `smallest` above.
 solution1 = pd.DataFrame({name: {"smallest batch, no queue": smallest(name),
                                  "smallest queue with B = 32": smallest(name, batch=32)} for name in datasets}).T
 display(solution1)
@@ -353,3 +432,16 @@ print(f"label {c}: {len(carriers)} documents before, {len(carriers) // 4} after;
 # - Prototypes give every (anchor, label) pair a positive by construction: the queue shrinks the
 #   problem, prototypes remove it. What those positives do to the balance of attraction and
 #   repulsion is the subject of chapter 3.
+
+# %% tags=["hide-input"]
+lines = []
+for name, row in many.drop(index=["disaster", "foldoc"], errors="ignore").iterrows():
+    lines.append(
+        f"- On **{name}** ({int(row['labels'])} labels, {row['labels per anchor']:.1f} per anchor), L_Base keeps "
+        f"{row['anchors kept by L_Base']:.0%} of the anchors at B = {b} while "
+        f"{row['tail pairs without positive'] * row['of which silent']:.0%} of the tail pairs are silent; the queue of "
+        f"{queue} leaves {row[f'with a queue of {queue}']:.0%} of its tail pairs without a document positive, so "
+        + ("the prototypes carry most of the tail's attraction." if row[f"with a queue of {queue}"] > 0.5 else
+           "real documents carry most of the tail's attraction once the queue is there."))
+if lines:
+    display(Markdown("\n".join(lines)))

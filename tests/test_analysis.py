@@ -68,6 +68,8 @@ def test_lack_of_positives_full_batch_matches_loops(seed):
     row = frame.set_index("group")
     assert row.loc["all", "anchors_without_positive"] == pytest.approx(anchors[labelled].mean())
     assert row.loc["all", "pairs_without_positive"] == pytest.approx(pairs.sum() / y.sum())
+    silent = pairs & ~anchors[:, None]                  # no positive for the label, one for the anchor
+    assert row.loc["all", "silent_pairs"] == pytest.approx(silent.sum() / y.sum())
     assert row.loc["all", "anchors_without_label"] == pytest.approx(1 - labelled.mean())
     for g in ("head", "medium", "tail"):
         cols = groups == g
@@ -75,9 +77,26 @@ def test_lack_of_positives_full_batch_matches_loops(seed):
             assert np.isnan(row.loc[g, "pairs_without_positive"])
             continue
         assert row.loc[g, "pairs_without_positive"] == pytest.approx(pairs[:, cols].sum() / y[:, cols].sum())
+        assert row.loc[g, "silent_pairs"] == pytest.approx(silent[:, cols].sum() / y[:, cols].sum())
         carriers = y[:, cols].any(axis=1)
         assert row.loc[g, "anchors_without_positive"] == pytest.approx(anchors[carriers].mean())
         assert row.loc[g, "pairs"] == pytest.approx(y[:, cols].sum())
+
+
+def test_silent_pairs_are_those_whose_anchor_keeps_a_positive():
+    # whole matrix as the batch; labels 1 to 5 occur once each
+    y = np.array([[1, 0, 1, 0, 0, 0],    # label 2 alone, label 0 shared: silent pair (0, 2)
+                  [1, 0, 0, 0, 0, 0],
+                  [0, 1, 0, 0, 0, 0],    # label 1 alone and nothing else: the anchor lacks, not silent
+                  [1, 0, 0, 1, 0, 0],    # silent pair (3, 3)
+                  [0, 0, 0, 0, 1, 1]])   # both labels alone: the anchor lacks, not silent
+    groups = np.array(["head", "tail", "tail", "tail", "tail", "tail"])
+    frame = analysis.lack_of_positives(y, [5], n_draws=2, seed=0, groups=groups).set_index("group")
+    assert frame.loc["all", "pairs_without_positive"] == pytest.approx(5 / 8)
+    assert frame.loc["all", "silent_pairs"] == pytest.approx(2 / 8)
+    assert frame.loc["tail", "silent_pairs"] == pytest.approx(2 / 5)
+    assert frame.loc["head", "silent_pairs"] == 0
+    assert frame.loc["all", "anchors_without_positive"] == pytest.approx(2 / 5)
 
 
 def test_lack_of_positives_falls_with_batch_and_queue_and_prototypes_fix_it():
@@ -98,6 +117,9 @@ def test_lack_of_positives_falls_with_batch_and_queue_and_prototypes_fix_it():
     both = frame[frame["group"] == "all"].pivot(index="batch_size", columns="queue_size",
                                                  values="pairs_without_positive")
     assert (both[256] < both[0]).all()
+    # a silent pair lacks a positive, so there are never more silent pairs than pairs without one
+    assert (frame["silent_pairs"] <= frame["pairs_without_positive"]).all()
+    assert (frame["silent_pairs"] > 0).any()
     # prototypes: by construction nothing lacks a positive
     assert (frame["pairs_without_positive_proto"] == 0).all()
     assert (frame["anchors_without_positive_proto"] == 0).all()
