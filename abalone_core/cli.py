@@ -96,7 +96,7 @@ def cmd_train(args) -> int:
 def cmd_evaluate(args) -> int:
     import json
 
-    from .evaluate import read_metrics
+    from .run_folder import read_metrics
 
     metrics = read_metrics(args.run)
     missing = [k for k in ("validation", "test") if not isinstance(metrics.get(k), dict)]

@@ -14,9 +14,9 @@ import torch
 
 from .config import CONTRASTIVE, TFIDF, Config
 from .errors import RunFolderError
-from .evaluate import read_metrics
 from .model import MINILM, TextEncoder, load_backbone
 from .run_data import Data
+from .run_folder import BEST_MODEL, CONFIG, METRICS, read_metrics
 
 
 HUB_ID = re.compile(r"[A-Za-z0-9][\w.-]*(/[A-Za-z0-9][\w.-]*)?")
@@ -125,7 +125,7 @@ def load_encoder_state(path: str | Path, setting: str | None = None) -> dict:
         raise FileNotFoundError(f"{key}no encoder weights at {path} (it does not exist); give the folder of a "
                                 "finished contrastive run, or an encoder file")
     if path.is_dir():
-        metrics = path / "metrics.json"
+        metrics = path / METRICS
         if not metrics.exists():
             raise FileNotFoundError(f"{key}{path} has no metrics.json: finish (or resume) that contrastive run first")
         record = read_metrics(path)
@@ -155,14 +155,14 @@ def load_run_encoder(run_dir):
         raise ValueError(f"{run_dir} is a file: give a run folder (the --output folder of `abalone train`)")
     if not run_dir.is_dir():
         raise FileNotFoundError(f"run folder {run_dir} does not exist: give the --output folder of `abalone train`")
-    if not (run_dir / "metrics.json").exists():
+    if not (run_dir / METRICS).exists():
         raise FileNotFoundError(f"{run_dir} has no metrics.json: train (or resume) it first")
     search = read_metrics(run_dir).get("lr_head_search")
     if search:  # a head learning-rate grid: the selected run
         run_dir = run_dir / search["selected_run"]
-    if not (run_dir / "config.yaml").exists():
+    if not (run_dir / CONFIG).exists():
         raise FileNotFoundError(f"{run_dir} has no config.yaml: it is not a finished run folder")
-    cfg = Config.from_file(run_dir / "config.yaml")
+    cfg = Config.from_file(run_dir / CONFIG)
     if cfg.objective == TFIDF:
         raise ValueError(f"{run_dir} is a tfidf-linear run: it has no encoder to embed with")
     encoder, tokenizer = build_encoder(cfg)
@@ -171,7 +171,7 @@ def load_run_encoder(run_dir):
     elif cfg.objective != "frozen":
         if cfg.init_from:
             encoder.load_state_dict(load_encoder_state(cfg.init_from))
-        state = load_weights(run_dir / "model_best.pt", "classifier weights")
+        state = load_weights(run_dir / BEST_MODEL, "classifier weights")
         body = {k[len("encoder."):]: v for k, v in state.items() if k.startswith("encoder.")}
         missing, unexpected = encoder.load_state_dict(body, strict=False)
         if unexpected or any(not k.startswith("head.") for k in missing):

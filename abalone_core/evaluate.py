@@ -12,30 +12,7 @@ from .batching import make_loader
 from .metrics import (best_global_threshold, grouped_f1, label_thresholds, multilabel_scores, per_label_f1,
                       ranking_scores)
 from .probe import ProbeConfig, linear_probe
-
-
-def read_metrics(run_dir) -> dict:
-    """``metrics.json`` of a finished run. A missing folder or file, or an empty, truncated
-    or corrupt file, is an error (``FileNotFoundError`` / ``ValueError``) naming it and what to do."""
-    run_dir = Path(run_dir)
-    if run_dir.is_file():
-        raise ValueError(f"{run_dir} is a file: give a run folder (the --output folder of `abalone train`), which "
-                         "holds the run's metrics.json")
-    if not run_dir.is_dir():
-        raise FileNotFoundError(f"run folder {run_dir} does not exist: give the --output folder of `abalone train`")
-    path = run_dir / "metrics.json"
-    if not path.exists():
-        raise FileNotFoundError(f"{path} does not exist: the run has not finished; run `abalone train` with "
-                                f"--output {run_dir} (it resumes from its checkpoint)")
-    try:
-        metrics = json.loads(path.read_text(encoding="utf-8"))
-    except (ValueError, UnicodeDecodeError) as err:
-        reason = "empty" if not path.read_bytes().strip() else f"truncated or corrupt: {str(err)[:80]}"
-        raise ValueError(f"{path} is unreadable ({reason}); run the same `abalone train` command again to "
-                         "recompute it from the run's checkpoint, or add --restart to train again") from None
-    if not isinstance(metrics, dict):
-        raise ValueError(f"{path} does not hold a metrics record (a JSON object); add --restart to train again")
-    return metrics
+from .run_folder import read_metrics  # noqa: F401  (also importable from here)
 
 
 def _batches(ids, labels, batch_size, pad_token_id, desc, progress):

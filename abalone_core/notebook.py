@@ -354,10 +354,11 @@ def chapter(profile: str = "cpu", runs_dir=None, **settings) -> Chapter:
 
 def saved_config(run_dir) -> dict | None:
     """The configuration stored in a run directory's metrics.json (None if not finished)."""
-    path = Path(run_dir) / "metrics.json"
-    if not path.exists():
+    from .run_folder import METRICS, read_metrics
+
+    if not (Path(run_dir) / METRICS).exists():
         return None
-    return json.loads(path.read_text()).get("config")
+    return read_metrics(run_dir).get("config")
 
 
 def run_or_load(config: Config, progress: bool = False) -> dict:
@@ -377,7 +378,9 @@ def run_or_load(config: Config, progress: bool = False) -> dict:
     out = Path(config.output_dir)
     saved = saved_config(out)
     if saved is not None and not config.differences(saved):
-        return json.loads((out / "metrics.json").read_text())
+        from .run_folder import read_metrics
+
+        return read_metrics(out)
     restart = False
     if (out / "config.yaml").exists():
         try:
@@ -392,18 +395,23 @@ def run_or_load(config: Config, progress: bool = False) -> dict:
 
 def history(run_dir) -> pd.DataFrame:
     """A run's ``history.jsonl`` as a frame (one row per evaluation: step, train_loss, ...)."""
-    path = Path(run_dir) / "history.jsonl"
+    from .run_folder import HISTORY, read_history
+
+    path = Path(run_dir) / HISTORY
     if not path.exists():
         raise FileNotFoundError(f"{path} does not exist: train the run first (run_or_load)")
-    return pd.DataFrame([json.loads(line) for line in path.read_text().splitlines() if line.strip()])
+    return pd.DataFrame(read_history(path))
 
 
 def checkpoints(run_dir) -> pd.DataFrame:
-    """Files saved in a run directory with their size in MB; hidden files (the folder's lock,
-    a write in progress) are not run files and are left out."""
-    run_dir = Path(run_dir)
-    rows = [{"file": p.name, "MB": p.stat().st_size / 2 ** 20} for p in sorted(run_dir.iterdir())
-            if p.is_file() and not p.name.startswith(".")]
+    """Files saved in a run directory with their size in MB: its run files and config.yaml
+    (:meth:`~abalone_core.run_folder.RunFolder.files`); the folder's lock and writes in
+    progress are not run files and are left out."""
+    from .run_folder import CONFIG, RunFolder
+
+    folder = RunFolder(run_dir)
+    files = [p for p in folder.files() if p.is_file()] + [p for p in [folder.file(CONFIG)] if p.is_file()]
+    rows = [{"file": p.name, "MB": p.stat().st_size / 2 ** 20} for p in sorted(files)]
     return pd.DataFrame(rows, columns=["file", "MB"])
 
 

@@ -16,6 +16,7 @@ import json
 from pathlib import Path
 
 from .config import CONTRASTIVE, OBJECTIVES, SUPERVISED, Config, ConfigError
+from .run_folder import CONFIG, METRICS
 
 
 def is_finetune(row: str) -> bool:
@@ -95,7 +96,7 @@ def _source_objective(init_from) -> str | None:
     """The objective of the contrastive run a fine-tuning started from: read from that run's
     ``config.yaml`` or ``metrics.json``; None when the folder is not there any more."""
     folder = Path(str(init_from))
-    for name in ("metrics.json", "config.yaml"):
+    for name in (METRICS, CONFIG):
         path = folder / name
         try:
             if name.endswith(".json"):

@@ -25,7 +25,8 @@ A run stopped by SIGTERM/SIGINT saves a checkpoint at the end of the current ste
 Nothing is lost or mixed:
 
 * every file is written atomically (:mod:`abalone_core.atomic`), and a run folder is
-  locked by the process that trains in it (a second one gets :class:`RunLocked`);
+  locked by the process that trains in it (a second one gets
+  :class:`~abalone_core.run_folder.RunLocked`);
 * a folder belongs to one configuration, whatever the objective (the rule is
   :meth:`Config.differences <abalone_core.config.Config.differences>`): another
   configuration, a finished run whose ``checkpoint.pt`` is gone, or an unreadable
@@ -40,33 +41,24 @@ Nothing is lost or mixed:
 """
 from __future__ import annotations
 
-import os
 import time
-from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
-import torch
 
 from . import atomic
-from .config import FROZEN, RESUMABLE_CHANGES, TFIDF, TFIDF_CUT, TFIDF_OBJECTIVES, Config, read_settings
+from .config import FROZEN, RESUMABLE_CHANGES, TFIDF_CUT, TFIDF_OBJECTIVES, Config, read_settings
 from .convergence import contrastive_metric, convergence, early_stopping
 from .data import SPLITS
 from .evaluate import save_scores, split_scores
 from .provenance import hardware
 from .devices import check_device, resolve_precision, seed_everything
-from .encoders import check_backbone, load_weights
+from .encoders import check_backbone
 from .errors import Interrupted, RunFolderError
 from .run_data import data_digest, load_run_dataset
-from .train import Trainer, _finite, _other_configuration, read_history
-
-SCORES_NAME = "scores.npz"  # validation and test scores of the reported model (evaluate.save_scores)
-RUN_FILES = ("checkpoint.pt", "metrics.json", "history.jsonl", "model_best.pt", SCORES_NAME)  # plus encoder_*.pt
-LOCK_NAME = ".lock"
-
-
-class RunLocked(RunFolderError):
-    """Another process is training in the same output folder."""
+from .run_folder import (CHECKPOINT, CONFIG, HISTORY, METRICS, SCORES_NAME, clear_run_files, locked,
+                         other_configuration, read_checkpoint, read_history, run_files)
+from .train import Trainer, _finite
 
 
 def run(config: Config, resume: bool = True, progress: bool = True, allow_changes=()) -> dict:
@@ -118,79 +110,6 @@ def allowed_changes(allow_changes) -> tuple:
 # --------------------------------------------------------------------------- #
 # The run folder: one configuration, one process, readable files
 # --------------------------------------------------------------------------- #
-@contextmanager
-def run_folder(out: Path):
-    """Check that ``out`` is writable (creating it), then hold its lock while the run works
-    there. Under torchrun only the first process locks (all processes share the folder).
-
-    With the lock taken, the temporary files of writers killed mid-write are deleted; a run
-    that fails before writing anything leaves no lock file behind, nor the folder if it made it."""
-    out = Path(out)
-    created = not out.exists()
-    atomic.check_writable(out)
-    if int(os.environ.get("RANK", "0")) != 0:
-        yield out
-        return
-    from filelock import FileLock, Timeout
-
-    lock = FileLock(str(out / LOCK_NAME), timeout=0)
-    try:
-        lock.acquire()
-    except Timeout:
-        raise RunLocked(f"{out} is in use: another training process works there (it holds {out / LOCK_NAME}); "
-                        "wait for it to finish, or choose another output folder") from None
-    empty = False
-    try:
-        atomic.remove_temporaries(out)
-        yield out
-    except BaseException:
-        empty = [p.name for p in out.iterdir()] == [LOCK_NAME]
-        if empty:  # deleted while still locked: no other process can take it in between
-            (out / LOCK_NAME).unlink(missing_ok=True)
-        raise
-    finally:
-        lock.release()
-        if empty and created:
-            try:
-                out.rmdir()
-            except OSError:  # something appeared meanwhile: leave it
-                pass
-
-
-def run_files(out: Path) -> list[Path]:
-    """The files (and head learning-rate sub-runs) a run leaves in its folder, config.yaml aside."""
-    out = Path(out)
-    if not out.is_dir():
-        return []
-    found = [out / n for n in RUN_FILES if (out / n).exists()]
-    found += sorted(out.glob("encoder_*.pt")) + sorted(p for p in out.glob("lr_head=*") if p.is_dir())
-    return found
-
-
-def clear_run_files(out: Path) -> None:
-    """Delete the files of the run a folder held (a restart); sub-run folders stay."""
-    for path in run_files(out):
-        if path.is_file():
-            path.unlink(missing_ok=True)
-
-
-def read_checkpoint(path: Path) -> dict:
-    """A run's ``checkpoint.pt``; an empty, truncated or corrupt file, or one holding NaN
-    weights, is a :class:`RunFolderError` naming it and offering ``--restart``."""
-    path = Path(path)
-    ckpt = load_weights(path, "checkpoint", map_location="cpu", weights_only=False)
-    needed = {"config", "model", "optimizer", "scheduler", "scaler", "state", "rng"}
-    if not isinstance(ckpt, dict) or not needed <= set(ckpt):
-        raise RunFolderError(f"{path} is not a training checkpoint of this package (keys missing); add --restart to "
-                             "train the run again")
-    model = ckpt["model"]
-    tensors = [v for v in model.values() if torch.is_tensor(v) and v.is_floating_point()]
-    if tensors and not bool(torch.stack([torch.isfinite(v).all() for v in tensors]).all()):
-        raise RunFolderError(f"{path} holds NaN or inf weights (saved after a non-finite loss by an earlier version); "
-                             "add --restart to train the run again")
-    return ckpt
-
-
 def inspect_run_folder(config: Config, resume: bool, allow=(), trains: bool | None = None) -> dict | None:
     """Before any work: may this run use its folder? Returns the checkpoint to resume (None:
     start from scratch). Refuses (:class:`~abalone_core.errors.RunFolderError`) a folder holding another
@@ -199,13 +118,13 @@ def inspect_run_folder(config: Config, resume: bool, allow=(), trains: bool | No
     folder holding only a config.yaml is this run's only if that file is this run's configuration."""
     out = Path(config.output_dir)
     files = run_files(out)
-    if not resume or not (files or (out / "config.yaml").exists()):
+    if not resume or not (files or (out / CONFIG).exists()):
         return None
     if trains is None:
         trains = config.objective not in (FROZEN, *TFIDF_OBJECTIVES)
-    ckpt_path = out / "checkpoint.pt"
+    ckpt_path = out / CHECKPOINT
     ckpt = None
-    saved_path = out / "config.yaml"
+    saved_path = out / CONFIG
     if saved_path.exists():
         try:
             saved = read_settings(saved_path)
@@ -223,11 +142,11 @@ def inspect_run_folder(config: Config, resume: bool, allow=(), trains: bool | No
     differ = config.differences(saved)
     refused = {k: v for k, v in differ.items() if k not in allow}
     if refused:
-        raise RunFolderError(_other_configuration(saved_path, refused, allow))
+        raise RunFolderError(other_configuration(saved_path, refused, allow))
     if not trains:
         return None
     if not ckpt_path.exists():
-        if (out / "metrics.json").exists():
+        if (out / METRICS).exists():
             raise RunFolderError(
                 f"{out} holds a finished run (metrics.json) whose checkpoint.pt is missing, so it cannot be "
                 f"resumed; add --restart to train it again from the start (its run files are replaced), or see its "
@@ -235,8 +154,8 @@ def inspect_run_folder(config: Config, resume: bool, allow=(), trains: bool | No
         return None  # stopped before its first checkpoint: it starts over
     if ckpt is None:
         ckpt = read_checkpoint(ckpt_path)
-    if (out / "history.jsonl").exists():
-        read_history(out / "history.jsonl")
+    if (out / HISTORY).exists():
+        read_history(out / HISTORY)
     return ckpt
 
 
@@ -247,7 +166,7 @@ def inspect_run_folder(config: Config, resume: bool, allow=(), trains: bool | No
 def _run_tfidf(config: Config, resume: bool = True, allow=()) -> dict:
     """The ``tfidf-linear`` row: no network, TF-IDF features and linear classifiers whose
     settings and thresholds are chosen on validation (:mod:`abalone_core.tfidf`)."""
-    with run_folder(Path(config.output_dir)) as out:
+    with locked(Path(config.output_dir)) as out:
         inspect_run_folder(config, resume, allow)
         return _tfidf_metrics(config, out)
 
@@ -303,9 +222,9 @@ def _tfidf_metrics(config: Config, out: Path) -> dict:
         metrics["dataset_provenance"] = ds.provenance
     metrics = _finite(metrics)
     clear_run_files(out)
-    config.save(out / "config.yaml")
+    config.save(out / CONFIG)
     save_scores(out / SCORES_NAME, scores)
-    atomic.write_json(out / "metrics.json", metrics)
+    atomic.write_json(out / METRICS, metrics)
     return metrics
 
 
@@ -315,11 +234,11 @@ def lr_head_run_dir(config: Config, lr: float) -> Path:
 
 
 def _run_lr_head_grid(config: Config, resume: bool, progress: bool, allow=()) -> dict:
-    with run_folder(Path(config.output_dir)) as out:
+    with locked(Path(config.output_dir)) as out:
         inspect_run_folder(config, resume, allow, trains=False)
         if not resume:
             clear_run_files(out)
-        config.save(out / "config.yaml")  # the folder now belongs to this grid
+        config.save(out / CONFIG)  # the folder now belongs to this grid
         results = {}
         for lr in config.lr_head_grid:
             sub = config.replace(lr_head=lr, lr_head_grid=None, output_dir=str(lr_head_run_dir(config, lr)))
@@ -333,12 +252,12 @@ def _run_lr_head_grid(config: Config, resume: bool, progress: bool, allow=()) ->
         chosen_scores = lr_head_run_dir(config, best) / SCORES_NAME
         if chosen_scores.exists():
             atomic.write_bytes(out / SCORES_NAME, chosen_scores.read_bytes())
-        atomic.write_json(out / "metrics.json", _finite(metrics))
+        atomic.write_json(out / METRICS, _finite(metrics))
         return metrics
 
 
 def _run_one(config: Config, resume: bool = True, progress: bool = True, allow=()) -> dict:
-    with run_folder(Path(config.output_dir)) as out:
+    with locked(Path(config.output_dir)) as out:
         ckpt = inspect_run_folder(config, resume, allow)
         trainer = Trainer(config, progress)
         t0 = time.perf_counter()
@@ -349,7 +268,7 @@ def _run_one(config: Config, resume: bool = True, progress: bool = True, allow=(
         elif trainer.main:
             clear_run_files(out)  # a restart, or a run stopped before its first checkpoint
         if trainer.main and not trainer.config_pending:
-            config.save(out / "config.yaml")
+            config.save(out / CONFIG)
         if config.objective != FROZEN:
             trainer.fit()
         if not trainer.main:
@@ -382,7 +301,7 @@ def _run_one(config: Config, resume: bool = True, progress: bool = True, allow=(
             metrics["resumed_with_changes"] = state["changes"]
         metrics.update(run_convergence(config, out, getattr(trainer, "total_steps", 0)))
         metrics = _finite(metrics)
-        atomic.write_json(out / "metrics.json", metrics)
+        atomic.write_json(out / METRICS, metrics)
         return metrics
 
 
@@ -392,7 +311,7 @@ def run_convergence(config: Config, out: Path, total_steps: int) -> dict:
     (:mod:`abalone_core.convergence`)."""
     if config.objective == FROZEN:
         return {"converged": None, "convergence": {"reason": "frozen: nothing trained"}}
-    history = read_history(out / "history.jsonl")
+    history = read_history(out / HISTORY)
     metric = contrastive_metric(history) if config.contrastive else "val_micro_f1"
     if config.early_stopping is not None:
         c = early_stopping(history, metric, config.early_stopping, cap=total_steps)

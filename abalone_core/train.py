@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import functools
 import hashlib
-import json
 import logging
 import math
 import random
@@ -32,7 +31,7 @@ from tqdm.auto import tqdm
 
 from . import atomic
 from .batching import LengthBucketSampler, TokenizedDataset, collate
-from .config import CANDIDATES, RESUMABLE_CHANGES, Config
+from .config import CANDIDATES, Config
 from .convergence import early_stopping
 from .data import SPLITS
 from .devices import autocast_for, deterministic_mode, init_distributed, resolve_device, seed_everything
@@ -43,6 +42,7 @@ from .losses import NonFiniteError, asymmetric_loss, bce_loss, db_loss, focal_lo
 from .model import ContrastiveModel, TextClassifier
 from .probe import ProbeConfig
 from .run_data import prepare_data
+from .run_folder import BEST_MODEL, CHECKPOINT, CONFIG, RunFolder, other_configuration
 
 logger = logging.getLogger(__name__)
 
@@ -118,6 +118,7 @@ class Trainer:
         self.config = config
         self.progress = progress
         self.out = Path(config.output_dir)
+        self.folder = RunFolder(self.out)
         self.device = resolve_device(config.device)
         self.rank, self.world = init_distributed()
         self.main = self.rank == 0  # only the first process writes files
@@ -210,11 +211,11 @@ class Trainer:
         """Write ``checkpoint.pt`` atomically; refuses (:class:`NonFiniteLoss`) to write
         NaN or inf weights, so the last good checkpoint is never replaced by a broken one."""
         if self.main:
-            _check_finite_weights(self.model.state_dict(), self.out / "checkpoint.pt", self)
-            atomic.save_torch(self.checkpoint(), self.out / "checkpoint.pt")
+            _check_finite_weights(self.model.state_dict(), self.out / CHECKPOINT, self)
+            self.folder.save_checkpoint(self.checkpoint())
             self.saved_step = self.state["step"]
             if self.config_pending:
-                self.config.save(self.out / "config.yaml")
+                self.config.save(self.out / CONFIG)
                 self.config_pending = False
 
     def restore(self, ckpt: dict, allow_changes=()) -> None:
@@ -229,7 +230,7 @@ class Trainer:
         differ = self.config.differences(ckpt["config"])
         refused = sorted(set(differ) - set(allow_changes))
         if refused:
-            raise RunFolderError(_other_configuration(self.out / "checkpoint.pt", {k: differ[k] for k in refused},
+            raise RunFolderError(other_configuration(self.out / CHECKPOINT, {k: differ[k] for k in refused},
                                                       allow_changes))
         if differ and ckpt["state"]["step"] >= self.total_steps:
             shown = ", ".join(f"{k}: {old!r} -> {new!r}" for k, (new, old) in sorted(differ.items()))
@@ -251,12 +252,8 @@ class Trainer:
                 {"step": self.state["step"], **{k: {"was": old, "now": new} for k, (new, old) in differ.items()}})
             logger.warning("resuming %s at step %d with changed settings: %s", self.out, self.state["step"],
                            ", ".join(f"{k} {old} -> {new}" for k, (new, old) in differ.items()))
-        history = self.out / "history.jsonl"
-        if history.exists() and self.main:  # drop records written after the checkpoint (a crash between the two)
-            records = read_history(history)
-            kept = [r for r in records if r["step"] <= self.state["step"]]
-            if len(kept) != len(records):
-                atomic.write_text(history, "".join(json.dumps(r) + "\n" for r in kept))
+        if self.main:  # history lines and best candidates written after the checkpoint go (a crash between the two)
+            self.folder.restore_to(self.state["step"])
         rng = ckpt["rng"]
         torch.set_rng_state(rng["torch"])
         np.random.set_state(rng["numpy"])
@@ -332,7 +329,7 @@ class Trainer:
 
     def _non_finite(self, what: str) -> str:
         step = self.state["step"] + 1
-        ckpt = self.out / "checkpoint.pt"
+        ckpt = self.out / CHECKPOINT
         kept = (f"{ckpt} still holds step {self.saved_step}, the last good state" if self.saved_step is not None
                 else "no checkpoint was written yet")
         return (f"{what} at step {step}; the step was not applied and {kept}. Lower lr_backbone/lr_head, set "
@@ -373,7 +370,7 @@ class Trainer:
                   "lr": self.scheduler.get_last_lr()[0], "elapsed_s": st["elapsed_s"]}
         record.update(self._validate())
         st["loss_sum"], st["loss_n"] = 0.0, 0
-        atomic.append_line(self.out / "history.jsonl", json.dumps(_finite(record), allow_nan=False))
+        self.folder.append_history(_finite(record))
         metric = self.selection_metric
         if metric in record:
             st.setdefault("evals", []).append({"step": st["step"], metric: record[metric]})
@@ -383,11 +380,11 @@ class Trainer:
             for name, key in (("best_train_loss", "train_loss"), ("best_val_loss", "val_loss")):
                 if key in record and record[key] < best.get(key, math.inf):
                     best[key] = record[key]
-                    self._save_weights(encoder_state, self.out / f"encoder_{name}.pt")
+                    self._save_best(encoder_state, f"encoder_{name}.pt")
         elif record["val_micro_f1"] > best.get("val_micro_f1", -1.0):
             best["val_micro_f1"] = record["val_micro_f1"]
             best["step"] = st["step"]
-            self._save_weights(self.model.state_dict(), self.out / "model_best.pt")
+            self._save_best(self.model.state_dict(), "model_best.pt")
 
     @property
     def selection_metric(self) -> str:
@@ -400,12 +397,18 @@ class Trainer:
         gets the first process's answer)."""
         stop = False
         if self.main:
-            stop = early_stopping(self.state.get("evals", []), self.selection_metric, self.config.early_stopping)["stop"]
+            evals = self.state.get("evals", [])
+            stop = early_stopping(evals, self.selection_metric, self.config.early_stopping)["stop"]
         if self.world > 1:
             flag = torch.tensor([int(stop)], device=self.device)
             dist.broadcast(flag, 0)
             stop = bool(flag.item())
         return stop
+
+    def _save_best(self, state: dict, name: str) -> None:
+        """A best candidate, pending until the next checkpoint (:class:`~abalone_core.run_folder.RunFolder`)."""
+        _check_finite_weights(state, self.out / name, self)
+        self.folder.save_best(name, state, self.state["step"])
 
     def _save_weights(self, state: dict, path: Path) -> None:
         _check_finite_weights(state, path, self)
@@ -500,7 +503,7 @@ class Trainer:
             out["candidates"] = {n: {"validation_micro_f1": r["validation"]["micro_f1"],
                                      "test_micro_f1": r["test"]["micro_f1"]} for n, r in results.items()}
         else:
-            self.model.load_state_dict(load_weights(self.out / "model_best.pt", "classifier weights", self.device))
+            self.model.load_state_dict(load_weights(self.out / BEST_MODEL, "classifier weights", self.device))
             probs = {s: predict_proba(self.model, self.data.ids[s], self.data.pad_token_id,
                                       batch_size=2 * cfg.batch_size, device=self.device, progress=self.progress)
                      for s in ("validation", "test")}
@@ -513,37 +516,6 @@ class Trainer:
 # --------------------------------------------------------------------------- #
 # Run files the trainer reads and writes
 # --------------------------------------------------------------------------- #
-def read_history(path: Path) -> list[dict]:
-    """Records of a ``history.jsonl``; a damaged line is a :class:`RunFolderError` naming it."""
-    path = Path(path)
-    records = []
-    for i, line in enumerate(path.read_text(encoding="utf-8", errors="replace").splitlines(), 1):
-        if not line.strip():
-            continue
-        try:
-            record = json.loads(line)
-        except ValueError as err:
-            raise RunFolderError(f"{path}, line {i}: not a complete JSON record ({getattr(err, 'msg', err)}); the "
-                                 "history is damaged: delete that line if it is the last one (a write cut short), "
-                                 "or add --restart to train the run again") from None
-        if not isinstance(record, dict) or not isinstance(record.get("step"), int):
-            raise RunFolderError(f"{path}, line {i}: not a history record (no integer 'step'); add --restart to "
-                                 "train the run again")
-        records.append(record)
-    return records
-
-
-def _other_configuration(where: Path, differ: dict, allow=()) -> str:
-    shown = ", ".join(f"{k}: {old!r} -> {new!r}" for k, (new, old) in sorted(differ.items()))
-    if len(shown) > 300:
-        shown = shown[:297] + "..."
-    message = (f"{where} holds a run of a different configuration ({shown}); add --restart to start over there "
-               "(its run files are replaced), or choose another output folder")
-    if set(differ) <= set(RESUMABLE_CHANGES):
-        message += "; or continue its checkpoint with the new settings: --resume-with-changes"
-    return message
-
-
 def _check_finite_weights(state: dict, path: Path, trainer=None) -> None:
     """Refuse to write NaN or inf weights (:class:`NonFiniteLoss`); one device sync."""
     tensors = [(k, v) for k, v in state.items() if torch.is_tensor(v) and v.is_floating_point()]

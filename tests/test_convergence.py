@@ -104,7 +104,7 @@ def test_early_stopping_on_f1_uses_the_points_tolerance_and_cannot_tell_before_t
 
 
 def test_a_run_with_early_stopping_stops_records_it_and_keeps_a_constant_rate(tiny_config):
-    from abalone_core.train import read_history
+    from abalone_core.run_folder import read_history
 
     cfg = tiny_config(objective="bce", max_steps=60, eval_every=2, early_stopping=1, warmup_ratio=0.0,
                       lr_backbone=1e-9, lr_head=1e-9)  # nothing moves: the first comparison stops it

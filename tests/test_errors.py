@@ -139,7 +139,7 @@ def no_run_folder(c):
 
 
 def no_run_files(c):
-    from abalone_core.runs import run_files
+    from abalone_core.run_folder import run_files
 
     assert run_files(c.out) == [] and not (c.out / "config.yaml").exists()
 

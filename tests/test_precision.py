@@ -74,7 +74,7 @@ def test_a_bfloat16_step_of_minilm_stays_close_to_float32():
 
 def test_a_run_under_bfloat16_trains_resumes_and_records_its_precision(tiny_config):
     from abalone_core.runs import run
-    from abalone_core.train import read_history
+    from abalone_core.run_folder import read_history
 
     cfg = tiny_config(objective="msc", mixed_precision="bf16", max_steps=6, eval_every=2, save_every=2)
     m = run(cfg, progress=False)

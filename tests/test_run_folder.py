@@ -7,6 +7,7 @@ import torch
 
 from abalone_core import train as train_module
 from abalone_core.errors import NonFiniteLoss
+from abalone_core.run_folder import read_history
 from abalone_core.runs import run
 
 
@@ -54,7 +55,7 @@ def test_a_restore_keeps_no_best_candidate_from_the_dropped_stretch(tiny_config,
     monkeypatch.setattr(train_module.Trainer, "_step", step)
     phase[0] = "resumed"
     m = run(cfg.replace(lr_backbone=2e-3), progress=False, allow_changes=("lr_backbone",))
-    history = train_module.read_history(out / "history.jsonl")
+    history = read_history(out / "history.jsonl")
     assert [r["step"] for r in history] == [5, 10, 15, 20, 25, 30]
     assert [r["val_loss"] for r in history] == [3.0, 2.5, 2.9, 2.9, 2.9, 2.9]
     best = torch.load(out / "encoder_best_val_loss.pt", weights_only=True)

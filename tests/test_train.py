@@ -298,7 +298,7 @@ def test_backbone_checks_fail_fast_offline(monkeypatch, tmp_path):
 def test_history_lines_are_whole_after_resume(tiny_config, monkeypatch):
     """The history is rewritten atomically: a record is whole or absent, and records newer
     than the checkpoint are dropped on resume."""
-    from abalone_core.train import read_history
+    from abalone_core.run_folder import read_history
 
     cfg = tiny_config(objective="bce", max_steps=6, eval_every=1, save_every=3)
     original = Trainer._step
