@@ -24,16 +24,17 @@ from pathlib import Path
 from typing import Any
 
 from .layer_cache import DTYPES
-from .losses import OTHER_CONTRASTIVE, SUPERVISED_LOSSES, VARIANTS
+from . import objectives
 from .model import POOLINGS
 
-SUPERVISED = tuple(SUPERVISED_LOSSES)  # bce, focal, asymmetric, db
-CONTRASTIVE = tuple(VARIANTS) + tuple(OTHER_CONTRASTIVE)  # base, bqueue, bqproto, msc; mulsupcon
+# The objectives by kind, from their one table (abalone_core.objectives), as the table stands on import.
+SUPERVISED = objectives.names("classifier")  # bce, focal, asymmetric, db
+CONTRASTIVE = objectives.names("contrastive")  # base, bqueue, bqproto, msc; mulsupcon
 FROZEN = "frozen"  # no training: linear evaluation of the pre-trained backbone (L_MLM row)
 TFIDF = "tfidf-linear"  # TF-IDF features and one-vs-rest linear classifiers (abalone_core.tfidf), whole text
 TFIDF_CUT = "tfidf-cut"  # the same on the first max_length tokens, the text a neural row sees
-TFIDF_OBJECTIVES = (TFIDF, TFIDF_CUT)
-OBJECTIVES = CONTRASTIVE + SUPERVISED + (FROZEN,) + TFIDF_OBJECTIVES
+TFIDF_OBJECTIVES = objectives.names("tfidf")
+OBJECTIVES = objectives.names()
 # Settings a checkpoint may be resumed with when they changed, if asked for explicitly.
 RESUMABLE_CHANGES = ("lr_backbone", "lr_head", "weight_decay", "grad_clip", "mixed_precision")
 # The encoders of a contrastive run that can be linear-evaluated (Config.candidates).
@@ -174,8 +175,8 @@ class Config:
             if not ok():
                 errors.append(msg)
 
-        need("objective", lambda: self.objective in OBJECTIVES,
-             f"objective must be one of {list(OBJECTIVES)}, got {self.objective!r}")
+        need("objective", lambda: self.objective in objectives.TABLE,
+             f"objective must be one of {list(objectives.TABLE)}, got {self.objective!r}")
         need("temperature", lambda: self.temperature > 0, f"temperature must be > 0, got {self.temperature}")
         need("beta", lambda: 0 < self.beta <= 1, f"beta must be in (0, 1], got {self.beta}")
         need("queue_size", lambda: self.queue_size >= 1, f"queue_size must be >= 1, got {self.queue_size}")
@@ -245,11 +246,13 @@ class Config:
             need("subset", lambda: all(isinstance(v, int) and not isinstance(v, bool) and v > 0
                                        for v in self.subset.values()),
                  f"subset values must be positive integers (documents per split), got {self.subset}")
-        need("lr_head_grid objective", lambda: self.lr_head_grid is None or self.objective in SUPERVISED,
-             f"lr_head_grid is for the objectives that train a classifier ({', '.join(SUPERVISED)}), not "
+        kind = objectives.TABLE[self.objective].kind if self.objective in objectives.TABLE else None
+        classifiers = ", ".join(objectives.names("classifier"))
+        need("lr_head_grid objective", lambda: self.lr_head_grid is None or kind in ("classifier", None),
+             f"lr_head_grid is for the objectives that train a classifier ({classifiers}), not "
              f"{self.objective!r} (a linear probe chooses its own learning rate: probe.lrs); remove lr_head_grid")
-        need("init_from objective", lambda: self.init_from is None or self.objective in SUPERVISED,
-             f"init_from (fine-tuning a contrastive encoder) needs a supervised objective: {', '.join(SUPERVISED)}")
+        need("init_from objective", lambda: self.init_from is None or kind in ("classifier", None),
+             f"init_from (fine-tuning a contrastive encoder) needs a supervised objective: {classifiers}")
         if self.probe and "probe" not in bad:
             from .probe import ProbeConfig
 
@@ -281,8 +284,13 @@ class Config:
             self.backbone = _absolute(self.backbone)
 
     @property
+    def spec(self) -> "objectives.Objective":
+        """What the objective is (:mod:`abalone_core.objectives`): its kind, loss, queue, prototypes."""
+        return objectives.get(self.objective)
+
+    @property
     def contrastive(self) -> bool:
-        return self.objective in CONTRASTIVE
+        return self.spec.kind == "contrastive"
 
     @property
     def resolved_schedule(self) -> str:

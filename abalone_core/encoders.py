@@ -12,7 +12,8 @@ from pathlib import Path
 
 import torch
 
-from .config import CONTRASTIVE, TFIDF, Config
+from .config import Config
+from .objectives import TABLE, names
 from .errors import RunFolderError
 from .model import MINILM, TextEncoder, load_backbone
 from .run_data import Data
@@ -130,9 +131,9 @@ def load_encoder_state(path: str | Path, setting: str | None = None) -> dict:
             raise FileNotFoundError(f"{key}{path} has no metrics.json: finish (or resume) that contrastive run first")
         record = read_metrics(path)
         objective = record.get("objective") or (record.get("config") or {}).get("objective")
-        if objective is not None and objective not in CONTRASTIVE:
+        if objective is not None and (objective not in TABLE or TABLE[objective].kind != "contrastive"):
             raise ValueError(f"{key}{path} is a {objective} run: it trained no contrastive encoder; give the folder "
-                             f"of a finished contrastive run ({', '.join(CONTRASTIVE)})")
+                             f"of a finished contrastive run ({', '.join(names('contrastive'))})")
         chosen = record.get("selected_candidate", "last")
         path = path / f"encoder_{chosen}.pt"
     if not path.exists():
@@ -163,12 +164,12 @@ def load_run_encoder(run_dir):
     if not (run_dir / CONFIG).exists():
         raise FileNotFoundError(f"{run_dir} has no config.yaml: it is not a finished run folder")
     cfg = Config.from_file(run_dir / CONFIG)
-    if cfg.objective == TFIDF:
-        raise ValueError(f"{run_dir} is a tfidf-linear run: it has no encoder to embed with")
+    if not cfg.spec.encoder:
+        raise ValueError(f"{run_dir} is a {cfg.objective} run: it has no encoder to embed with")
     encoder, tokenizer = build_encoder(cfg)
     if cfg.contrastive:
         encoder.load_state_dict(load_encoder_state(run_dir))
-    elif cfg.objective != "frozen":
+    elif cfg.spec.trains:
         if cfg.init_from:
             encoder.load_state_dict(load_encoder_state(cfg.init_from))
         state = load_weights(run_dir / BEST_MODEL, "classifier weights")

@@ -1,7 +1,6 @@
 """Embedding, prediction and scoring: linear evaluation of an encoder, test scores of a classifier."""
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import numpy as np

@@ -16,7 +16,6 @@ import torch.distributed as dist
 import torch.distributed.nn.functional as dist_nn
 from torch import nn
 
-from .losses import OTHER_CONTRASTIVE, VARIANTS, contrastive_loss
 from .memory import LabelQueue, MomentumEncoder, gather
 
 
@@ -257,11 +256,13 @@ class ContrastiveModel(nn.Module):
         momentum: float = 0.999,
     ):
         super().__init__()
-        if variant not in VARIANTS and variant not in OTHER_CONTRASTIVE:
-            raise ValueError(f"unknown variant {variant!r}; choose one of {sorted(VARIANTS) + sorted(OTHER_CONTRASTIVE)}")
-        # Losses outside the Table 2 ladder (mulsupcon) use the queue and no prototypes.
-        use_queue, use_protos, _ = VARIANTS.get(variant, (True, False, False))
-        self.variant, self.temperature, self.beta = variant, temperature, beta
+        from .objectives import get
+
+        spec = get(variant)
+        if spec.kind != "contrastive":
+            raise ValueError(f"{variant!r} is a {spec.kind} objective, not a contrastive one")
+        use_queue, use_protos = spec.queue, spec.prototypes
+        self.variant, self.temperature, self.beta, self.loss_fn = variant, temperature, beta, spec.loss
         self.encoder = encoder
         dim = encoder.head.net[-1].out_features
         self.prototypes = Prototypes(num_labels, dim) if use_protos else None
@@ -295,9 +296,7 @@ class ContrastiveModel(nn.Module):
             kwargs.update(queue_z=qz, queue_y=qy)
         if self.prototypes is not None:
             kwargs["prototypes"] = self.prototypes()
-        if self.variant in OTHER_CONTRASTIVE:
-            return OTHER_CONTRASTIVE[self.variant](z, y, temperature=self.temperature, **kwargs)
-        return contrastive_loss(z, y, variant=self.variant, temperature=self.temperature, beta=self.beta, **kwargs)
+        return self.loss_fn(z, y, temperature=self.temperature, beta=self.beta, **kwargs)
 
     @torch.no_grad()
     def validation_losses(self, input_ids: torch.Tensor, attention_mask: torch.Tensor,

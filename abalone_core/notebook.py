@@ -28,7 +28,8 @@ import numpy as np
 import pandas as pd
 
 from . import paper
-from .config import SUPERVISED, Config, read_settings
+from .config import Config, read_settings
+from .objectives import TABLE
 from .rows import result_row
 
 logger = logging.getLogger(__name__)
@@ -303,7 +304,7 @@ def config_for(profile: str, objective: str, runs_dir=None, name: str | None = N
     """
     values = profile_overrides(profile)
     supervised = values.pop("supervised", {})
-    if objective in SUPERVISED:
+    if objective in TABLE and TABLE[objective].kind == "classifier":
         values.update(supervised)
     values.update({k: v for k, v in overrides.items() if v is not None})
     values["objective"] = objective

@@ -15,21 +15,22 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from .config import CONTRASTIVE, OBJECTIVES, SUPERVISED, Config, ConfigError
+from .config import Config, ConfigError
+from .objectives import TABLE, names, row_kind
 from .run_folder import CONFIG, METRICS
 
 
 def is_finetune(row: str) -> bool:
     """``msc-ft``, ``base-ft``...: fine-tuning a contrastive encoder with a supervised loss."""
-    return row.endswith("-ft") and row[:-3] in CONTRASTIVE
+    return row.endswith("-ft") and row[:-3] in TABLE and row_kind(row) == "fine-tuning"
 
 
 def row_loss(row: str, finetune_loss: str = "bce") -> str:
     """The Config objective that trains ``row``."""
     if is_finetune(row):
         return finetune_loss
-    if row not in OBJECTIVES:
-        raise ValueError(f"unknown row {row!r}: use an objective ({', '.join(OBJECTIVES)}) "
+    if row not in TABLE:
+        raise ValueError(f"unknown row {row!r}: use an objective ({', '.join(TABLE)}) "
                          "or '<contrastive>-ft' (e.g. msc-ft)")
     return row
 
@@ -65,8 +66,8 @@ def row_config(row: str, *, init_from: str | None = None, finetune_loss: str = "
             k, ``"all"`` (the whole encoder), or None (whatever ``overrides`` or the default say).
         values: Config values (dataset, seed, max_steps, output_dir, ...).
     """
-    if is_finetune(row) and finetune_loss not in SUPERVISED:
-        raise ValueError(f"finetune_loss must be one of {SUPERVISED}, got {finetune_loss!r}")
+    if is_finetune(row) and finetune_loss not in names("classifier"):
+        raise ValueError(f"finetune_loss must be one of {names('classifier')}, got {finetune_loss!r}")
     loss = row_loss(row, finetune_loss)
     if is_finetune(row) and not init_from:
         raise ValueError(f"row {row!r} fine-tunes a contrastive run: set init_from to its run folder")
@@ -83,7 +84,7 @@ def row_config(row: str, *, init_from: str | None = None, finetune_loss: str = "
             raise ParameterError([f"train_layers must be an integer >= 0, 'all' (the whole encoder) or None, "
                                   f"got {train_layers!r}"])
         d["train_layers"] = None if train_layers == "all" else train_layers
-    if loss in SUPERVISED:
+    if TABLE[loss].kind == "classifier":
         d.update(supervised_overrides or {})
     try:
         return Config.from_dict(d)
@@ -124,11 +125,11 @@ def result_row(m: dict) -> str:
     """
     objective = m["objective"]
     cfg = m.get("config") or {}
-    if objective in SUPERVISED and cfg.get("init_from") and "loss" not in m:
+    if objective in names("classifier") and cfg.get("init_from") and "loss" not in m:
         source = _source_objective(cfg["init_from"])
-        if source is None and Path(str(cfg["init_from"])).name in CONTRASTIVE:  # the book's runs/<objective>
+        if source is None and Path(str(cfg["init_from"])).name in names("contrastive"):  # the book's runs/<objective>
             source = Path(str(cfg["init_from"])).name
-        return f"{source if source in CONTRASTIVE else '?'}-ft"
+        return f"{source if source in names('contrastive') else '?'}-ft"
     return objective
 
 

@@ -47,7 +47,7 @@ from pathlib import Path
 import numpy as np
 
 from . import atomic
-from .config import FROZEN, RESUMABLE_CHANGES, TFIDF_CUT, TFIDF_OBJECTIVES, Config, read_settings
+from .config import RESUMABLE_CHANGES, Config, read_settings
 from .convergence import contrastive_metric, convergence, early_stopping
 from .data import SPLITS
 from .evaluate import save_scores, split_scores
@@ -86,11 +86,11 @@ def run(config: Config, resume: bool = True, progress: bool = True, allow_change
         and all but the last two before training starts.
     """
     allow = allowed_changes(allow_changes)
-    if config.objective in TFIDF_OBJECTIVES:
+    if config.spec.kind == "tfidf":
         return _run_tfidf(config, resume, allow)
     check_device(config.device)
     check_backbone(config.backbone)
-    if config.lr_head_grid and not config.contrastive and config.objective != FROZEN:
+    if config.lr_head_grid and config.spec.kind == "classifier":
         return _run_lr_head_grid(config, resume, progress, allow)
     return _run_one(config, resume, progress, allow)
 
@@ -121,7 +121,7 @@ def inspect_run_folder(config: Config, resume: bool, allow=(), trains: bool | No
     if not resume or not (files or (out / CONFIG).exists()):
         return None
     if trains is None:
-        trains = config.objective not in (FROZEN, *TFIDF_OBJECTIVES)
+        trains = config.spec.trains
     ckpt_path = out / CHECKPOINT
     ckpt = None
     saved_path = out / CONFIG
@@ -198,7 +198,7 @@ def _tfidf_metrics(config: Config, out: Path) -> dict:
         raise ValueError(f"dataset {ds.name!r}: none of the {len(labels['train'])} training documents has a label; "
                          "check label_column and label_sep in dataset_kwargs, or the label column of the data")
     texts = {s: list(parts[s].texts) for s in SPLITS}
-    if config.objective == TFIDF_CUT:
+    if config.spec.text == "cut":
         texts = {s: cut_texts(t, config.backbone, config.max_length) for s, t in texts.items()}
     r = tfidf_linear(texts["train"], labels["train"], texts["validation"], labels["validation"], texts["test"],
                      seed=config.seed)
@@ -211,7 +211,7 @@ def _tfidf_metrics(config: Config, out: Path) -> dict:
         "threshold": "per-label thresholds chosen by the linear library (cross-validation on the training split)",
         "tfidf": r.info, "objective": config.objective, "dataset": ds.name, "label_names": list(ds.label_names),
         "text": (f"the first {config.max_length} tokens of {config.backbone}'s tokenizer"
-                 if config.objective == TFIDF_CUT else "whole documents"),
+                 if config.spec.text == "cut" else "whole documents"),
         "train_label_counts": counts.astype(int).tolist(), "n_documents": {s: len(labels[s]) for s in SPLITS},
         "data_digest": data_digest(ds),
         "steps": 0, "train_seconds": time.perf_counter() - t0, "wall_seconds_this_call": time.perf_counter() - t0,
@@ -262,14 +262,14 @@ def _run_one(config: Config, resume: bool = True, progress: bool = True, allow=(
         trainer = Trainer(config, progress)
         t0 = time.perf_counter()
         trainer.setup()
-        if config.objective != FROZEN and ckpt is not None:
+        if config.spec.trains and ckpt is not None:
             trainer.restore(ckpt, allow)
             ckpt = None
         elif trainer.main:
             clear_run_files(out)  # a restart, or a run stopped before its first checkpoint
         if trainer.main and not trainer.config_pending:
             config.save(out / CONFIG)
-        if config.objective != FROZEN:
+        if config.spec.trains:
             trainer.fit()
         if not trainer.main:
             return {}
@@ -309,10 +309,10 @@ def run_convergence(config: Config, out: Path, total_steps: int) -> dict:
     """``converged`` and its ``convergence`` details from the run's history (None for
     ``frozen``): the early-stopping rule when the run used it, else the last-quarter rule
     (:mod:`abalone_core.convergence`)."""
-    if config.objective == FROZEN:
-        return {"converged": None, "convergence": {"reason": "frozen: nothing trained"}}
+    if not config.spec.trains:
+        return {"converged": None, "convergence": {"reason": f"{config.objective}: nothing trained"}}
     history = read_history(out / HISTORY)
-    metric = contrastive_metric(history) if config.contrastive else "val_micro_f1"
+    metric = contrastive_metric(history) if config.contrastive else config.spec.selection
     if config.early_stopping is not None:
         c = early_stopping(history, metric, config.early_stopping, cap=total_steps)
     else:

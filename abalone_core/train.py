@@ -38,7 +38,7 @@ from .devices import autocast_for, deterministic_mode, init_distributed, resolve
 from .encoders import build_encoder, cache_frozen_layers, load_encoder_state, load_weights
 from .errors import Interrupted, NonFiniteLoss, RunFolderError
 from .evaluate import embed, linear_evaluation, predict_proba, score, split_scores
-from .losses import NonFiniteError, asymmetric_loss, bce_loss, db_loss, focal_loss
+from .losses import NonFiniteError
 from .model import ContrastiveModel, TextClassifier
 from .probe import ProbeConfig
 from .run_data import prepare_data
@@ -96,16 +96,9 @@ def make_scheduler(optimizer, config: Config, total_steps: int):
 
 
 def supervised_loss_fn(config: Config, class_counts=None, n_train: int | None = None):
-    """``fn(logits, y)`` of a supervised objective; ``db`` needs the training label counts
-    (L,) and the number of training documents."""
-    if config.objective == "bce":
-        return bce_loss
-    if config.objective == "focal":
-        return lambda x, y: focal_loss(x, y, gamma=config.focal_gamma)
-    if config.objective == "db":
-        counts = torch.as_tensor(np.asarray(class_counts), dtype=torch.float32)
-        return lambda x, y: db_loss(x, y, counts.to(x.device), n_train)
-    return lambda x, y: asymmetric_loss(x, y, config.asl_gamma_pos, config.asl_gamma_neg, config.asl_margin)
+    """``fn(logits, y)`` of a classifier objective (:mod:`abalone_core.objectives`); ``db``
+    needs the training label counts (L,) and the number of training documents."""
+    return config.spec.loss(config, class_counts, n_train)
 
 
 # --------------------------------------------------------------------------- #
@@ -144,7 +137,7 @@ class Trainer:
                 f"has a label ({L} labels found); check label_column and label_sep in dataset_kwargs, or the label "
                 "column of the data")
         cache_frozen_layers(cfg, encoder, tokenizer, self.data, self.device, self.progress)
-        if cfg.objective == "frozen":
+        if not cfg.spec.trains:  # untrained: the linear probe of the pre-trained encoder
             self.model = encoder.to(self.device)
             return
         if cfg.contrastive:
@@ -390,7 +383,7 @@ class Trainer:
     def selection_metric(self) -> str:
         """What the convergence rule judges: the validation loss with in-batch keys for a
         contrastive run, validation micro-F1 for a classifier (:mod:`abalone_core.convergence`)."""
-        return "val_loss_in_batch" if self.config.contrastive else "val_micro_f1"
+        return self.config.spec.selection
 
     def _stop_early(self) -> bool:
         """Whether the early-stopping rule fires after the latest evaluation (every process
@@ -480,9 +473,10 @@ class Trainer:
         probe = ProbeConfig(**{"device": str(self.device), "seed": cfg.seed, **cfg.probe})
         counts = self.data.train_counts
         out = {}
-        if cfg.objective == "frozen" or cfg.contrastive:
-            encoder = self.model if cfg.objective == "frozen" else self.model.encoder
-            names = ["pretrained"] if cfg.objective == "frozen" else [
+        if cfg.spec.probed:
+            untrained = not cfg.spec.trains
+            encoder = self.model if untrained else self.model.encoder
+            names = ["pretrained"] if untrained else [
                 c for c in (cfg.candidates or CANDIDATES) if (self.out / f"encoder_{c}.pt").exists()]
             seen, results = {}, {}
             for name in names:

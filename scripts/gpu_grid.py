@@ -26,7 +26,6 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from abalone_core import sweep as sw  # noqa: E402
-from abalone_core.config import TFIDF_OBJECTIVES  # noqa: E402
 from abalone_core.sweep.grid import expand  # noqa: E402
 from abalone_core.rows import row_config, row_loss  # noqa: E402
 
@@ -49,7 +48,7 @@ def run_cell(params: dict, run_dir: Path, init_from: str | None) -> dict:
                         overrides=p.pop("overrides", {}), supervised_overrides=p.pop("supervised_overrides", {}),
                         output_dir=str(run_dir), **p)
     metrics = run(config, progress=False)
-    if clustering and config.objective not in TFIDF_OBJECTIVES:
+    if clustering and config.spec.encoder:
         from abalone_core.analysis import clustering_scores
         from abalone_core.notebook import run_embeddings
 
