@@ -31,6 +31,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import platform
 import statistics
 import sys
@@ -299,6 +300,8 @@ def by_precision(args, device, ctx, result) -> None:
         r["bf16_speedup_bce"] = ref["bce_step_s"] / r["bce_step_s"] if ref else None
     result["precision"] = rows
     result["machine"]["cpu_bf16"] = device.type == "cpu" and _cpu_bf16()
+    if hasattr(os, "getloadavg"):  # other work on the machine slows both precisions alike (round-robin)
+        result["machine"]["load_average_1min_after"] = os.getloadavg()[0]
     print(f"{'trained layers':<16}{'precision':<11}{'L_MSC s':>10}{'BCE s':>10}{'speed-up L_MSC':>16}{'speed-up BCE':>14}")
     for r in rows:
         su = (f"{r['bf16_speedup_msc']:>15.2f}x{r['bf16_speedup_bce']:>13.2f}x"
