@@ -135,8 +135,9 @@ def _figure_html(fig_dict: dict) -> str:
     import plotly.io as pio
 
     height = (fig_dict.get("layout") or {}).get("height") or 480
+    # auto_play=False: a figure with frames (a slider) opens on its chosen step instead of playing them all
     return pio.to_html(fig_dict, include_plotlyjs=False, full_html=False, config={"responsive": True},
-                       default_width="100%", default_height=f"{int(height)}px", validate=False)
+                       default_width="100%", default_height=f"{int(height)}px", validate=False, auto_play=False)
 
 
 def register_renderer() -> str:
