@@ -29,7 +29,7 @@ import numpy as np
 import pandas as pd
 
 from . import paper
-from .config import SUPERVISED, Config, read_settings
+from .config import FROZEN, SUPERVISED, TFIDF, Config, read_settings
 from .rows import result_row
 
 logger = logging.getLogger(__name__)
@@ -551,6 +551,8 @@ def _record(m: dict, source: str) -> dict:
     test = m["test"]
     hw = m.get("hardware") or {}
     budget = cfg.get("max_steps") or (f"{cfg['epochs']} epochs" if "epochs" in cfg else None)
+    if cfg.get("objective") in (FROZEN, TFIDF):  # trains nothing: a step budget in its config means nothing
+        budget = None
     return {
         "objective": result_row(m),
         "dataset": m.get("dataset", cfg.get("dataset")),
@@ -589,8 +591,9 @@ def collect_results(*roots) -> pd.DataFrame:
 
     Returns:
         One row per run: objective (the row, :func:`abalone_core.rows.result_row`: ``msc-ft`` for fine-tuning), dataset,
-        backbone, test micro_f1 / macro_f1 / hamming / f1_head / f1_tail, train_docs, steps, budget,
-        seed, train_minutes, hardware, source (file path).
+        backbone, test micro_f1 / macro_f1 / hamming / f1_head / f1_tail, train_docs, steps, budget
+        (None for rows that train nothing: ``frozen``, ``tfidf-linear``), seed, train_minutes, hardware,
+        source (file path).
     """
     found = []
     for root in roots:

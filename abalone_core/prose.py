@@ -96,21 +96,29 @@ def order_sentence(means: Mapping[str, float], spreads: Mapping[str, float], wha
             ("them" if len(ties) == 1 and len(ties[0]) == len(ranked) else "those rows among themselves") + "."
     if paper is None:
         return text
+    return text + " " + paper_verdict(means, spreads, paper)
+
+
+def paper_verdict(means: Mapping[str, float], spreads: Mapping[str, float], paper: Sequence[str]) -> str:
+    """Whether the rows' order (:func:`tiers`) reproduces, contradicts or leaves open the paper's
+    order ``paper`` (row names, best first): one sentence."""
+    groups = tiers(means, spreads)
+    level = {r: i for i, t in enumerate(groups) for r in t}
     paper = [r for r in paper if r in level]
     shown = " > ".join(paper)
     against = [(a, b) for i, a in enumerate(paper) for b in paper[i + 1:] if level[a] > level[b]]
     separated = [(a, b) for i, a in enumerate(paper) for b in paper[i + 1:] if level[a] != level[b]]
     if against:
         a, b = against[0]
-        return text + (f" This contradicts the paper's order ({shown}): {b} is above {a} by more than "
-                       "their seed spread" + (f", and {len(against) - 1} more pair{'s' if len(against) > 2 else ''}"
-                                              " likewise" if len(against) > 1 else "") + ".")
-    if not ties:
-        return text + f" This reproduces the paper's order ({shown})."
+        more = len(against) - 1
+        return (f"This contradicts the paper's order ({shown}): {b} is above {a} by more than their seed spread"
+                + (f", and {more} more pair{'s' if more > 1 else ''} likewise" if more else "") + ".")
+    if len(separated) == len(paper) * (len(paper) - 1) // 2:
+        return f"This reproduces the paper's order ({shown})."
     if not separated:
-        return text + f" This neither reproduces nor contradicts the paper's order ({shown})."
-    return text + (f" Where the data separate rows they agree with the paper's order ({shown}); "
-                   "the rest of that order is not established here.")
+        return f"This neither reproduces nor contradicts the paper's order ({shown})."
+    return (f"Where the data separate rows they agree with the paper's order ({shown}); "
+            "the rest of that order is not established here.")
 
 
 # --------------------------------------------------------------------------- shares and trends
@@ -209,5 +217,5 @@ def asl_sentence(gamma_pos: float, gamma_neg: float, margin: float) -> str:
             f"whose probability is below {margin:g} contributes exactly zero loss and zero gradient")
 
 
-__all__ = ["converged_runs", "tiers", "order_sentence", "share_word", "largest_share", "trend_phrase",
+__all__ = ["converged_runs", "tiers", "order_sentence", "paper_verdict", "share_word", "largest_share", "trend_phrase",
            "alone_sentence", "lead_sentence", "asl_sentence"]

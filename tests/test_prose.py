@@ -32,6 +32,7 @@ def test_rows_further_apart_than_their_spread_are_ordered_and_compared_with_the_
     assert "This reproduces the paper's order (a > b > c)" in prose.order_sentence(means, spreads, paper=["a", "b", "c"])
     against = prose.order_sentence(means, spreads, paper=["c", "b", "a"])
     assert "contradicts" in against and "reproduces" not in against
+    assert prose.paper_verdict(means, spreads, ["a", "b", "c"]) == "This reproduces the paper's order (a > b > c)."
     partial = prose.order_sentence({"a": 50.0, "b": 49.5, "c": 40.0}, spreads, paper=["b", "a", "c"])
     assert "agree with the paper's order" in partial and "a and b differ by less" in partial
 
