@@ -108,7 +108,7 @@ found.assign(place=np.where(found["source"].str.startswith(str(root)), "this bui
 # first for reference. Its values are not comparable with ours (another backbone, other corpora,
 # another budget); only the order of the rows inside one column can be compared with the order
 # of the paper's.
-
+#
 # Two kinds of committed single runs stay out of this table: the first comparison of
 # `results/disaster_cpu` (150 steps on a subset, one seed: undertrained, see the sentence under the
 # table) and the learning-rate pilots of the converged grid (`pilot_*`: one row at several head
