@@ -408,9 +408,10 @@ def claims_forest(claims: pd.DataFrame, title: str = "Paired differences between
             marker=dict(size=10, color=[colors.get(v, "#333333") for v in part["verdict"]]),
             error_x=dict(type="data", symmetric=False, array=np.nan_to_num(high), arrayminus=np.nan_to_num(low),
                          thickness=2, width=6),
-            customdata=part[["verdict", "ci_low", "ci_high"]].to_numpy(),
-            hovertemplate="%{y}<br>difference %{x:+.3g}, interval [%{customdata[1]:+.3g}, %{customdata[2]:+.3g}]"
-                          "<br>%{customdata[0]}<extra></extra>"), row=r, col=1)
+            customdata=[[v, "no interval" if pd.isna(lo) else f"interval [{lo:+.3g}, {hi:+.3g}]"]
+                        for v, lo, hi in zip(part["verdict"], part["ci_low"], part["ci_high"])],
+            hovertemplate="%{y}<br>difference %{x:+.3g}, %{customdata[1]}<br>%{customdata[0]}<extra></extra>"),
+            row=r, col=1)
         fig.add_vline(x=0, line_dash="dash", line_color="#333333", row=r, col=1)
         for bound in sorted({-tolerances.get(c, 0.0) for c in part["claim"]} - {0.0}):
             fig.add_vline(x=bound, line_dash="dot", line_color="#ff7f0e", row=r, col=1)

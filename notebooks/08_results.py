@@ -120,12 +120,13 @@ first_comparison = found["source"].str.contains("disaster_cpu") & found["source"
 pilot = found["source"].str.contains("/pilot_")
 shown_runs = found[~first_comparison & ~pilot]
 trained = shown_runs[shown_runs["budget"].notna()]
-keys = trained[["dataset", "train_docs", "budget"]].astype(str).agg(" / ".join, axis=1)
+trained = trained.assign(experiment=[" / ".join(map(str, k)) for k in
+                                     trained[["dataset", "train_docs", "budget"]].itertuples(index=False)])
 no_budget = shown_runs[shown_runs["budget"].isna()]
-joined = [no_budget.merge(trained.assign(experiment=keys)[["dataset", "train_docs", "experiment"]].drop_duplicates(),
-                          on=["dataset", "train_docs"])]
-columns = pd.concat([trained.assign(experiment=keys), *joined], ignore_index=True)
-mine = columns.groupby(["objective", "experiment"])["macro_f1"].mean().unstack("experiment")
+joined = no_budget.merge(trained[["dataset", "train_docs", "experiment"]].drop_duplicates(), on=["dataset", "train_docs"])
+columns = pd.concat([trained, joined], ignore_index=True)
+mine = (columns.groupby(["objective", "experiment"])["macro_f1"].mean().unstack("experiment") if len(columns)
+        else pd.DataFrame(index=pd.Index([], name="objective")))
 reported = nb.paper_table("linear").set_index("objective")[["AAPD macro_f1"]]
 reported = pd.concat([reported, nb.paper_table("supervised").set_index("objective")[["AAPD macro_f1"]]])
 reported = reported[~reported.index.duplicated()].rename(columns={"AAPD macro_f1": "paper, AAPD"})
@@ -179,7 +180,8 @@ runs = {name: sw.records_table(path).sort_values(
             ["dataset", "objective", "seed"], key=lambda s: s.map(rank).fillna(99) if s.name == "objective" else s)
         for name, path in paths.items()}
 F1 = ("micro_f1", "macro_f1", "micro_f1_tuned", "macro_f1_tuned", "f1_tail")
-RANKING = ("p_at_1", "psp_at_3", "map", "silhouette", "davies_bouldin")
+RANKING = ("p_at_1", "psp_at_3", "map")
+GEOMETRY = ("silhouette", "davies_bouldin")  # spreads of a few thousandths: three decimals
 
 
 def grid_tables(name: str) -> None:
@@ -191,11 +193,13 @@ def grid_tables(name: str) -> None:
     display(Markdown(f"**{name}**: {len(part)} runs, {part['minutes'].sum():.0f} minutes of "
                      f"{', '.join(sorted(set(part['hardware'])))}{note}"))
     for dataset in part["dataset"].unique():
-        for title, wanted in (("F1, percent", F1), ("ranking and geometry", RANKING)):
+        for title, wanted, digits in (("F1, percent", F1, 2), ("ranking, percent", RANKING, 2),
+                                      ("geometry of the test embeddings", GEOMETRY, 3)):
             metrics = tuple(m for m in wanted if m in part and part.loc[part["dataset"] == dataset, m].notna().any())
             if not metrics:
                 continue
-            table = sw.aggregate(path, columns=(), where={"dataset": dataset}, metrics=metrics, stat="interval")
+            table = sw.aggregate(path, columns=(), where={"dataset": dataset}, metrics=metrics, stat="interval",
+                                 digits=digits)
             table = table.loc[nb.row_order(table.index)]
             table.index = [nb.row_name(o) for o in table.index]
             display(Markdown(f"*{dataset}, {title}*"))
@@ -217,7 +221,7 @@ if "gpu_grid" in runs:
 # %% [markdown]
 # The first table of each dataset reads F1 at the fixed threshold 0.5 (`micro_f1`, `macro_f1`)
 # and at one global threshold chosen on the validation split (`_tuned`, chapter 5); `f1_tail` is
-# the macro-F1 of the rarest third of the labels. The second table gives precision at 1,
+# the macro-F1 of the rarest third of the labels. The next two tables give precision at 1,
 # propensity-scored precision at 3 (which weighs a correct rare label more than a correct
 # frequent one, {cite:t}`jain2016extreme`), mean average precision over labels, and the two
 # clustering scores of chapter 7 (silhouette: higher is better; Davies–Bouldin: lower is

@@ -1,3 +1,5 @@
+import json
+
 import numpy as np
 import pandas as pd
 import plotly.graph_objects as go
@@ -278,6 +280,8 @@ def test_claims_forest_draws_each_difference_with_its_interval():
     assert fig.data[1].marker.color[0] != fig.data[0].marker.color[0]  # fails and holds differ
     with pytest.raises(ValueError, match="at least one claim"):
         plots.claims_forest(claims[claims["verdict"] == "not run"])
+    one_seed = claims.assign(ci_low=np.nan, ci_high=np.nan)        # one paired seed: no interval
+    json.dumps(plots.claims_forest(one_seed).to_dict(), allow_nan=False, default=str)  # a kernel must send it
 
 
 def test_a_slider_figure_opens_on_its_chosen_step_without_playing(y, groups):
