@@ -145,7 +145,7 @@ def test_table_of_contents_lists_every_page():
     for f in files:
         assert (ROOT / f"{f}.md").exists() or (ROOT / f"{f}.ipynb").exists(), f"{f} listed in _toc.yml is missing"
     assert {f"notebooks/{n}" for n in EXPECTED} <= set(files)
-    assert {"book/intro", "book/method", "book/reproduce", "book/references"} <= set(files)
+    assert {"book/intro", "book/method", "book/reproduce", "book/own_data", "book/references"} <= set(files)
 
 
 def test_references_cover_the_cited_works():
