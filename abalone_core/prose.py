@@ -165,15 +165,17 @@ def trend_phrase(rho: float) -> str:
 
 def alone_sentence(shares: Mapping[str, float], keys: int, group: str = "tail") -> str:
     """How often a label of ``group`` finds no other key among ``keys`` random documents, per
-    dataset: e.g. "among 256 random documents a FOLDOC tail label often finds no other document
-    carrying it (42 % of its pairs), a disaster tail label rarely (3 %)".
+    dataset: e.g. "among 256 random documents a FOLDOC tail label is often left without another
+    document carrying it (42% of its pairs), a disaster tail label rarely (3%)".
 
     Args:
         shares: ``{dataset: share of the group's (anchor, label) pairs without a positive}``.
     """
-    parts = [f"a {name} {group} label {share_word(s)} finds no other document carrying it ({s:.0%} of its pairs)"
-             for name, s in sorted(shares.items(), key=lambda kv: -kv[1])]
-    return f"among {keys} random documents " + _listing(parts)
+    ranked = sorted(shares.items(), key=lambda kv: -kv[1])
+    (name, first), rest = ranked[0], ranked[1:]
+    text = (f"among {keys} random documents a {name} {group} label is {share_word(first)} left without another "
+            f"document carrying it ({first:.0%} of its pairs)")
+    return text + "".join(f", a {n} {group} label {share_word(v)} ({v:.0%})" for n, v in rest)
 
 
 # --------------------------------------------------------------------------- thresholds
