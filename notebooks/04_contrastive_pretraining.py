@@ -245,8 +245,8 @@ label_groups = frequency_groups(train_labels.sum(0).numpy())
 keys = analysis.term_counts(y.numpy().astype(int), loss="base", queue_labels=queue_y.numpy().astype(int),
                             groups=label_groups)
 key_shares = keys.groupby("group")["repulsion_from_share"].sum()
-display(Markdown(f"On this batch and its queue, {prose.largest_share(key_shares.to_dict(), 'the denominator of L_BQueue')} "
-                 f"(medium keys {key_shares.get('medium', 0):.0%}): that is the repulsion β turns down."))
+display(Markdown(f"On this batch and its queue, {prose.largest_share(key_shares.to_dict(), 'the denominator of L_BQueue')}; "
+                 f"medium keys carry {key_shares.get('medium', 0):.0%}. That is the repulsion β turns down."))
 
 # %% [markdown]
 # The right column explains the left one. With random projections every cosine is close to 0, so
