@@ -92,6 +92,17 @@ print(f"{len(found)} finished single runs: {int(found['source'].str.startswith(s
 shown = ["objective", "dataset", "train_docs", "budget", "seed", "micro_f1", "macro_f1", "f1_tail"]
 runs_found = found[shown].sort_values(["dataset", "train_docs", "objective"]).reset_index(drop=True)
 runs_found["objective"] = runs_found["objective"].map(nb.row_name)  # the paper's names
+
+
+def whole(value) -> str:
+    """A count or a budget as written: 3000, not 3000.0; "20 epochs" as it is; empty if unknown."""
+    if value is None or (isinstance(value, float) and np.isnan(value)):
+        return ""
+    return str(int(value)) if isinstance(value, (int, float, np.number)) and float(value).is_integer() else str(value)
+
+
+for column in ("train_docs", "budget", "seed"):
+    runs_found[column] = runs_found[column].map(whole)
 runs_found.style.format(precision=2, na_rep="").hide(axis="index")
 
 # %% tags=["hide-input"]
@@ -120,7 +131,7 @@ first_comparison = found["source"].str.contains("disaster_cpu") & found["source"
 pilot = found["source"].str.contains("/pilot_")
 shown_runs = found[~first_comparison & ~pilot]
 trained = shown_runs[shown_runs["budget"].notna()]
-trained = trained.assign(experiment=[" / ".join(map(str, k)) for k in
+trained = trained.assign(experiment=[" / ".join(map(whole, k)) for k in
                                      trained[["dataset", "train_docs", "budget"]].itertuples(index=False)])
 no_budget = shown_runs[shown_runs["budget"].isna()]
 joined = no_budget.merge(trained[["dataset", "train_docs", "experiment"]].drop_duplicates(), on=["dataset", "train_docs"])
