@@ -174,7 +174,7 @@ def test_balance_slider_frames_steps_and_values(y, groups):
     assert all(s.method == "animate" and list(s.args[0]) == [s.label] for s in steps)
     assert fig.layout.sliders[0].active == [f.name for f in fig.frames].index("β = 0.1, τ = 0.1")
     assert list(fig.data[0].x) == ["head", "medium", "tail"]
-    # frame "beta=1, tau=0.5": the L_Base gradient panel against a direct computation
+    # frame "β = 1, τ = 0.5": the L_Base gradient panel against a direct computation
     frame = next(f for f in fig.frames if f.name == "β = 1, τ = 0.5")
     names = [t.name for t in fig.data]
     k = 4 + names[4:6].index("L_Base")                      # third panel (gradient_share), L_Base trace
