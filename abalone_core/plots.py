@@ -168,25 +168,43 @@ def lack_of_positives_curves(frame: pd.DataFrame, value: str = "pairs_without_po
 
 
 def attraction_repulsion_bars(frame: pd.DataFrame, title: str = "Attraction and repulsion per label") -> go.Figure:
-    """Per-label S_att (top) and S_rep (bottom) bars, labels by frequency, coloured by group.
+    """Per label, labels by frequency and coloured by group: the mean cosine between documents
+    of the label (−S_att) and between them and the other documents (S_rep) on a y axis fitted
+    to the values (top), and the gap between the two, −S_att − S_rep (bottom, bars labelled
+    with their values): how much closer a label's documents are to each other than to the rest.
 
     Args:
         frame: output of :func:`abalone_core.analysis.attraction_repulsion` with
             a ``group`` column (pass ``groups=``).
+    Returns:
+        Figure with three traces per group: −S_att and S_rep markers (top), gap bars (bottom).
     """
     _need(frame, ["label", "group", "n_anchors", "s_att", "s_rep"], "attraction_repulsion_bars")
     frame = frame.sort_values(["n_anchors", "label"], ascending=[False, True])
     x = _label_axis(frame)
-    fig = make_subplots(rows=2, cols=1, shared_xaxes=True, vertical_spacing=0.08,
-                        subplot_titles=("S_att (lower: positives closer)", "S_rep (lower: negatives farther)"))
+    within, rest = -frame["s_att"], frame["s_rep"]
+    gap = within - rest
+    fig = make_subplots(rows=2, cols=1, shared_xaxes=True, vertical_spacing=0.1,
+                        subplot_titles=("mean cosine: within the label (−S_att, filled) and to the rest "
+                                        "(S_rep, open)", "gap −S_att − S_rep (higher: the label's documents "
+                                        "are closer to each other than to the rest)"))
     for i, g in enumerate(_ordered(frame["group"])):
         sel = (frame["group"] == g).to_numpy()
-        for row, col in ((1, "s_att"), (2, "s_rep")):
-            fig.add_trace(go.Bar(x=x[sel], y=frame[col][sel], name=g, legendgroup=g, showlegend=row == 1,
-                                 marker_color=_color(g, i), customdata=frame["n_anchors"][sel],
-                                 hovertemplate="%{x}: %{y:.3f}<br>%{customdata} anchors<extra></extra>"),
-                          row=row, col=1)
-    fig.update_layout(title=title, template=_TEMPLATE)
+        color = _color(g, i)
+        for values, symbol, what in ((within, "circle", "within"), (rest, "circle-open", "to the rest")):
+            fig.add_trace(go.Scatter(x=x[sel], y=values[sel], mode="markers", name=g, legendgroup=g,
+                                     showlegend=what == "within", marker=dict(symbol=symbol, color=color, size=8),
+                                     customdata=frame["n_anchors"][sel],
+                                     hovertemplate="%{x}: " + what + " %{y:.3f}<br>%{customdata} documents"
+                                                   "<extra></extra>"), row=1, col=1)
+        fig.add_trace(go.Bar(x=x[sel], y=gap[sel], name=g, legendgroup=g, showlegend=False, marker_color=color,
+                             text=[f"{v:.2f}" for v in gap[sel]], textposition="outside",
+                             hovertemplate="%{x}: gap %{y:.3f}<extra></extra>"), row=2, col=1)
+    fig.update_yaxes(range=_fitted_range(pd.concat([within, rest]), least=0.05), title_text="mean cosine",
+                     row=1, col=1)
+    fig.update_yaxes(range=_fitted_range(pd.concat([gap, pd.Series([0.0])]), least=0.05), title_text="gap",
+                     row=2, col=1)
+    fig.update_layout(title=title, template=_TEMPLATE, height=620)
     fig.update_xaxes(type="category", categoryorder="array", categoryarray=list(x))
     fig.update_xaxes(title_text="label (most frequent first)", row=2, col=1)
     return fig
@@ -298,12 +316,24 @@ def training_curves(frame: pd.DataFrame, x: str = "step", y: str = "loss", by: s
     return fig
 
 
+def _fitted_range(values, least: float = 1.0) -> list[float]:
+    """A y range around ``values`` (not from 0), at least ``least`` wide, with a margin."""
+    v = np.asarray(values, dtype=float)
+    v = v[np.isfinite(v)]
+    if not len(v):
+        return [0.0, 1.0]
+    low, high = float(v.min()), float(v.max())
+    pad = max(least - (high - low), 0.0) / 2 + 0.1 * max(high - low, least)
+    return [low - pad, high + pad]
+
+
 def seed_scores(frame: pd.DataFrame, metrics=("micro_f1", "macro_f1"), by: str = "objective",
                 panel: str = "dataset", names: dict | None = None,
                 title: str = "Test scores over seeds") -> go.Figure:
-    """One dot per run and a bar at the mean over seeds, per ``by`` value; one row of panels
-    per metric, one column per ``panel`` value (dataset). A bar whose display name is a loss
-    of :data:`LOSS_COLORS` takes its colour.
+    """One dot per run and a wide dash at the mean over seeds, per ``by`` value; one row of
+    panels per metric, one column per ``panel`` value (dataset). Each panel's y axis is fitted
+    to its values (not drawn from 0), so that a one-point difference is visible. A mean whose
+    display name is a loss of :data:`LOSS_COLORS` takes its colour.
 
     Args:
         frame: one row per run with columns ``by``, ``panel`` and the metrics (e.g.
@@ -316,23 +346,79 @@ def seed_scores(frame: pd.DataFrame, metrics=("micro_f1", "macro_f1"), by: str =
     panels = list(dict.fromkeys(frame[panel]))
     order = list(dict.fromkeys(frame[by]))
     fig = make_subplots(rows=len(metrics), cols=len(panels),
-                        column_titles=[str(p) for p in panels], row_titles=metrics,
-                        vertical_spacing=0.06, horizontal_spacing=0.06)
+                        column_titles=[str(p) for p in panels], row_titles=[m.replace("_", " ") for m in metrics],
+                        vertical_spacing=0.16, horizontal_spacing=0.08)
     for r, metric in enumerate(metrics, start=1):
         for c, value in enumerate(panels, start=1):
             part = frame[frame[panel] == value]
             means = part.groupby(by)[metric].mean().reindex(order)
             x = [names.get(o, o) for o in order]
-            colors = [loss_color(name) or "#c6dbef" for name in x]  # the book's colour of each loss
-            fig.add_trace(go.Bar(x=x, y=means.to_numpy(), marker_color=colors, opacity=0.45, name="mean over seeds",
-                                 showlegend=(r == 1 and c == 1), legendgroup="mean"), row=r, col=c)
+            colors = [loss_color(name) or "#6baed6" for name in x]  # the book's colour of each loss
+            fig.add_trace(go.Scatter(x=x, y=means.to_numpy(), mode="markers", name="mean over seeds",
+                                     marker=dict(symbol="line-ew", size=26, color=colors,
+                                                 line=dict(width=3, color=colors)),
+                                     showlegend=(r == 1 and c == 1), legendgroup="mean",
+                                     hovertemplate="%{x}: mean %{y:.2f}<extra></extra>"), row=r, col=c)
             fig.add_trace(go.Scatter(x=[names.get(o, o) for o in part[by]], y=part[metric], mode="markers",
                                      marker=dict(color="#08519c", size=6), name="one seed",
                                      showlegend=(r == 1 and c == 1), legendgroup="seed",
                                      hovertext=[f"seed {s}" for s in part.get("seed", [""] * len(part))]),
                           row=r, col=c)
-    fig.update_xaxes(showticklabels=True, tickangle=-45)
-    fig.update_layout(title=title, template=_TEMPLATE, height=320 * len(metrics) + 120, bargap=0.35)
+            fig.update_yaxes(range=_fitted_range(part[metric]), nticks=6, tickformat=".1f", row=r, col=c)
+    fig.update_xaxes(showticklabels=True, tickangle=-45, type="category", categoryorder="array",
+                     categoryarray=[names.get(o, o) for o in order])
+    fig.update_layout(title=title, template=_TEMPLATE, height=380 * len(metrics) + 140)
+    return fig
+
+
+def claims_forest(claims: pd.DataFrame, title: str = "Paired differences between rows, with their 95 % interval",
+                  tolerances: dict | None = None) -> go.Figure:
+    """A forest plot of the claims of one dataset: each claim's mean paired difference (first
+    row minus second) with its interval, a dashed line at 0 and a dotted one at an "on par"
+    claim's bound. One panel per metric, since the units differ (F1 points, silhouette, ...).
+
+    Args:
+        claims: rows of :func:`abalone_core.claims.check_claims` (one dataset) with ``claim``,
+            ``metric``, ``difference``, ``ci_low``, ``ci_high`` and ``verdict``; claims without
+            a difference (not run) are left out.
+        tolerances: ``{claim name: tolerance}`` (default: those of
+            :data:`abalone_core.claims.CLAIMS`), drawn as a dotted line at minus the tolerance.
+    Returns:
+        Figure with one trace per metric; the x of each point is the difference, its error bar
+        reaches ``ci_low`` and ``ci_high``.
+    """
+    from .claims import CLAIMS
+
+    _need(claims, ["claim", "metric", "difference", "ci_low", "ci_high", "verdict"], "claims_forest")
+    tolerances = tolerances if tolerances is not None else {c.name: c.tolerance for c in CLAIMS}
+    shown = claims[claims["difference"].notna()]
+    if shown.empty:
+        raise ValueError("claims_forest needs at least one claim with a difference (check_claims found none)")
+    metrics = list(dict.fromkeys(shown["metric"]))
+    fig = make_subplots(rows=len(metrics), cols=1, subplot_titles=[m.replace("_", " ") for m in metrics],
+                        vertical_spacing=0.12,
+                        row_heights=[float((shown["metric"] == m).sum()) for m in metrics])
+    colors = {"holds": "#2ca02c", "fails": "#d62728", "inconclusive": "#7f7f7f", "not testable": "#ff7f0e"}
+    for r, metric in enumerate(metrics, start=1):
+        part = shown[shown["metric"] == metric]
+        low = (part["difference"] - part["ci_low"]).to_numpy(float)
+        high = (part["ci_high"] - part["difference"]).to_numpy(float)
+        fig.add_trace(go.Scatter(
+            x=part["difference"], y=part["claim"], mode="markers", name=metric, showlegend=False,
+            marker=dict(size=10, color=[colors.get(v, "#333333") for v in part["verdict"]]),
+            error_x=dict(type="data", symmetric=False, array=np.nan_to_num(high), arrayminus=np.nan_to_num(low),
+                         thickness=2, width=6),
+            customdata=[[v, "no interval" if pd.isna(lo) else f"interval [{lo:+.3g}, {hi:+.3g}]"]
+                        for v, lo, hi in zip(part["verdict"], part["ci_low"], part["ci_high"])],
+            hovertemplate="%{y}<br>difference %{x:+.3g}, %{customdata[1]}<br>%{customdata[0]}<extra></extra>"),
+            row=r, col=1)
+        fig.add_vline(x=0, line_dash="dash", line_color="#333333", row=r, col=1)
+        for bound in sorted({-tolerances.get(c, 0.0) for c in part["claim"]} - {0.0}):
+            fig.add_vline(x=bound, line_dash="dot", line_color="#ff7f0e", row=r, col=1)
+        fig.update_yaxes(autorange="reversed", row=r, col=1)
+        fig.update_xaxes(title_text="difference (first row minus second)", row=r, col=1)
+    fig.update_layout(title=title, template=_TEMPLATE, height=140 + 60 * len(shown) + 60 * len(metrics),
+                      margin=dict(l=20))
     return fig
 
 
@@ -352,7 +438,7 @@ def balance_slider(frame: pd.DataFrame, columns=("attraction_share", "repulsion_
         initial: the (beta, temperature) shown first; the first pair if absent or None.
     Returns:
         Figure with ``n_losses * len(columns)`` bar traces, one frame and one slider
-        step per (beta, temperature); frame names read ``beta=<b>, tau=<t>``.
+        step per (beta, temperature); frame names read ``β = <b>, τ = <t>``.
     """
     columns = list(columns)
     _need(frame, ["beta", "temperature", "loss", "group", *columns], "balance_slider")
@@ -364,7 +450,7 @@ def balance_slider(frame: pd.DataFrame, columns=("attraction_share", "repulsion_
     start = pairs.index(tuple(map(float, initial))) if initial is not None and tuple(map(float, initial)) in pairs else 0
 
     def name(pair):
-        return f"beta={pair[0]:g}, tau={pair[1]:g}"
+        return f"β = {pair[0]:g}, τ = {pair[1]:g}"
 
     def bars(pair, with_style: bool):
         part = frame[(frame["beta"] == pair[0]) & (frame["temperature"] == pair[1])]

@@ -157,10 +157,17 @@ for name, frame in frames.items():
 # The pair curves sit far above the anchor curves, and the gap is the blind spot of L_Base: a
 # document can enter the loss through its head label while its tail label never finds a partner.
 # The curves fall as the batch grows, but on a logarithmic batch axis they fall in very different
-# ways. Head pairs fall fastest; tail pairs decline slowly, because a tail
-# label's documents are so rare that even 256 random documents often hold none besides the anchor.
-# The dashed curves show the queue: 512 extra keys shift every curve as if the batch were 512
-# documents larger, which is more than any batch size on the axis.
+# ways. Head pairs fall fastest; tail pairs decline slowly, because a tail label's documents are
+# rare, and how rare depends on the corpus (the sentence below reads the tail curves at the largest
+# batch). The dashed curves show the queue: 512 extra keys shift every curve as if the batch were
+# 512 documents larger, which is more than any batch size on the axis.
+
+# %% tags=["hide-input"]
+from abalone_core import prose
+
+largest = max(batch_sizes)
+alone = {name: at(name, "pairs_without_positive", "tail", b=largest, k=0) for name in frames}
+display(Markdown(f"Without a queue, {prose.alone_sentence(alone, largest)}."))
 
 # %% [markdown]
 # ## Why: a label's frequency decides it

@@ -202,9 +202,10 @@ for step in range(1, 4):
 # - **L_MSC** iterates over the anchor's labels: for each label $c$, its positives are the keys
 #   carrying $c$ plus the prototype $c_c$, so a tail label gets its own attraction term instead of
 #   being drowned in the Jaccard average. In the denominator every instance key weighs
-#   $g_l = \beta = 0.1$ and every prototype 1: repulsion between documents, which chapter 3 showed
-#   to fall mostly on the tail, is turned down, while the pull towards the right prototypes and
-#   away from the wrong ones is kept.
+#   $g_l = \beta = 0.1$ and every prototype 1: repulsion between documents, most of which comes
+#   from the keys of head labels (chapter 3 counts it; the cell after the next one counts it on
+#   this batch), is turned down, while the pull towards the right prototypes and away from the
+#   wrong ones is kept.
 #
 # The cell below computes the four losses on one batch of 32 real label rows of the demonstration
 # subset, with a queue of 128 further rows and random projections, exactly as the model would call
@@ -236,6 +237,17 @@ at_init = pd.DataFrame({"loss on random projections": four_losses(z, y, queue_z,
 at_init.index = [names[o] for o in at_init.index]
 at_init.round(2)
 
+# %% tags=["hide-input"]
+from abalone_core import analysis, prose
+from abalone_core.metrics import frequency_groups
+
+label_groups = frequency_groups(train_labels.sum(0).numpy())
+keys = analysis.term_counts(y.numpy().astype(int), loss="base", queue_labels=queue_y.numpy().astype(int),
+                            groups=label_groups)
+key_shares = keys.groupby("group")["repulsion_from_share"].sum()
+display(Markdown(f"On this batch and its queue, {prose.largest_share(key_shares.to_dict(), 'the denominator of L_BQueue')}; "
+                 f"medium keys carry {key_shares.get('medium', 0):.0%}. That is the repulsion β turns down."))
+
 # %% [markdown]
 # The right column explains the left one. With random projections every cosine is close to 0, so
 # every key gets about the same probability, $1 / \sum_l g_l$, and whatever the weights of the
@@ -250,7 +262,62 @@ at_init.round(2)
 # from its own starting level, and whether it has stopped falling. One more detail shapes the start
 # of the curves: the queue is empty at the first step and fills over four, so the first training
 # point of the three losses with a queue averages some steps with fewer keys, hence a lower loss.
+
+# %% [markdown]
+# ## L_MSC from scratch
 #
+# The library's `losses.msc_loss` is vectorised and guarded (it refuses NaN, runs in float32 under
+# mixed precision, never builds a $B \times |H| \times L$ tensor). The formula itself is short.
+# For an anchor $i$ with labels $y_i$, keys $H$ (the other documents of the batch, then the queue)
+# and prototypes $c_1, \dots, c_L$, with $s(i,l) = z_i^\top z_l / \tau$ on unit vectors:
+#
+# $$ \log p_{il} = s(i,l) - \log\Big(\beta \sum_{k \in H, k \ne i} e^{s(i,k)} + \sum_{c} e^{s(i,c_c)}\Big), $$
+#
+# $$ \ell_i = -\frac{1}{|y_i|} \sum_{c \in y_i} \frac{1}{N(i,c)} \Big( \sum_{l \in H,\, l \ne i,\, y_{lc}=1}
+#    \frac{\log p_{il}}{|y_i \cup y_l|} + \log p_{i c_c} \Big), \qquad
+#    N(i,c) = \sum_{l \in H,\, l \ne i,\, y_{lc}=1} \frac{1}{|y_i \cup y_l|} + 1, $$
+#
+# and $\mathcal{L}_{MSC}$ is the mean of $\ell_i$ over the anchors with at least one label. Written
+# with loops, one anchor and one label at a time, it reads as follows; the cell checks it against
+# the library on the real batch of label rows above, with random projections, queue and prototypes.
+
+
+# %%
+def msc_from_scratch(z, y, prototypes, queue_z, queue_y, temperature=0.1, beta=0.1):
+    """L_MSC with plain loops: z (B, D), y (B, L), prototypes (L, D), queue_z (K, D), queue_y (K, L)."""
+    unit = torch.nn.functional.normalize
+    keys_z = unit(torch.cat([z, queue_z]), dim=1)             # H: the batch, then the queue
+    keys_y = torch.cat([y, queue_y])
+    protos = unit(prototypes, dim=1)
+    anchors = unit(z, dim=1)
+    per_anchor = []
+    for i in range(len(z)):
+        labels = torch.nonzero(y[i]).flatten()
+        if len(labels) == 0:
+            continue                                           # an anchor without labels is left out
+        s_keys = keys_z @ anchors[i] / temperature             # s(i, l) for every key
+        s_protos = protos @ anchors[i] / temperature           # s(i, c_c) for every prototype
+        others = torch.arange(len(keys_z)) != i                # the anchor is not its own key
+        log_denominator = torch.log(beta * s_keys[others].exp().sum() + s_protos.exp().sum())
+        total = 0.0
+        for c in labels:
+            positives = others & (keys_y[:, c] == 1)
+            union = ((keys_y[positives] + y[i]) > 0).sum(1)    # |y_i ∪ y_l| of each positive
+            f = 1.0 / union
+            n = f.sum() + 1.0                                  # N(i, c): the prototype counts 1
+            attract = (f * (s_keys[positives] - log_denominator)).sum() + (s_protos[c] - log_denominator)
+            total = total + attract / n
+        per_anchor.append(-total / len(labels))
+    return torch.stack(per_anchor).mean()
+
+
+by_hand = msc_from_scratch(z, y, prototypes, queue_z, queue_y)
+library = losses.msc_loss(z, y, prototypes, temperature=0.1, beta=0.1, queue_z=queue_z, queue_y=queue_y)
+torch.testing.assert_close(by_hand, library, rtol=1e-5, atol=1e-5)
+print(f"L_MSC on one batch of {B} real label rows (queue {K}, {L} prototypes): from scratch {by_hand.item():.6f}, "
+      f"abalone_core.losses.msc_loss {library.item():.6f}")
+
+# %% [markdown]
 # ## The learning-rate schedule
 #
 # Contrastive runs use a **cosine schedule with warm-up** {cite:p}`loshchilov2017sgdr` (`schedule:
@@ -295,6 +362,15 @@ fig.show()
 # finished (a run stopped half-way resumes from its checkpoint). Each run pre-trains the encoder
 # with its loss, evaluating the contrastive loss on the labelled validation documents every 10
 # steps, then linear-evaluates its candidate encoders (next section and chapter 5).
+
+# %% [markdown]
+# On a GPU (Colab, or your own), the next cell first times 20 optimiser steps on your device and
+# says how long this chapter's four runs and one run of the paper-sized profile (`--profile gpu`:
+# RoBERTa, the whole splits, 20 epochs) will take there.
+
+# %% tags=["hide-input"]
+paper_sized = nb.config_for("gpu", "msc", runs_dir=root / "timing", device=device)
+display(Markdown(nb.device_timing(configs, paper_config=paper_sized, steps=20)))
 
 # %%
 metrics, timing = {}, {}

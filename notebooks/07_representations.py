@@ -358,7 +358,7 @@ for o, e in emb.items():
         except ValueError as err:
             print(f"{runs[o]}, share {share}: {err}")
             continue
-        rows.append({"encoder": runs[o], "share": share, "metric": metric, "classes": int(r["n_classes"]),
+        rows.append({"encoder": runs[o], "share": f"{share:g}", "metric": metric, "classes": int(r["n_classes"]),
                      "documents": int(r["n_docs"]), "silhouette": r["silhouette"]})
 solution1 = pd.DataFrame(rows)
 display(solution1.pivot_table(index="encoder", columns=["metric", "share"], values="silhouette").style.format("{:.3f}"))

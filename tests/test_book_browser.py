@@ -32,7 +32,7 @@ from helpers import CHAPTERS, ROOT, WITH_FIGURES, load_build_script
 
 EXPECTED = CHAPTERS
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
-PROSE = ["book/intro", "book/method", "book/reproduce", "book/references"]
+PROSE = ["book/intro", "book/method", "book/reproduce", "book/own_data", "book/references"]
 SCREENSHOTS = ROOT / "book" / "screenshots"
 # Pages known to show a path of the build machine, and where it comes from: reported as xfail
 # until the chapter is fixed (then the entry goes; a page not listed here fails).
@@ -42,6 +42,32 @@ KNOWN_PATH_LEAKS = {
 needs_chromium = pytest.mark.skipif(CHROMIUM is None,
                                     reason="Debian chromium is not installed (apt-get install -y chromium)")
 BROWSER = [pytest.mark.browser, pytest.mark.slow, needs_chromium]
+
+# Also put in <head>: once the page has loaded and its scripts have run, every <table> that is cut
+# off is named in the attribute data-cut-tables of <html>. A table is cut off when no box around it
+# scrolls sideways (overflow-x auto or scroll) and it is wider than its parent, reaches past the
+# window's right edge, or past the edge of a box around it that hides what overflows.
+TABLE_PROBE = """<script>(function () {
+  function check() {
+    var cut = [], tables = document.querySelectorAll("table");
+    for (var i = 0; i < tables.length; i++) {
+      var t = tables[i], right = t.getBoundingClientRect().right, scrolls = false, clipped = false;
+      for (var a = t.parentElement; a && a !== document.documentElement; a = a.parentElement) {
+        var o = getComputedStyle(a).overflowX;
+        if (o === "auto" || o === "scroll") { scrolls = true; break; }
+        if (o !== "visible" && right > a.getBoundingClientRect().right + 1) { clipped = true; break; }
+      }
+      var wide = t.scrollWidth > t.parentElement.clientWidth + 1 || right > document.documentElement.clientWidth + 1;
+      if (!scrolls && (clipped || wide)) {
+        var head = (t.querySelector("th, td") || t).textContent.trim().slice(0, 40);
+        cut.push("table " + (i + 1) + " (" + head + "): " + Math.round(t.scrollWidth) + " px in " +
+                 Math.round(t.parentElement.clientWidth) + " px");
+      }
+    }
+    document.documentElement.setAttribute("data-cut-tables", JSON.stringify(cut));
+  }
+  window.addEventListener("load", function () { setTimeout(check, 1000); });
+})();</script>"""
 
 # Put first in <head> of a copy of each page: every error the page raises ends up in an attribute
 # of <html>, which --dump-dom returns.
@@ -60,7 +86,7 @@ ERROR_PROBE = """<script>(function () {
     keep("console.error: " + Array.prototype.map.call(arguments, String).join(" "));
     return original.apply(console, arguments);
   };
-})();</script>"""
+})();</script>""" + TABLE_PROBE
 
 
 def chromium(url: str, *args: str, timeout: int = 120) -> subprocess.CompletedProcess:
@@ -89,9 +115,21 @@ def rendered_dom(path: Path) -> tuple[str, list[str]]:
     finally:
         probed.unlink(missing_ok=True)
     assert done.returncode == 0, done.stderr[-2000:]
-    found = re.search(r'data-js-errors="([^"]*)"', done.stdout)
-    recorded = json.loads(found.group(1).replace("&quot;", '"').replace("&amp;", "&")) if found else []
-    return done.stdout, recorded + js_errors(done.stderr)
+    return done.stdout, (_attribute_list(done.stdout, "data-js-errors") or []) + js_errors(done.stderr)
+
+
+def _attribute_list(dom: str, name: str) -> list[str] | None:
+    """The JSON list a probe wrote into the attribute ``name`` of <html>; None when it is absent."""
+    found = re.search(name + r'="([^"]*)"', dom)
+    return json.loads(found.group(1).replace("&quot;", '"').replace("&amp;", "&")) if found else None
+
+
+def cut_tables(dom: str) -> list[str]:
+    """The tables of a rendered page (:func:`rendered_dom`) that are cut off (:data:`TABLE_PROBE`):
+    wider than their box, which neither scrolls nor wraps them."""
+    found = _attribute_list(dom, "data-cut-tables")
+    assert found is not None, "the table probe did not run (the page never finished loading)"
+    return found
 
 
 class _Text(HTMLParser):
@@ -219,6 +257,7 @@ def test_page_renders_without_javascript_errors(html, opened, page):
     assert dom.count('class="main-svg"') >= figures
     assert undrawn_figures(dom) == 0, f"{undrawn_figures(dom)} of {figures} figures not drawn"
     assert not raw_tex(dom), f"formulas left untypeset by MathJax: {raw_tex(dom)}"
+    assert not cut_tables(dom), f"tables cut off (widen their box or let it scroll): {cut_tables(dom)}"
     leaks = machine_paths(page_text(dom))
     assert not leaks or page in KNOWN_PATH_LEAKS, f"paths of the build machine on the page: {leaks}"
     if page.startswith("notebooks/"):
@@ -277,7 +316,7 @@ def minimal_book(tmp_path_factory) -> Path:
     shutil.copy2(ROOT / "book" / "references.bib", book / "references.bib")
     (book / "intro.md").write_text("# Minimal\n\nA formula:\n\n$$x^2$$\n\nand an inline one, $y_i$.\n")
     static = book / "_static"
-    static.mkdir()
+    shutil.copytree(ROOT / "book" / "_static", static)  # the book's own stylesheet
     shutil.copy2(build.plotly_js(), static / "plotly.min.js")
     build.copy_mathjax(static)
     (source / "notebooks").mkdir()
@@ -326,6 +365,46 @@ def test_page_checks_find_what_they_look_for():
     drawn = '<div class="plotly-graph-div js-plotly-plot"><svg class="main-svg"></svg></div>'
     assert undrawn_figures(drawn + '<div id="x" class="plotly-graph-div"></div>') == 1
     assert undrawn_figures(drawn * 2) == 0
+
+
+WIDE_TABLE = "<table><tr>" + "".join(f"<th>column number {i}</th>" for i in range(30)) + "</tr></table>"
+
+
+@pytest.mark.browser
+@needs_chromium
+@pytest.mark.parametrize("box, cut", [
+    ("<div style='width:300px; overflow:hidden'>{}</div>", True),             # a wide table cut off
+    ("<div style='width:300px; overflow-x:auto'>{}</div>", False),            # the same table scrolls
+    ("<div style='width:300px'>{}</div>", True),                              # it spills out of its box
+    ("<div style='width:300px'><table><tr><th>a</th><th>b</th></tr></table></div>", False),  # it fits
+])
+def test_cut_tables_finds_a_table_that_is_cut_off(tmp_path, box, cut):
+    """The check of the book's pages on hand-made pages: it must fail on a page whose wide table is
+    cut off, and pass where the table scrolls inside its box or fits."""
+    page = tmp_path / "page.html"
+    page.write_text(f"<!DOCTYPE html><html><head><meta charset='utf-8'></head><body style='margin:0'>"
+                    f"{box.format(WIDE_TABLE)}</body></html>")
+    dom, errors = rendered_dom(page)
+    assert not errors, errors
+    found = cut_tables(dom)
+    assert bool(found) == cut, found
+    if cut:
+        assert "px in 300 px" in found[0] or "column number 0" in found[0]
+
+
+@pytest.mark.browser
+@needs_chromium
+def test_the_book_css_lets_a_wide_output_table_scroll(tmp_path):
+    """The book's stylesheet (book/_static/tables.css) on a page laid out like a chapter's output:
+    a wide table inside a narrow output box that hides overflow scrolls instead of being cut off."""
+    css = (ROOT / "book" / "_static" / "tables.css").read_text()
+    body = ("<div class='cell_output docutils container' style='width:300px; overflow:hidden'>"
+            "<div class='output text_html'>{}</div></div>").format(WIDE_TABLE)
+    for style, cut in (("", True), (f"<style>{css}</style>", False)):
+        page = tmp_path / "page.html"
+        page.write_text(f"<!DOCTYPE html><html><head><meta charset='utf-8'>{style}</head><body>{body}</body></html>")
+        dom, _ = rendered_dom(page)
+        assert bool(cut_tables(dom)) == cut, (style[:40], cut_tables(dom))
 
 
 # --------------------------------------------------------------------------- GitHub Pages

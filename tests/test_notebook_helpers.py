@@ -94,3 +94,28 @@ def test_checkpoints_lists_the_run_files_only(tmp_path):
     listing = nb.checkpoints(tmp_path)
     assert list(listing["file"]) == ["checkpoint.pt", "config.yaml"]
     assert listing.set_index("file").at["checkpoint.pt", "MB"] == 1.0
+
+
+def test_time_estimate_multiplies_steps_by_the_step_time():
+    from abalone_core.config import Config
+
+    table = nb.time_estimate(0.5, {"L_Base": 30, "L_MSC": 90})
+    assert table["steps"].tolist() == [30, 90, 120]
+    assert table["steps"].dtype.kind == "i"
+    assert table["minutes"].tolist() == pytest.approx([0.25, 0.75, 1.0])
+    # the paper-sized profile counts epochs: 20 passes over 1,000 documents in batches of 32
+    gpu = nb.config_for("gpu", "msc", runs_dir="runs")
+    assert gpu.epochs == 20 and gpu.batch_size == 32
+    assert nb.planned_steps(gpu, 1000) == 20 * 32
+    assert nb.planned_steps(Config(max_steps=30), 1000) == 30
+    with pytest.raises(ValueError, match="positive"):
+        nb.time_estimate(0.0, {"x": 1})
+
+
+def test_device_timing_is_skipped_quickly_on_a_cpu():
+    import time
+
+    configs = {"msc": nb.config_for("cpu", "msc", runs_dir="runs", device="cpu")}
+    start = time.perf_counter()
+    text = nb.device_timing(configs)
+    assert time.perf_counter() - start < 1 and text.startswith("Timing skipped")

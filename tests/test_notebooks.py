@@ -145,7 +145,7 @@ def test_table_of_contents_lists_every_page():
     for f in files:
         assert (ROOT / f"{f}.md").exists() or (ROOT / f"{f}.ipynb").exists(), f"{f} listed in _toc.yml is missing"
     assert {f"notebooks/{n}" for n in EXPECTED} <= set(files)
-    assert {"book/intro", "book/method", "book/reproduce", "book/references"} <= set(files)
+    assert {"book/intro", "book/method", "book/reproduce", "book/own_data", "book/references"} <= set(files)
 
 
 def test_references_cover_the_cited_works():
@@ -394,6 +394,17 @@ def test_collect_results_reads_records_and_skips_others(tmp_path):
     row = table.iloc[0]
     assert row["objective"] == "msc-ft" and row["micro_f1"] == 50.0 and row["train_minutes"] == 2.0
     assert row["hardware"] == "CPU (2 threads)"
+    assert row["budget"] == 30
+
+
+def test_a_row_that_trains_nothing_has_no_step_budget(tmp_path):
+    """TF-IDF and L_MLM carry the profile's max_steps in their config, but train no step."""
+    from abalone_core import notebook as nb
+
+    for objective in ("tfidf-linear", "frozen", "bce"):
+        _write(tmp_path / objective / "metrics.json", _record(objective))
+    table = nb.collect_results(tmp_path).set_index("objective")
+    assert table["budget"].isna().tolist() == [o in ("tfidf-linear", "frozen") for o in table.index]
 
 
 def test_collect_results_counts_a_sweep_run_once_and_names_its_row(tmp_path):

@@ -1,3 +1,5 @@
+import json
+
 import numpy as np
 import pandas as pd
 import plotly.graph_objects as go
@@ -66,8 +68,16 @@ def test_attraction_repulsion_bars(y, groups):
     z = np.random.default_rng(1).normal(size=(len(y), 5))
     frame = analysis.attraction_repulsion(z, y, groups=groups)
     fig = plots.attraction_repulsion_bars(frame)
-    assert len(fig.data) == 2 * 3                      # (S_att, S_rep) x groups
-    assert sum(len(t.x) for t in fig.data) == 2 * y.shape[1]
+    assert len(fig.data) == 3 * 3                      # (-S_att, S_rep, gap) x groups
+    assert sum(len(t.x) for t in fig.data) == 3 * y.shape[1]
+    bars = [t for t in fig.data if t.type == "bar"]
+    gaps = np.concatenate([t.y for t in bars])
+    expected = (-frame["s_att"] - frame["s_rep"]).dropna()
+    np.testing.assert_allclose(np.sort(gaps[np.isfinite(gaps)]), np.sort(expected.to_numpy()))
+    low, high = fig.layout.yaxis.range                 # the top panel is fitted to the cosines, not from 0
+    values = np.concatenate([t.y for t in fig.data if t.type == "scatter"])
+    values = values[np.isfinite(values)]
+    assert low <= values.min() and high >= values.max() and high - low < (values.max() - values.min()) + 0.2
     with pytest.raises(ValueError, match="group"):
         plots.attraction_repulsion_bars(analysis.attraction_repulsion(z, y))
 
@@ -129,12 +139,19 @@ def test_seed_scores():
     frame = pd.DataFrame({"objective": ["msc", "bce"] * 6, "dataset": ["a"] * 6 + ["b"] * 6,
                           "seed": [0, 0, 1, 1, 2, 2] * 2, "micro_f1": np.arange(12.0), "macro_f1": np.arange(12.0) / 2})
     fig = plots.seed_scores(frame, names={"msc": "L_MSC"})
-    assert len(fig.data) == 2 * 2 * 2  # metrics x datasets x (bar, dots)
-    bar = fig.data[0]
-    assert list(bar.x) == ["L_MSC", "bce"]
-    assert bar.y.tolist() == [2.0, 3.0]  # msc on dataset a: mean of 0, 2, 4
-    assert list(bar.marker.color) == [plots.LOSS_COLORS["L_MSC"], "#c6dbef"]  # a loss's colour; others neutral
+    assert len(fig.data) == 2 * 2 * 2  # metrics x datasets x (mean, dots)
+    mean = fig.data[0]
+    assert list(mean.x) == ["L_MSC", "bce"]
+    assert mean.y.tolist() == [2.0, 3.0]  # msc on dataset a: mean of 0, 2, 4
+    assert list(mean.marker.color) == [plots.LOSS_COLORS["L_MSC"], "#6baed6"]  # a loss's colour; others neutral
     assert len(fig.data[1].y) == 6
+    # the y axes are fitted to the values: scores near 60 with one-point differences are not drawn from 0
+    near = frame.assign(micro_f1=60 + frame["seed"] * 0.5, macro_f1=40 + frame["seed"] * 0.3)
+    fig = plots.seed_scores(near)
+    for axis in ("yaxis", "yaxis2", "yaxis3", "yaxis4"):
+        low, high = fig.layout[axis].range
+        assert low > 30 and high - low < 5
+    assert fig.layout.yaxis.range[0] <= 60 and fig.layout.yaxis.range[1] >= 61
     with pytest.raises(ValueError, match="needs columns"):
         plots.seed_scores(frame, metrics=("hamming",))
 
@@ -153,12 +170,12 @@ def test_balance_slider_frames_steps_and_values(y, groups):
     assert len(fig.frames) == len(betas) * len(taus)
     steps = fig.layout.sliders[0].steps
     assert [s.label for s in steps] == [f.name for f in fig.frames] == \
-        [f"beta={b:g}, tau={t:g}" for b in betas for t in taus]
+        [f"β = {b:g}, τ = {t:g}" for b in betas for t in taus]
     assert all(s.method == "animate" and list(s.args[0]) == [s.label] for s in steps)
-    assert fig.layout.sliders[0].active == [f.name for f in fig.frames].index("beta=0.1, tau=0.1")
+    assert fig.layout.sliders[0].active == [f.name for f in fig.frames].index("β = 0.1, τ = 0.1")
     assert list(fig.data[0].x) == ["head", "medium", "tail"]
-    # frame "beta=1, tau=0.5": the L_Base gradient panel against a direct computation
-    frame = next(f for f in fig.frames if f.name == "beta=1, tau=0.5")
+    # frame "β = 1, τ = 0.5": the L_Base gradient panel against a direct computation
+    frame = next(f for f in fig.frames if f.name == "β = 1, τ = 0.5")
     names = [t.name for t in fig.data]
     k = 4 + names[4:6].index("L_Base")                      # third panel (gradient_share), L_Base trace
     direct = analysis.gradient_mass(z[:16], y[:16], base_loss, groups=groups, temperature=0.5)
@@ -243,3 +260,40 @@ def test_umap_panels_same_documents_same_range_unlabelled_hidden():
         maps.umap_panels({"a": ref[:10]}, y, chosen=[0])
     with pytest.raises(ValueError, match="unlabelled"):
         maps.umap_panels(encoders, y, chosen=[0], unlabelled="drop")
+
+
+def test_claims_forest_draws_each_difference_with_its_interval():
+    claims = pd.DataFrame({
+        "dataset": ["d"] * 4,
+        "claim": ["L_MSC above L_Base in macro-F1", "L_MSC on par with BCE in micro-F1 (at most 1 point below)",
+                  "L_MSC clusters better than L_Base (silhouette)", "not run claim"],
+        "metric": ["macro_f1", "micro_f1", "silhouette", "macro_f1"],
+        "difference": [1.2, -3.1, 0.01, np.nan], "ci_low": [0.2, -4.0, -0.02, np.nan],
+        "ci_high": [2.2, -2.2, 0.04, np.nan], "verdict": ["holds", "fails", "inconclusive", "not run"]})
+    fig = plots.claims_forest(claims)
+    assert len(fig.data) == 3                                   # one panel per metric; the claim not run is left out
+    f1 = fig.data[0]
+    assert list(f1.x) == [1.2] and list(f1.y) == ["L_MSC above L_Base in macro-F1"]
+    assert f1.error_x.arrayminus[0] == pytest.approx(1.0) and f1.error_x.array[0] == pytest.approx(1.0)
+    lines = [s.x0 for s in fig.layout.shapes]
+    assert 0 in lines and -1.0 in lines                         # zero, and the "on par" bound of 1 point
+    assert fig.data[1].marker.color[0] != fig.data[0].marker.color[0]  # fails and holds differ
+    with pytest.raises(ValueError, match="at least one claim"):
+        plots.claims_forest(claims[claims["verdict"] == "not run"])
+    one_seed = claims.assign(ci_low=np.nan, ci_high=np.nan)        # one paired seed: no interval
+    json.dumps(plots.claims_forest(one_seed).to_dict(), allow_nan=False, default=str)  # a kernel must send it
+
+
+def test_a_slider_figure_opens_on_its_chosen_step_without_playing(y, groups):
+    from abalone_core.balance import balance_grid
+    from abalone_core.notebook import _figure_html
+
+    rng = np.random.default_rng(3)
+    z = rng.normal(size=(len(y), 6))
+    grid = balance_grid(z[:16], y[:16], groups, rng.normal(size=(y.shape[1], 6)), z[16:48], y[16:48],
+                        betas=(0.01, 0.1, 1.0), temperatures=(0.05, 0.1))
+    fig = plots.balance_slider(grid)
+    assert fig.layout.sliders[0].steps[fig.layout.sliders[0].active].label == "β = 0.1, τ = 0.1"
+    html = _figure_html(fig.to_dict())
+    assert "Plotly.addFrames" in html           # the frames are there for the slider
+    assert "Plotly.animate" not in html         # but nothing plays them on load

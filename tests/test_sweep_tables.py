@@ -95,6 +95,19 @@ def test_aggregate_gives_the_95_percent_t_interval_over_seeds(tmp_path):
     assert (hi - lo) / 2 == pytest.approx(expected)
 
 
+def test_a_row_without_seed_variation_shows_its_value_alone(tmp_path):
+    """TF-IDF, or L_MLM's clustering scores, give the same value on every seed: no "± 0.00"."""
+    values = {"tfidf-linear": [57.35] * 3, "msc": [50.0, 50.004, 50.0]}
+    rows = [({"objective": o, "dataset": "disaster", "seed": i, "max_steps": 10}, {"test": {"macro_f1": v}}, "done")
+            for o, vs in values.items() for i, v in enumerate(vs)]
+    db = fake_results(tmp_path, rows)
+    interval = sw.aggregate(db, metrics=("macro_f1",), stat="interval")
+    text = sw.aggregate(db, metrics=("macro_f1",), stat="text")
+    assert interval.at["tfidf-linear", "disaster macro_f1"] == "57.35 (3)"
+    assert text.at["tfidf-linear", "disaster macro_f1"] == "57.35"
+    assert "±" in interval.at["msc", "disaster macro_f1"]   # a spread that only rounds to 0 is still a spread
+
+
 def test_aggregate_refuses_to_average_over_a_parameter_that_varies(tmp_path):
     rows = [({"objective": "msc", "dataset": "d", "seed": s, "temperature": t},
              {"test": {"micro_f1": 50.0 + s}}, "done") for s in (0, 1) for t in (0.1, 0.2)]

@@ -112,10 +112,11 @@ def aggregate(source, rows="objective", columns=("dataset",), metrics=("micro_f1
             (between the rows of one dataset, say) raises ValueError:
             put it in rows or columns, or keep one value with ``where``.
         where: ``{parameter: value}`` filter applied first (``dataset``: its label).
-        stat: ``"text"`` (``"mean ± std"``, sample std over ``over``; the mean alone for one run),
+        stat: ``"text"`` (``"mean ± std"``, sample std over ``over``; the mean alone for one run
+            or when every run gave the same value),
             ``"interval"`` (``"mean ± h (n)"``: h is the half-width of the 95 % Student-t interval
             of the mean over the n values of ``over``, :func:`abalone_core.claims.t_interval`;
-            the mean alone for one run), ``"mean"``, ``"std"``, ``"half_width"`` or ``"count"``
+            ``"mean (n)"`` for one run or when every run gave the same value), ``"mean"``, ``"std"``, ``"half_width"`` or ``"count"``
             (numbers).
         paper: ``"matching"``: beside each metric of a dataset the paper reports (aapd, rcv1,
             uk-lex), a ``(paper)`` column from :func:`abalone_core.paper.scores`; ``"all"``:
@@ -178,10 +179,12 @@ def aggregate(source, rows="objective", columns=("dataset",), metrics=("micro_f1
         if key not in stats["count"].index or stats["count"].at[key, m] == 0:
             return "" if stat in texts else np.nan
         mean, std, half, n = (stats[s].at[key, m] for s in ("mean", "std", "half_width", "count"))
+        # one run, or runs that all gave the same value (TF-IDF, L_MLM's geometry): no "± 0.00"
+        alone = n < 2 or std <= 1e-9 * max(1.0, abs(mean))
         if stat == "text":
-            return f"{mean:.{digits}f}" if n < 2 else f"{mean:.{digits}f} ± {std:.{digits}f}"
+            return f"{mean:.{digits}f}" if alone else f"{mean:.{digits}f} ± {std:.{digits}f}"
         if stat == "interval":
-            return f"{mean:.{digits}f} (1)" if n < 2 else f"{mean:.{digits}f} ± {half:.{digits}f} ({n})"
+            return f"{mean:.{digits}f} ({n})" if alone else f"{mean:.{digits}f} ± {half:.{digits}f} ({n})"
         return {"mean": mean, "std": std, "half_width": half, "count": n}[stat]
 
     with_paper = paper != "none" and row_keys == ["objective"] and col_keys == ["dataset"]
