@@ -222,7 +222,7 @@ def _claim_phrase(r: pd.Series) -> str:
 
 
 VERDICT_WORDS = {"holds": "Holds", "fails": "Fails", "inconclusive": "Open", "not testable": "Not testable",
-                 "not run": "Not run"}
+                 "not run": "Not run yet"}
 
 
 def finding_paragraph(claims: pd.DataFrame, dataset: str, layers) -> str:
@@ -239,13 +239,18 @@ def finding_paragraph(claims: pd.DataFrame, dataset: str, layers) -> str:
     parts = []
     for verdict, word in VERDICT_WORDS.items():
         chosen = rows[rows["verdict"] == verdict]
-        if verdict == "not run" or chosen.empty:
+        if chosen.empty:
             continue
-        parts.append(f"{word}: " + "; ".join(_claim_phrase(r) for _, r in chosen.iterrows()) + ".")
+        phrases = [f"*{r['claim']}*" if verdict == "not run" else _claim_phrase(r) for _, r in chosen.iterrows()]
+        parts.append(f"{word}: " + "; ".join(phrases) + ".")
     m = int(rows["p_value"].notna().sum()) if "p_value" in rows else 0
-    correction = (f"Verdicts are corrected for {m} comparisons (Holm)." if m > 1
-                  else "One comparison was testable: no correction needed.")
-    return f"**{dataset}, {layers_label(layers)}.** " + " ".join(parts) + " " + correction
+    if m > 1:
+        correction = f"Verdicts are corrected for {m} comparisons (Holm)."
+    elif m == 1:
+        correction = "One claim had the seeds to be judged: no correction needed."
+    else:
+        correction = "No claim has the paired seeds of both its rows yet."
+    return " ".join([f"**{dataset}, {layers_label(layers)}.**", *parts, correction])
 
 
 def what_we_found(claims: pd.DataFrame) -> str:
@@ -315,7 +320,7 @@ def paragraph_verdicts(paragraph: str) -> dict:
     import re
 
     words = {w: v for v, w in VERDICT_WORDS.items()}
-    heading = re.compile(r"(Holds|Fails|Open|Not testable): ")
+    heading = re.compile(r"(Holds|Fails|Open|Not testable|Not run yet): ")
     pieces = heading.split(paragraph)
     found = {}
     for word, body in zip(pieces[1::2], pieces[2::2]):
