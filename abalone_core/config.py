@@ -175,7 +175,7 @@ class Config:
             if not ok():
                 errors.append(msg)
 
-        need("objective", lambda: self.objective in objectives.TABLE,
+        need("objective", lambda: isinstance(self.objective, str) and self.objective in objectives.TABLE,
              f"objective must be one of {list(objectives.TABLE)}, got {self.objective!r}")
         need("temperature", lambda: self.temperature > 0, f"temperature must be > 0, got {self.temperature}")
         need("beta", lambda: 0 < self.beta <= 1, f"beta must be in (0, 1], got {self.beta}")
@@ -246,7 +246,8 @@ class Config:
             need("subset", lambda: all(isinstance(v, int) and not isinstance(v, bool) and v > 0
                                        for v in self.subset.values()),
                  f"subset values must be positive integers (documents per split), got {self.subset}")
-        kind = objectives.TABLE[self.objective].kind if self.objective in objectives.TABLE else None
+        known = isinstance(self.objective, str) and self.objective in objectives.TABLE
+        kind = objectives.TABLE[self.objective].kind if known else None
         classifiers = ", ".join(objectives.names("classifier"))
         need("lr_head_grid objective", lambda: self.lr_head_grid is None or kind in ("classifier", None),
              f"lr_head_grid is for the objectives that train a classifier ({classifiers}), not "

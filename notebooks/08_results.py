@@ -187,7 +187,7 @@ for dataset in (depth["dataset"].unique() if not depth.empty else []):
     try:
         powers.append("- " + findings.power_sentence(findings.seeds_needed(depth, dataset, "all")))
     except ValueError as err:  # fewer than two paired seeds so far
-        powers.append(f"- {dataset}: {err}.")
+        powers.append(f"- not yet: {err}.")
 display(Markdown("\n".join(powers) if powers else "No paired whole-encoder seeds are committed yet."))
 
 # %% [markdown]
