@@ -124,9 +124,11 @@ def test_validation_losses_with_and_without_the_queue(variant):
         assert losses["val_loss_in_batch"] == pytest.approx(float(expected), rel=1e-6)
 
 
-def test_unknown_variant_is_refused():
-    with pytest.raises(ValueError, match="unknown variant"):
+def test_unknown_or_non_contrastive_variant_is_refused():
+    with pytest.raises(ValueError, match="objective must be one of"):
         ContrastiveModel(tiny_encoder(), LABELS, "simclr")
+    with pytest.raises(ValueError, match="not a contrastive one"):
+        ContrastiveModel(tiny_encoder(), LABELS, "bce")
 
 
 def test_classifier_drops_the_projection_head():
