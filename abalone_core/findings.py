@@ -209,8 +209,12 @@ def power_sentence(p: dict) -> str:
 def _claim_phrase(r: pd.Series) -> str:
     metric = r["metric"]
     unit = "" if metric in UNITS else " points"
+    n = int(r["seeds"])
+    if n < 2:
+        return (f"*{r['claim']}* ({_number(r['difference'], metric)}{unit} on {n} paired seed; an interval needs "
+                f"two, a verdict three)")
     text = (f"*{r['claim']}* ({_number(r['difference'], metric)}{unit}, 95 % interval "
-            f"[{_number(r['ci_low'], metric)}, {_number(r['ci_high'], metric)}], {int(r['seeds'])} seeds")
+            f"[{_number(r['ci_low'], metric)}, {_number(r['ci_high'], metric)}], {n} seeds")
     if isinstance(r.get("p_holm"), float) and not math.isnan(r["p_holm"]) and r["verdict"] in ("holds", "fails"):
         text += f", Holm-adjusted p = {r['p_holm']:.2g}"
     if r["verdict"] == "inconclusive" and isinstance(r.get("resolvable"), float) and not math.isnan(r["resolvable"]):

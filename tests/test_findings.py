@@ -135,3 +135,10 @@ def test_report_covers_each_dataset_with_its_decomposition_and_power():
     assert text.startswith("**d, whole encoder.**") and "TF-IDF as shipped leads BCE (whole encoder)" in text
     assert "needs 5 seeds" in text or "needs" in text
     assert findings.report(pd.DataFrame()) == "No run of the comparison grids is committed yet."
+
+
+def test_one_paired_seed_gives_the_difference_without_an_interval():
+    one_seed = records(msc_gain=(2.0,), bce_micro=(70,))
+    text = findings.finding_paragraph(findings.depth_claims(one_seed), "d", "all")
+    assert "+2.00 points on 1 paired seed; an interval needs two, a verdict three" in text
+    assert "n/a" not in text and set(findings.paragraph_verdicts(text).values()) == {"inconclusive"}
