@@ -28,10 +28,14 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from . import paper
-from .config import Config, read_settings
-from .objectives import TABLE
-from .rows import result_row
+# tqdm.auto warns when ipywidgets is missing (the chapters pass progress=False anyway); the
+# modules below import it, so the filter must come first, before setup() can set the others.
+warnings.filterwarnings("ignore", message="IProgress not found")
+
+from . import paper  # noqa: E402
+from .config import Config, read_settings  # noqa: E402
+from .objectives import TABLE  # noqa: E402
+from .rows import result_row  # noqa: E402
 
 logger = logging.getLogger(__name__)
 

@@ -71,7 +71,7 @@ from pathlib import Path
 import pandas as pd
 
 from abalone_core import notebook as nb
-from abalone_core.objectives import get as objective
+from abalone_core import objectives
 from abalone_core.rows import row_config, row_loss
 
 nb.setup()
@@ -99,7 +99,7 @@ nb.scores_table({objective: metrics})
 # Representation quality: label combinations as clusters.
 
 # %%
-if clustering and objective(loss).encoder:  # the TF-IDF rows have no encoder to embed with
+if clustering and objectives.get(loss).encoder:  # the TF-IDF rows have no encoder to embed with
     from abalone_core.analysis import clustering_scores
 
     emb = nb.run_embeddings(config.output_dir, "test")

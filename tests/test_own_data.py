@@ -38,8 +38,7 @@ def test_the_example_file_is_a_small_multi_label_dataset(monkeypatch):
     from abalone_core.data import load_dataset
 
     monkeypatch.chdir(ROOT)
-    settings = yaml.safe_load((ROOT / "examples" / "tickets.yaml").read_text())
-    config = Config.from_dict(settings)
+    config = Config.from_file(ROOT / "examples" / "tickets.yaml")  # its data path starts at its folder
     data = load_dataset(config.dataset, **config.dataset_kwargs)
     sizes = {s: len(data.split(s)) for s in ("train", "validation", "test")}
     assert sum(sizes.values()) == 60 and min(sizes.values()) >= 10
