@@ -28,14 +28,10 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-# tqdm.auto warns when ipywidgets is missing (the chapters pass progress=False anyway); the
-# modules below import it, so the filter must come first, before setup() can set the others.
-warnings.filterwarnings("ignore", message="IProgress not found")
-
-from . import paper  # noqa: E402
-from .config import Config, read_settings  # noqa: E402
-from .objectives import TABLE  # noqa: E402
-from .rows import result_row  # noqa: E402
+from . import paper
+from .config import Config, read_settings
+from .objectives import TABLE
+from .rows import result_row
 
 logger = logging.getLogger(__name__)
 
