@@ -253,7 +253,7 @@ def finding_paragraph(claims: pd.DataFrame, dataset: str, layers) -> str:
     elif m == 1:
         correction = "One claim had the seeds to be judged: no correction needed."
     else:
-        correction = "No claim has the paired seeds of both its rows yet."
+        correction = "No claim has yet the three paired seeds, with a spread, that a verdict needs."
     return " ".join([f"**{dataset}, {layers_label(layers)}.**", *parts, correction])
 
 
