@@ -371,6 +371,15 @@ def seed_scores(frame: pd.DataFrame, metrics=("micro_f1", "macro_f1"), by: str =
     return fig
 
 
+METRIC_TITLES = {  # a metric as a panel title reads it, with its decision rule
+    "micro_f1": "micro-F1 at 0.5", "macro_f1": "macro-F1 at 0.5",
+    "micro_f1_tuned": "micro-F1, one tuned threshold", "macro_f1_tuned": "macro-F1, one tuned threshold",
+    "micro_f1_label_tuned": "micro-F1, a tuned threshold per label",
+    "macro_f1_label_tuned": "macro-F1, a tuned threshold per label",
+    "silhouette": "silhouette", "davies_bouldin": "Davies-Bouldin", "map": "mAP",
+}
+
+
 def claims_forest(claims: pd.DataFrame, title: str = "Paired differences between rows, with their 95 % interval",
                   tolerances: dict | None = None) -> go.Figure:
     """A forest plot of the claims of one dataset: each claim's mean paired difference (first
@@ -395,7 +404,8 @@ def claims_forest(claims: pd.DataFrame, title: str = "Paired differences between
     if shown.empty:
         raise ValueError("claims_forest needs at least one claim with a difference (check_claims found none)")
     metrics = list(dict.fromkeys(shown["metric"]))
-    fig = make_subplots(rows=len(metrics), cols=1, subplot_titles=[m.replace("_", " ") for m in metrics],
+    fig = make_subplots(rows=len(metrics), cols=1, subplot_titles=[METRIC_TITLES.get(m, m.replace("_", " "))
+                                                                   for m in metrics],
                         vertical_spacing=0.12,
                         row_heights=[float((shown["metric"] == m).sum()) for m in metrics])
     colors = {"holds": "#2ca02c", "fails": "#d62728", "inconclusive": "#7f7f7f", "not testable": "#ff7f0e"}
