@@ -297,3 +297,15 @@ def test_a_slider_figure_opens_on_its_chosen_step_without_playing(y, groups):
     html = _figure_html(fig.to_dict())
     assert "Plotly.addFrames" in html           # the frames are there for the slider
     assert "Plotly.animate" not in html         # but nothing plays them on load
+
+
+def test_forest_plot_panels_name_the_metric_and_its_rule_in_words():
+    import pandas as pd
+
+    claims = pd.DataFrame([
+        {"claim": "a", "metric": "macro_f1", "difference": 1.0, "ci_low": 0.5, "ci_high": 1.5, "verdict": "holds"},
+        {"claim": "b", "metric": "macro_f1_label_tuned", "difference": 0.2, "ci_low": -1, "ci_high": 1.4,
+         "verdict": "inconclusive"}])
+    titles = [a.text for a in plots.claims_forest(claims).layout.annotations]
+    assert "macro-F1 at 0.5" in titles and "macro-F1, a tuned threshold per label" in titles
+    assert not any("_" in t for t in titles)
