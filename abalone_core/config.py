@@ -530,29 +530,34 @@ def yaml_syntax_error(path, err) -> ValueError:
     return ValueError(f"{path}{where}: YAML syntax error ({problem}); fix that line")
 
 
+def resolve_data_paths(params: dict, base: Path) -> dict:
+    """``params`` with the relative local paths of ``dataset_kwargs`` (:data:`PATH_KEYS`:
+    ``path``, a file or ``{split: file}``, ``data_dir``, ...) made absolute from ``base``: the
+    folder of the grid file or configuration file that names them."""
+    kwargs = params.get("dataset_kwargs")
+    if not isinstance(kwargs, dict):
+        return params
+
+    def absolute(value):
+        if isinstance(value, str) and value.strip() and not Path(value).expanduser().is_absolute():
+            return str((base / value).resolve())
+        return value
+
+    out = dict(kwargs)
+    for key in PATH_KEYS:
+        if isinstance(out.get(key), dict):
+            out[key] = {split: absolute(v) for split, v in out[key].items()}
+        elif key in out:
+            out[key] = absolute(out[key])
+    return {**params, "dataset_kwargs": out}
+
+
 def read_config_file(path: str | Path) -> dict:
     """:func:`read_settings` of a configuration file, with the relative local paths of its
     ``dataset_kwargs`` (:data:`PATH_KEYS`: ``path``, a file or ``{split: file}``, ``data_dir``, ...)
     made absolute from the file's folder, as in a grid file: the file means the same data from
     any working folder."""
-    settings = read_settings(path)
-    kwargs = settings.get("dataset_kwargs")
-    if not isinstance(kwargs, dict):
-        return settings
-    base = Path(path).resolve().parent
-
-    def absolute(value):
-        if isinstance(value, str) and value.strip() and not Path(value).expanduser().is_absolute():
-            return str(base / value)
-        return value
-
-    kwargs = dict(kwargs)
-    for key in PATH_KEYS:
-        if isinstance(kwargs.get(key), dict):
-            kwargs[key] = {split: absolute(v) for split, v in kwargs[key].items()}
-        elif key in kwargs:
-            kwargs[key] = absolute(kwargs[key])
-    return {**settings, "dataset_kwargs": kwargs}
+    return resolve_data_paths(read_settings(path), Path(path).resolve().parent)
 
 
 def parse_overrides(pairs: list[str], base: dict | None = None, loader: bool = False) -> dict[str, Any]:
@@ -634,4 +639,4 @@ def _override_value(pair: str, path: list[str], text: str, loader: bool):
 
 __all__ = ["Config", "ConfigError", "RESUMABLE_CHANGES", "OBJECTIVES", "CONTRASTIVE", "SUPERVISED", "FROZEN", "TFIDF", "TFIDF_CUT", "TFIDF_OBJECTIVES",
            "PATH_KEYS",
-           "STRING_ARGUMENTS", "parse_overrides", "read_config_file", "read_settings"]
+           "STRING_ARGUMENTS", "parse_overrides", "read_config_file", "read_settings", "resolve_data_paths"]

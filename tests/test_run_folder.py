@@ -1,5 +1,4 @@
 """The run folder's one owner: what a restore keeps (abalone_core.run_folder)."""
-import hashlib
 from pathlib import Path
 
 import pytest
@@ -11,12 +10,7 @@ from abalone_core.run_folder import read_history
 from abalone_core.runs import run
 
 
-def digest(state: dict) -> str:
-    h = hashlib.sha1()
-    for k in sorted(state):
-        h.update(k.encode())
-        h.update(state[k].detach().cpu().contiguous().numpy().tobytes())
-    return h.hexdigest()
+digest = train_module._state_digest  # the trainer's own digest of a state dict
 
 
 def test_a_restore_keeps_no_best_candidate_from_the_dropped_stretch(tiny_config, monkeypatch):

@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING
 from .check import check_runs
 from .executors import ExecutorSpec
 from .runner import import_export, run_sweep
+from ..config import resolve_data_paths
 from .store import DEPENDS_ON, as_seen, read_rows
 from .tables import aggregate
 
@@ -54,30 +55,6 @@ def run_id(cell: dict) -> str:
 def digest(params: dict) -> str:
     """Short hex digest of recorded parameters (JSON with sorted keys), as a dependent run records it."""
     return hashlib.sha256(json.dumps(params, sort_keys=True).encode()).hexdigest()[:16]
-
-
-def resolve_data_paths(params: dict, base: Path) -> dict:
-    """``params`` with the relative local paths of ``dataset_kwargs`` (the keys of
-    :data:`abalone_core.config.PATH_KEYS`: ``path``, a file or ``{split: file}``, ``data_dir``,
-    ...) made absolute from ``base`` (the grid file's folder)."""
-    from ..config import PATH_KEYS
-
-    kwargs = params.get("dataset_kwargs")
-    if not isinstance(kwargs, dict):
-        return params
-
-    def absolute(value):
-        if isinstance(value, str) and value and not Path(value).expanduser().is_absolute():
-            return str((base / value).resolve())
-        return value
-
-    out = dict(kwargs)
-    for key in PATH_KEYS:
-        if isinstance(out.get(key), dict):
-            out[key] = {split: absolute(v) for split, v in out[key].items()}
-        elif key in out:
-            out[key] = absolute(out[key])
-    return {**params, "dataset_kwargs": out}
 
 
 def cell_parameters(parameters: dict, parameters_by: dict, cell: dict) -> dict:
