@@ -1,11 +1,15 @@
 """The encoder of a run: its backbone checked before any download (:func:`check_backbone`),
 built with its tokenizer (:func:`build_encoder`), the frozen bottom's states cached
 (:func:`cache_frozen_layers`), and the weights a finished run saved read back
-(:func:`load_weights`, :func:`load_run_encoder`). Used by :mod:`abalone_core.train`,
-:mod:`abalone_core.runs`, the command line and the chapters that embed documents.
+(:func:`load_weights`, :func:`load_run_encoder`), and the trained part of a run with one
+trained layer shipped as a small file (:func:`export_trained`, :func:`load_exported`).
+Used by :mod:`abalone_core.train`, :mod:`abalone_core.runs`, the command line and the
+chapters that embed documents (chapter 7 loads the shipped encoders).
 """
 from __future__ import annotations
 
+import hashlib
+import json
 import os
 import re
 from pathlib import Path
@@ -181,5 +185,91 @@ def load_run_encoder(run_dir):
     return encoder.eval(), tokenizer, cfg
 
 
+def frozen_digest(encoder: TextEncoder) -> str:
+    """sha256 (first 16 hex digits) of the weights an encoder does not train: the backbone a
+    shipped trained part must be put back on top of."""
+    h = hashlib.sha256()
+    for name, p in encoder.named_parameters():
+        if not p.requires_grad:
+            h.update(name.encode())
+            h.update(p.detach().to("cpu", torch.float32).contiguous().numpy().tobytes())
+    return h.hexdigest()[:16]
+
+
+def export_trained(run_dir, path, record: dict | None = None, dtype: torch.dtype = torch.float16) -> dict:
+    """Write the trained part of a finished run with ``train_layers`` set (its top layers, the
+    pooling and the projection head: a few MB for one MiniLM layer) to ``path`` in ``dtype``,
+    and its provenance to ``path`` with the suffix ``.json``; returns the provenance.
+
+    The provenance holds the run's configuration (enough to rebuild the encoder), its
+    selected candidate, steps and convergence, the digest of the frozen backbone it sits on
+    (:func:`frozen_digest`), the sha256 of the weights file, and ``record`` (e.g. the grid's
+    row of the run: git revision, finish time) when given.
+    """
+    from .atomic import write_text
+
+    encoder, _, cfg = load_run_encoder(run_dir)
+    if cfg.train_layers is None:
+        raise ValueError(f"{run_dir} trains the whole encoder (train_layers unset): its weights are the whole "
+                         "backbone, not a small trained part; export a run with train_layers set")
+    part = {k: p.detach().to(dtype).clone() for k, p in encoder.named_parameters() if p.requires_grad}
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp")
+    torch.save(part, tmp)
+    os.replace(tmp, path)
+    metrics = read_metrics(run_dir)
+    provenance = {
+        "run": Path(run_dir).name,
+        "objective": cfg.objective, "dataset": cfg.dataset, "seed": cfg.seed, "train_layers": cfg.train_layers,
+        "selected_candidate": metrics.get("selected_candidate"), "steps": metrics.get("steps"),
+        "converged": metrics.get("converged"), "dtype": str(dtype).replace("torch.", ""),
+        "parameters": int(sum(t.numel() for t in part.values())),
+        "frozen_digest": frozen_digest(encoder),
+        "sha256": hashlib.sha256(path.read_bytes()).hexdigest(),
+        "config": cfg.to_dict(),
+        "record": record or {},
+    }
+    write_text(path.with_suffix(".json"), json.dumps(provenance, indent=2, sort_keys=True, default=str) + "\n")
+    return provenance
+
+
+def load_exported(path):
+    """Rebuild an encoder from a file of :func:`export_trained` (and its ``.json``): the
+    pre-trained backbone of the recorded configuration with the shipped part on top, in
+    float32, projection head discarded as in :func:`load_run_encoder`. A file whose sha256
+    or whose backbone's frozen weights differ from the provenance is refused.
+
+    Returns:
+        (encoder, tokenizer, config, provenance)
+    """
+    path = Path(path)
+    meta_path = path.with_suffix(".json")
+    if not path.is_file() or not meta_path.is_file():
+        raise FileNotFoundError(f"a shipped encoder needs {path.name} and {meta_path.name} in {path.parent}; "
+                                "write them with scripts/export_encoders.py")
+    meta = json.loads(meta_path.read_text())
+    digest = hashlib.sha256(path.read_bytes()).hexdigest()
+    if digest != meta.get("sha256"):
+        raise RunFolderError(f"{path} does not match the sha256 in {meta_path.name} (a changed or damaged file); "
+                             "export it again with scripts/export_encoders.py")
+    cfg = Config.from_dict(meta["config"], source=str(meta_path))
+    encoder, tokenizer = build_encoder(cfg)
+    if frozen_digest(encoder) != meta.get("frozen_digest"):
+        raise ValueError(f"{path.name} was trained on top of another {cfg.backbone!r} backbone than the one "
+                         "installed here (the frozen weights differ); install the same backbone or train the "
+                         "run again")
+    part = load_weights(path, "shipped encoder", weights_only=True)
+    trained = {k for k, p in encoder.named_parameters() if p.requires_grad}
+    if set(part) != trained:
+        raise RunFolderError(f"{path} holds other parameters than the trained part of its configuration "
+                             f"({len(set(part) ^ trained)} differ); export it again")
+    state = encoder.state_dict()
+    state.update({k: v.to(state[k].dtype) for k, v in part.items()})
+    encoder.load_state_dict(state)
+    return encoder.eval(), tokenizer, cfg, meta
+
+
 __all__ = ["check_backbone", "max_positions", "build_encoder", "cache_frozen_layers", "load_weights",
-           "load_encoder_state", "load_run_encoder"]
+           "load_encoder_state", "load_run_encoder",
+           "frozen_digest", "export_trained", "load_exported"]

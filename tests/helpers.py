@@ -45,9 +45,9 @@ def tiny_encoder(dim: int = 8, pooling: str = "cls", train_layers: int | None = 
     return TextEncoder(tiny_bert(**bert), pooling=pooling, dim=dim, train_layers=train_layers)
 
 
-def save_tiny_backbone(folder: Path, hidden_size: int = 32, layers: int = 2) -> str:
+def save_tiny_backbone(folder: Path, hidden_size: int = 32, layers: int = 2, seed: int = 0) -> str:
     """A tiny BERT with a vocabulary of :data:`WORDS` and its tokenizer saved to ``folder``
-    (what ``Config.backbone`` takes); dropout as in BERT's defaults."""
+    (what ``Config.backbone`` takes); dropout as in BERT's defaults; ``seed`` draws its weights."""
     import torch
     from transformers import BertConfig, BertModel, BertTokenizerFast
 
@@ -57,7 +57,7 @@ def save_tiny_backbone(folder: Path, hidden_size: int = 32, layers: int = 2) -> 
     BertTokenizerFast(vocab_file=str(folder / "vocab.txt")).save_pretrained(folder)
     cfg = BertConfig(vocab_size=len(vocab), hidden_size=hidden_size, num_hidden_layers=layers, num_attention_heads=2,
                      intermediate_size=2 * hidden_size, max_position_embeddings=64)
-    torch.manual_seed(0)
+    torch.manual_seed(seed)
     BertModel(cfg).save_pretrained(folder)
     return str(folder)
 
