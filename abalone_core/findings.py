@@ -61,18 +61,18 @@ def _number(value: float, metric: str, signed: bool = True) -> str:
     return f"{value:+.2f}" if signed else f"{value:.2f}"
 
 
-def cell(values) -> str:
-    """Mean ± 95 % half-width (n) of one row's seeds; the mean alone when the values do not
-    vary (one seed, or a deterministic row) or are missing."""
+def cell(values, digits: int = 2) -> str:
+    """Mean ± 95 % half-width (n) of one row's seeds, ``digits`` decimals; the mean alone when
+    the values do not vary (one seed, or a deterministic row) or are missing."""
     from .claims import t_interval
 
     v = np.asarray([x for x in values if x is not None and not (isinstance(x, float) and math.isnan(x))], float)
     if v.size == 0:
         return ""
     if v.size == 1 or np.ptp(v) == 0:
-        return f"{v.mean():.2f} ({v.size})"
+        return f"{v.mean():.{digits}f} ({v.size})"
     low, high = t_interval(v)
-    return f"{v.mean():.2f} ± {(high - low) / 2:.2f} ({v.size})"
+    return f"{v.mean():.{digits}f} ± {(high - low) / 2:.{digits}f} ({v.size})"
 
 
 def depth_table(runs: pd.DataFrame, dataset: str, metrics=("macro_f1", "macro_f1_label_tuned", "micro_f1", "map"),
@@ -103,7 +103,8 @@ def depth_table(runs: pd.DataFrame, dataset: str, metrics=("macro_f1", "macro_f1
                 continue
             name = row_name(o)
             for m in metrics:
-                table.setdefault((layers_label(k), F1_RULES.get(m, m)), {})[name] = cell(r[m])
+                table.setdefault((layers_label(k), F1_RULES.get(m, m)), {})[name] = cell(
+                    r[m], 3 if m in UNITS else 2)
             steps = r["steps"].dropna() if "steps" in r else pd.Series(dtype=float)
             table.setdefault((layers_label(k), "steps"), {})[name] = (
                 f"{int(round(steps.mean()))}" if len(steps) and steps.mean() > 0 else "")
@@ -229,26 +230,34 @@ VERDICT_WORDS = {"holds": "Holds", "fails": "Fails", "inconclusive": "Open", "no
                  "not run": "Not run yet"}
 
 
-def finding_paragraph(claims: pd.DataFrame, dataset: str, layers) -> str:
+def finding_paragraph(claims: pd.DataFrame, dataset: str, layers, metrics=None) -> str:
     """The verdicts of one dataset and depth as a Markdown paragraph: which claims hold, fail
     or stay open, each with its difference, 95 % interval and seeds; beside an open verdict
     the smallest difference those seeds could resolve; the correction used.
 
     Args:
         claims: rows of :func:`depth_claims` (or :func:`check_claims` with ``group=["train_layers"]``).
+        metrics: only the claims on these metrics (chapter 7: silhouette and Davies-Bouldin);
+            the correction sentence still counts every claim judged with them.
     """
     rows = claims[(claims["dataset"] == dataset) & (claims["train_layers"].astype(str) == str(layers))]
     if rows.empty:
         raise ValueError(f"no claim was judged for {dataset} at train_layers={layers}")
+    shown = rows if metrics is None else rows[rows["metric"].isin(list(metrics))]
+    if shown.empty:
+        raise ValueError(f"no claim on {list(metrics)} was judged for {dataset} at train_layers={layers}")
     parts = []
     for verdict, word in VERDICT_WORDS.items():
-        chosen = rows[rows["verdict"] == verdict]
+        chosen = shown[shown["verdict"] == verdict]
         if chosen.empty:
             continue
         phrases = [f"*{r['claim']}*" if verdict == "not run" else _claim_phrase(r) for _, r in chosen.iterrows()]
         parts.append(f"{word}: " + "; ".join(phrases) + ".")
     m = int(rows["p_value"].notna().sum()) if "p_value" in rows else 0
-    if m > 1:
+    if m > 1 and metrics is not None:
+        correction = (f"Verdicts are corrected for the {m} comparisons judged on these runs (Holm), the "
+                      "classification claims of chapter 8 included.")
+    elif m > 1:
         correction = f"Verdicts are corrected for {m} comparisons (Holm)."
     elif m == 1:
         correction = "One claim had the seeds to be judged: no correction needed."

@@ -142,3 +142,21 @@ def test_one_paired_seed_gives_the_difference_without_an_interval():
     text = findings.finding_paragraph(findings.depth_claims(one_seed), "d", "all")
     assert "+2.00 points on 1 paired seed; an interval needs two, a verdict three" in text
     assert "n/a" not in text and set(findings.paragraph_verdicts(text).values()) == {"inconclusive"}
+
+
+def test_the_geometry_paragraph_states_only_the_clustering_claims_with_the_full_correction():
+    claims = findings.depth_claims(records())
+    geometry = ("silhouette", "davies_bouldin")
+    text = findings.finding_paragraph(claims, "d", "all", metrics=geometry)
+    stated = findings.paragraph_verdicts(text)
+    expected = claims[claims["metric"].isin(geometry)].set_index("claim")["verdict"].to_dict()
+    assert stated == expected and len(stated) == 2
+    # known answer: L_MSC's silhouette is 0.02 + 0.002 s above L_Base's, its Davies-Bouldin lower
+    assert stated["L_MSC clusters better than L_Base (silhouette)"] == "holds"
+    assert "+0.024" in text  # the mean silhouette gain, three decimals and no unit
+    judged = int(claims["p_value"].notna().sum())
+    assert f"corrected for the {judged} comparisons" in text and judged > 2
+    table = findings.depth_table(records(), "d", metrics=geometry, rows=("base", "msc"))
+    assert table.loc["L_Base", ("whole encoder", "silhouette")] == "0.120 ± 0.020 (5)"
+    with pytest.raises(ValueError, match="no claim on"):
+        findings.finding_paragraph(claims, "d", "all", metrics=("hamming",))
