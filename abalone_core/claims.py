@@ -139,6 +139,16 @@ def t_interval(differences, confidence: float = 0.95) -> tuple[float, float]:
     return float(d.mean() - half), float(d.mean() + half)
 
 
+def interval_text(mean: float, half_width: float, n: int, std: float = 0.0, digits: int = 2) -> str:
+    """``"mean ± half-width (n)"``, or ``"mean (n)"`` for one value or values that do not vary
+    (``std`` about zero: TF-IDF, L_MLM), never ``"± 0.00"``. The one cell format of the
+    book's tables (:func:`abalone_core.findings.cell`, :func:`abalone_core.sweep.aggregate`)."""
+    alone = n < 2 or not np.isfinite(half_width) or abs(std) <= 1e-9 * max(1.0, abs(mean))
+    if alone:
+        return f"{mean:.{digits}f} ({n})"
+    return f"{mean:.{digits}f} ± {half_width:.{digits}f} ({n})"
+
+
 def _reject_duplicates(runs: pd.DataFrame, keys: list[str], pair: str, metrics: set) -> None:
     dup = runs.duplicated(keys + ["objective", pair], keep=False)
     if not dup.any():
@@ -294,4 +304,5 @@ def _holm_verdicts(rows: list[dict], alpha: float) -> None:
                            f"correction over {int(np.sum(~np.isnan(adjusted)))} claims (adjusted p = {p:.2g})")
 
 
-__all__ = ["Claim", "CLAIMS", "VERDICTS", "MIN_SEEDS", "check_claims", "holm", "seeds_for_half_width", "t_interval"]
+__all__ = ["Claim", "CLAIMS", "VERDICTS", "MIN_SEEDS", "check_claims", "holm", "seeds_for_half_width", "t_interval",
+           "interval_text"]

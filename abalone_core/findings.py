@@ -63,16 +63,16 @@ def _number(value: float, metric: str, signed: bool = True) -> str:
 
 def cell(values, digits: int = 2) -> str:
     """Mean ± 95 % half-width (n) of one row's seeds, ``digits`` decimals; the mean alone when
-    the values do not vary (one seed, or a deterministic row) or are missing."""
-    from .claims import t_interval
+    the values do not vary (one seed, or a deterministic row); empty when all are missing
+    (:func:`abalone_core.claims.interval_text`)."""
+    from .claims import interval_text, t_interval
 
     v = np.asarray([x for x in values if x is not None and not (isinstance(x, float) and math.isnan(x))], float)
     if v.size == 0:
         return ""
-    if v.size == 1 or np.ptp(v) == 0:
-        return f"{v.mean():.{digits}f} ({v.size})"
     low, high = t_interval(v)
-    return f"{v.mean():.{digits}f} ± {(high - low) / 2:.{digits}f} ({v.size})"
+    return interval_text(float(v.mean()), (high - low) / 2, int(v.size), float(v.std(ddof=1)) if v.size > 1 else 0.0,
+                         digits)
 
 
 def depth_table(runs: pd.DataFrame, dataset: str, metrics=("macro_f1", "macro_f1_label_tuned", "micro_f1", "map"),

@@ -129,7 +129,7 @@ def aggregate(source, rows="objective", columns=("dataset",), metrics=("micro_f1
     import numpy as np
     import pandas as pd
 
-    from ..claims import t_interval
+    from ..claims import interval_text, t_interval
 
     if stat not in ("text", "interval", "mean", "std", "half_width", "count"):
         raise ValueError(f"stat must be text, interval, mean, std, half_width or count, got {stat!r}")
@@ -184,7 +184,7 @@ def aggregate(source, rows="objective", columns=("dataset",), metrics=("micro_f1
         if stat == "text":
             return f"{mean:.{digits}f}" if alone else f"{mean:.{digits}f} ± {std:.{digits}f}"
         if stat == "interval":
-            return f"{mean:.{digits}f} ({n})" if alone else f"{mean:.{digits}f} ± {half:.{digits}f} ({n})"
+            return interval_text(mean, half, int(n), std, digits)
         return {"mean": mean, "std": std, "half_width": half, "count": n}[stat]
 
     with_paper = paper != "none" and row_keys == ["objective"] and col_keys == ["dataset"]
