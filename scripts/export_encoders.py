@@ -6,7 +6,8 @@ under ``<export>/encoders/``. Chapter 7 draws its maps from them
     python scripts/export_encoders.py sweeps/encoder_depth.yaml \
         --where dataset=disaster seed=0 train_layers=1 --objectives base msc bce
 
-The runs are read from the grid's output folder (``<output_dir>/runs/<run id>``); each must be
+The runs are read from the grid's output folder (``<output_dir>/runs/<run id>``, or
+``--output-dir`` when the grid ran from another clone); each must be
 finished and converged, and its row in the export's runs.jsonl (git revision, finish time,
 hardware) is copied into the provenance.
 """
@@ -32,8 +33,12 @@ def main(argv=None) -> int:
     ap.add_argument("--where", nargs="+", default=[], metavar="KEY=VALUE",
                     help="the cell's other parameters, e.g. dataset=disaster seed=0 train_layers=1")
     ap.add_argument("--objectives", nargs="+", required=True)
+    ap.add_argument("--output-dir", type=Path,
+                    help="the grid's output folder when it ran elsewhere (another clone); default: the grid file's")
     args = ap.parse_args(argv)
     sweep = Sweep.from_file(args.grid)
+    if args.output_dir is not None:
+        sweep.output_dir = args.output_dir.resolve()
     if sweep.export is None:
         print(f"error: {args.grid} has no export: folder to ship the encoders in", file=sys.stderr)
         return 2
