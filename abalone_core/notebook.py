@@ -541,14 +541,85 @@ def run_embeddings(run_dir, split: str = "test", batch_size: int = 64) -> dict:
         dict with ``x`` (N, hidden) float32 embeddings, ``y`` (N, L) 0/1 labels, ``texts``
         (N,), ``label_names`` (L,) and ``train_counts`` (L,) of the run's data.
     """
-    from .evaluate import embed
+    encoder, tokenizer, cfg = run_encoder(run_dir)
+    return _embeddings(encoder, tokenizer, cfg, split, batch_size)
+
+
+def shipped_encoders(grid: str = "encoder_depth", dataset: str = "disaster", results=None) -> dict:
+    """The encoders of a grid shipped under ``results/<grid>/encoders/`` for one dataset
+    (chapter 7; written by ``scripts/export_encoders.py``).
+
+    Returns:
+        ``{objective: path of the .pt file}``, empty when none is shipped.
+    """
+    import json
+
+    folder = results_dir(results) / grid / "encoders"
+    found = {}
+    for path in sorted(folder.glob("*.pt")):
+        meta = path.with_suffix(".json")
+        if meta.is_file() and json.loads(meta.read_text()).get("dataset") == dataset:
+            found[json.loads(meta.read_text())["objective"]] = path
+    return found
+
+
+def shipped_embeddings(files, split: str = "test", pretrained: str | None = "frozen", batch_size: int = 64) -> dict:
+    """Representations of one split with encoders shipped in ``results/`` (chapter 7; see
+    :func:`abalone_core.encoders.load_exported`), and, under the key ``pretrained``, with the
+    pre-trained backbone they were trained from (L_MLM on the same documents). The data is
+    read and the frozen bottom's states computed once for all of them.
+
+    Args:
+        files: ``{name: path of a shipped .pt file}`` (:func:`shipped_encoders`), all trained on
+            the same data and backbone.
+    Returns:
+        ``{name: dict}``, each dict as :func:`run_embeddings` gives it plus ``provenance``
+        (the shipped file's record; for ``pretrained``, the record of the first file).
+    """
     from .devices import resolve_device
-    from .encoders import cache_frozen_layers
+    from .encoders import build_encoder, cache_frozen_layers, load_exported
+    from .evaluate import embed
     from .run_data import prepare_data
 
-    encoder, tokenizer, cfg = run_encoder(run_dir)
+    loaded = {name: load_exported(path) for name, path in files.items()}
+    if not loaded:
+        raise ValueError("no shipped encoder given")
+    shared = ("dataset", "dataset_kwargs", "subset", "max_length", "backbone", "train_layers")
+    first_name, (_, tokenizer, cfg, first_meta) = next(iter(loaded.items()))
+    for name, (_, _, other, _) in loaded.items():
+        differ = [k for k in shared if getattr(other, k) != getattr(cfg, k)]
+        if differ:
+            raise ValueError(f"shipped encoders {first_name!r} and {name!r} differ in {differ}: embed them apart")
+    if pretrained:
+        loaded = {pretrained: (build_encoder(cfg)[0].eval(), tokenizer, cfg, first_meta), **loaded}
+    data = prepare_data(cfg, tokenizer)
+    data.ids = {split: data.ids[split]}
+    device = resolve_device(cfg.device)
+    ids = data.ids
+    out = {}
+    for name, (encoder, _, _, meta) in loaded.items():
+        data.ids = ids
+        cache_frozen_layers(cfg, encoder, tokenizer, data, device, progress=False)  # cached after the first
+        x = embed(encoder.to(device), data.ids[split], data.pad_token_id, batch_size=batch_size, device=device,
+                  progress=False)
+        out[name] = {"x": x, "y": data.labels[split].astype(np.int64),
+                     "texts": list(data.dataset.split(split).texts), "label_names": list(data.dataset.label_names),
+                     "train_counts": data.train_counts.astype(np.int64), "provenance": meta}
+    return out
+
+
+def _embeddings(encoder, tokenizer, cfg, split: str, batch_size: int) -> dict:
+    """Representations of one split (the other splits are not embedded); with ``train_layers``
+    set, through the frozen bottom's cached states (:mod:`abalone_core.layer_cache`), as in
+    training."""
+    from .devices import resolve_device
+    from .encoders import cache_frozen_layers
+    from .evaluate import embed
+    from .run_data import prepare_data
+
     data = prepare_data(cfg, tokenizer)
     device = resolve_device(cfg.device)
+    data.ids = {split: data.ids[split]}
     cache_frozen_layers(cfg, encoder, tokenizer, data, device, progress=False)
     x = embed(encoder.to(device), data.ids[split], data.pad_token_id, batch_size=batch_size, device=device,
               progress=False)
@@ -638,4 +709,5 @@ def collect_results(*roots) -> pd.DataFrame:
 __all__ = ["PROFILES", "RENDERER", "row_name", "row_order", "paper_table", "in_colab",
            "register_renderer", "setup", "profile_overrides", "repo_root", "runs_dir", "results_dir", "config_for",
            "grid_settings", "Chapter", "chapter", "saved_config", "run_or_load", "history", "checkpoints",
-           "scores_table", "planned_steps", "step_seconds", "time_estimate", "device_timing", "run_encoder", "run_embeddings", "collect_results"]
+           "scores_table", "planned_steps", "step_seconds", "time_estimate", "device_timing", "run_encoder", "run_embeddings",
+           "shipped_encoders", "shipped_embeddings", "collect_results"]

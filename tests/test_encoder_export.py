@@ -63,3 +63,23 @@ def test_a_whole_encoder_run_is_not_exported(tiny_config, tmp_path):
     with pytest.raises(ValueError, match="trains the whole encoder"):
         export_trained(cfg.output_dir, tmp_path / "base.pt")
     assert not (tmp_path / "base.pt").exists()
+
+
+def test_the_chapter_finds_the_shipped_encoders_and_embeds_them_with_the_pretrained_backbone(one_layer_run, tmp_path):
+    from abalone_core import notebook as nb
+
+    results = tmp_path / "results"
+    export_trained(one_layer_run.output_dir, results / "grid" / "encoders" / "msc.pt")
+    files = nb.shipped_encoders("grid", dataset=one_layer_run.dataset, results=results)
+    assert list(files) == ["msc"] and nb.shipped_encoders("grid", dataset="other", results=results) == {}
+    emb = nb.shipped_embeddings(files, split="test", pretrained="frozen")
+    assert list(emb) == ["frozen", "msc"] and emb["msc"]["provenance"]["objective"] == "msc"
+    original, tokenizer, cfg = load_run_encoder(one_layer_run.output_dir)
+    data = prepare_data(cfg, tokenizer)
+    trained = embed(original, data.ids["test"], data.pad_token_id, progress=False)
+    untrained = embed(build_encoder(cfg)[0].eval(), data.ids["test"], data.pad_token_id, progress=False)
+    scale = np.abs(trained).max()
+    assert np.abs(emb["msc"]["x"] - trained).max() < 2e-2 * scale       # float16 weights and cached states
+    assert np.abs(emb["frozen"]["x"] - untrained).max() < 2e-2 * scale
+    assert np.abs(emb["frozen"]["x"] - emb["msc"]["x"]).max() > 1e-1 * scale
+    assert (emb["msc"]["y"] == data.labels["test"]).all()
