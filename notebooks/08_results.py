@@ -295,7 +295,7 @@ if len(left_out):
 # same data order and initial head for the same seed).
 
 # %% tags=["hide-input"]
-GRIDS = ("cpu_converged", "gpu_grid", "sweep_cpu")  # the evidence first
+GRIDS = ("cpu_converged", "gpu_grid", "sweep_cpu")  # the grids before the comparison grids, each on its own
 paths = {name: committed / name / "runs.jsonl" for name in GRIDS if (committed / name / "runs.jsonl").is_file()}
 rank = {objective: i for i, objective in enumerate(paper.NAMES)}  # the paper's row order
 runs = {name: sw.records_table(path).sort_values(
