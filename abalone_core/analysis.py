@@ -19,7 +19,7 @@ from sklearn.metrics import davies_bouldin_score, silhouette_score
 
 from .embeddings import embedding_matrix, unit_rows
 from .labels import label_matrix
-from .losses import label_overlap, msc_counts
+from .method.losses import label_overlap, msc_counts
 from .metrics import group_order, label_groups
 from .per_label import label_frame
 
@@ -353,7 +353,7 @@ def gradient_mass(z, labels, loss_fn, groups=None, names=None, **kw) -> pd.DataF
         z: (N, D) embeddings (numpy or torch; a copy is used).
         labels: (N, L) 0/1 labels.
         loss_fn: callable returning a scalar tensor, e.g.
-            ``abalone_core.losses.base_loss`` or ``msc_loss``.
+            ``abalone_core.method.losses.base_loss`` or ``msc_loss``.
         groups, names: optional (L,) label groups / names added as columns.
         **kw: keyword arguments for ``loss_fn`` (temperature, beta, ...).
     Returns:

@@ -96,7 +96,7 @@ def balance_grid(z, labels, groups, prototypes, queue_z=None, queue_y=None, beta
     import torch
 
     from . import analysis
-    from .losses import base_loss, msc_loss
+    from .method.losses import base_loss, msc_loss
 
     y = np.asarray(labels).astype(np.int64)
     g = np.asarray(groups).astype(str)

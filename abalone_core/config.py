@@ -24,10 +24,10 @@ from pathlib import Path
 from typing import Any
 
 from .layer_cache import DTYPES
-from . import objectives
-from .model import POOLINGS
+from .method import objectives
+from .method.model import POOLINGS
 
-# The objectives by kind, from their one table (abalone_core.objectives), as the table stands on import.
+# The objectives by kind, from their one table (abalone_core.method.objectives), as the table stands on import.
 SUPERVISED = objectives.names("classifier")  # bce, focal, asymmetric, db
 CONTRASTIVE = objectives.names("contrastive")  # base, bqueue, bqproto, msc; mulsupcon
 FROZEN = "frozen"  # no training: linear evaluation of the pre-trained backbone (L_MLM row)
@@ -286,7 +286,7 @@ class Config:
 
     @property
     def spec(self) -> "objectives.Objective":
-        """What the objective is (:mod:`abalone_core.objectives`): its kind, loss, queue, prototypes."""
+        """What the objective is (:mod:`abalone_core.method.objectives`): its kind, loss, queue, prototypes."""
         return objectives.get(self.objective)
 
     @property

@@ -17,7 +17,7 @@ The selection metrics and tolerances are the same for both rules:
 
 * contrastive rows select on the validation loss: converged when the best loss of the last
   quarter is less than 1 % below the best loss before it. The loss judged is the one on
-  in-batch keys (``val_loss_in_batch``, :meth:`abalone_core.model.ContrastiveModel.validation_losses`):
+  in-batch keys (``val_loss_in_batch``, :meth:`abalone_core.method.model.ContrastiveModel.validation_losses`):
   the training loss also contrasts with the queue, whose keys come from the momentum
   encoder and keep moving for about ``1 / (1 - momentum)`` steps after the encoder stops,
   so it can fall in the last quarter while nothing is learnt. Records written before that

@@ -95,7 +95,7 @@ def resolve_precision(config: Config, device: torch.device) -> str:
     ``auto`` is bfloat16 on a GPU that supports it and on a CPU with AMX or AVX512-BF16
     (:func:`cpu_supports_bf16`), float16 with a gradient scaler on older GPUs, and float32
     everywhere else. The losses compute in float32 whatever the autocast
-    (:mod:`abalone_core.losses`)."""
+    (:mod:`abalone_core.method.losses`)."""
     mode = config.mixed_precision
     if mode != "auto":
         return mode

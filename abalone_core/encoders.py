@@ -13,9 +13,9 @@ from pathlib import Path
 import torch
 
 from .config import Config
-from .objectives import TABLE, names
+from .method.objectives import TABLE, names
 from .errors import RunFolderError
-from .model import MINILM, TextEncoder, load_backbone
+from .method.model import MINILM, TextEncoder, load_backbone
 from .run_data import Data
 from .run_folder import BEST_MODEL, CONFIG, METRICS, read_metrics
 

@@ -25,7 +25,7 @@ def embed(encoder, ids, pad_token_id: int, batch_size: int = 64, device="cpu", p
     """Document representations with the projection head discarded.
 
     Args:
-        encoder: a :class:`~abalone_core.model.TextEncoder`.
+        encoder: a :class:`~abalone_core.method.model.TextEncoder`.
         ids: N token-id lists (from :func:`abalone_core.batching.tokenize`).
     Returns:
         (N, hidden) float32 array, in the order of ``ids`` (batches are sorted by length
@@ -43,7 +43,7 @@ def embed(encoder, ids, pad_token_id: int, batch_size: int = 64, device="cpu", p
 
 @torch.no_grad()
 def predict_proba(model, ids, pad_token_id: int, batch_size: int = 64, device="cpu", progress: bool = True) -> np.ndarray:
-    """(N, L) sigmoid probabilities of a :class:`~abalone_core.model.TextClassifier`, in input order."""
+    """(N, L) sigmoid probabilities of a :class:`~abalone_core.method.model.TextClassifier`, in input order."""
     model.eval()
     out = None
     for batch in _batches(ids, None, batch_size, pad_token_id, "predict", progress):

@@ -1,7 +1,7 @@
 """Hidden states of a frozen bottom, computed once per document and cached on disk.
 
 With ``Config.train_layers = k`` only the top ``k`` transformer layers of the encoder
-train (:class:`abalone_core.model.TextEncoder`); the embeddings and the layers below never
+train (:class:`abalone_core.method.model.TextEncoder`); the embeddings and the layers below never
 change, so their output for a document is the same at every step. :func:`frozen_states`
 computes it once, stores it under the data cache (``$ABALONE_DATA_DIR/states``), and
 training, validation, the momentum key encoder and the linear probe's embeddings all run
@@ -34,7 +34,7 @@ def cache_key(encoder, ids, tag: str, dtype: str) -> str:
     """Hex digest naming the states of ``ids`` under ``encoder``'s frozen bottom.
 
     Args:
-        encoder: a :class:`~abalone_core.model.TextEncoder` with ``train_layers`` set.
+        encoder: a :class:`~abalone_core.method.model.TextEncoder` with ``train_layers`` set.
         ids: N token-id lists.
         tag: what else identifies the inputs (backbone name, tokenizer, max_length).
         dtype: storage dtype name.
@@ -82,7 +82,7 @@ def frozen_states(encoder, ids, tag: str, dtype: str = "float16", batch_size: in
     """:func:`compute_states`, read from or written to the on-disk cache.
 
     Args:
-        encoder: a :class:`~abalone_core.model.TextEncoder` with ``train_layers`` set.
+        encoder: a :class:`~abalone_core.method.model.TextEncoder` with ``train_layers`` set.
         ids: N token-id lists.
         tag: backbone, tokenizer and max_length as one string (part of the cache key).
         dtype: ``float16`` (half the disk and memory) or ``float32`` (bit-exact with

@@ -30,7 +30,7 @@ import pandas as pd
 
 from . import paper
 from .config import Config, read_settings
-from .objectives import TABLE
+from .method.objectives import TABLE
 from .rows import result_row
 
 logger = logging.getLogger(__name__)

@@ -16,7 +16,7 @@ import json
 from pathlib import Path
 
 from .config import Config, ConfigError
-from .objectives import TABLE, names, row_kind
+from .method.objectives import TABLE, names, row_kind
 from .run_folder import CONFIG, METRICS
 
 

@@ -177,7 +177,7 @@ def cut_texts(texts, backbone: str, max_length: int) -> list[str]:
     (for MiniLM: lower-cased, accents stripped). Used by the ``tfidf-cut`` row."""
     from transformers import AutoTokenizer
 
-    from .model import resolve_backbone
+    from .method.model import resolve_backbone
 
     tokenizer = AutoTokenizer.from_pretrained(resolve_backbone(backbone))
     ids = tokenizer(list(texts), truncation=True, max_length=max_length)["input_ids"]

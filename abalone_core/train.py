@@ -38,8 +38,8 @@ from .devices import autocast_for, deterministic_mode, init_distributed, resolve
 from .encoders import build_encoder, cache_frozen_layers, load_encoder_state, load_weights
 from .errors import Interrupted, NonFiniteLoss, RunFolderError
 from .evaluate import embed, linear_evaluation, predict_proba, score, split_scores
-from .losses import NonFiniteError
-from .model import ContrastiveModel, TextClassifier
+from .method.losses import NonFiniteError
+from .method.model import ContrastiveModel, TextClassifier
 from .probe import ProbeConfig
 from .run_data import prepare_data
 from .run_folder import BEST_MODEL, CHECKPOINT, CONFIG, RunFolder, other_configuration
@@ -96,7 +96,7 @@ def make_scheduler(optimizer, config: Config, total_steps: int):
 
 
 def supervised_loss_fn(config: Config, class_counts=None, n_train: int | None = None):
-    """``fn(logits, y)`` of a classifier objective (:mod:`abalone_core.objectives`); ``db``
+    """``fn(logits, y)`` of a classifier objective (:mod:`abalone_core.method.objectives`); ``db``
     needs the training label counts (L,) and the number of training documents."""
     return config.spec.loss(config, class_counts, n_train)
 

@@ -5,7 +5,7 @@ three labels, a memory queue of two keys and one prototype per label, all of the
 vectors in the plane placed at multiples of 60 degrees, so that every cosine is 1, 1/2,
 -1/2 or -1. Every table below is computed with plain loops written from the formulas of
 the method page (one anchor, one key, one label at a time), not with
-:mod:`abalone_core.losses`; the chapter and ``tests/test_worked_example.py`` check that
+:mod:`abalone_core.method.losses`; the chapter and ``tests/test_worked_example.py`` check that
 the library gives the same numbers (:func:`library_terms`).
 
 Notation (as in the method page): anchors i are the batch documents; the instance keys
@@ -85,7 +85,7 @@ class WorkedExample:
         return self.batch + self.queue
 
     def arrays(self) -> dict:
-        """The example as float64 arrays for :mod:`abalone_core.losses`:
+        """The example as float64 arrays for :mod:`abalone_core.method.losses`:
         ``z`` (4, 2), ``y`` (4, 3), ``queue_z`` (K, 2), ``queue_y`` (K, 3), ``prototypes`` (3, 2)."""
         def xy(vs):
             return np.array([v.xy for v in vs], dtype=np.float64).reshape(len(vs), 2)
@@ -437,7 +437,7 @@ def totals(ex: WorkedExample) -> pd.DataFrame:
 
 
 def library_terms(ex: WorkedExample) -> pd.DataFrame:
-    """The same per-anchor terms from :mod:`abalone_core.losses` (used by chapter 0).
+    """The same per-anchor terms from :mod:`abalone_core.method.losses` (used by chapter 0).
 
     The library returns a mean, not per-anchor values. One anchor's term is the loss of
     a batch holding that anchor alone, with the other batch documents moved to the
@@ -452,7 +452,7 @@ def library_terms(ex: WorkedExample) -> pd.DataFrame:
     """
     import torch
 
-    from .losses import contrastive_loss, msc_loss
+    from .method.losses import contrastive_loss, msc_loss
 
     arr = {k: torch.tensor(v, dtype=torch.float64) for k, v in ex.arrays().items()}
     base_in = base_terms(ex)["in_loss"]

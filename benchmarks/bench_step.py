@@ -43,9 +43,9 @@ import torch
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from abalone_core.losses import bce_loss, msc_loss  # noqa: E402
-from abalone_core.memory import LabelQueue  # noqa: E402
-from abalone_core.model import ContrastiveModel, TextClassifier, TextEncoder, load_backbone  # noqa: E402
+from abalone_core.method.losses import bce_loss, msc_loss  # noqa: E402
+from abalone_core.method.memory import LabelQueue  # noqa: E402
+from abalone_core.method.model import ContrastiveModel, TextClassifier, TextEncoder, load_backbone  # noqa: E402
 
 
 def sync(device):

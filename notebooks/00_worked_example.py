@@ -29,7 +29,7 @@
 #   a memory queue and one prototype per label give it some;
 # - what the per-label iteration of L_MSC does to an anchor with two labels;
 # - what β does to the denominator, and in which case it would not change the gradients at all;
-# - how to check every number against `abalone_core.losses`, the implementation the other
+# - how to check every number against `abalone_core.method.losses`, the implementation the other
 #   chapters train with.
 #
 # The chapter ends with a figure computed on a real batch of disaster-response messages, with a
@@ -64,7 +64,8 @@ import plotly.graph_objects as go
 import torch
 from IPython.display import Markdown, display
 
-from abalone_core import balance, losses, plots
+from abalone_core import balance, plots
+from abalone_core.method import losses
 from abalone_core import notebook as nb
 from abalone_core import worked_example as we
 
@@ -302,11 +303,11 @@ we.gradient_table(ex, "msc").rename_axis("L_MSC: anchor \\ key")
 # checks this numerically.
 
 # %% [markdown]
-# ## The same numbers from `abalone_core.losses`
+# ## The same numbers from `abalone_core.method.losses`
 #
 # The tables above were computed with plain loops (`abalone_core.worked_example`), one anchor, one
 # key and one label at a time. The training code uses the vectorised losses of
-# `abalone_core.losses`. They return a mean over anchors, not the per-anchor terms; one anchor's
+# `abalone_core.method.losses`. They return a mean over anchors, not the per-anchor terms; one anchor's
 # term is the loss of a batch holding that anchor alone, with the other batch documents moved to
 # the queue (the anchor then sees the same keys with the same labels and weights). The last cell
 # checks all of it to $10^{-9}$.
@@ -541,5 +542,5 @@ display(Markdown(
 #   take a fixed part of the repulsion. A factor common to every key would cancel from the
 #   gradients; β acts because prototypes keep the weight 1, and how much it acts depends on how
 #   close the prototypes are to the documents.
-# - Every number here agrees with `abalone_core.losses` to $10^{-9}$, so the training chapters
+# - Every number here agrees with `abalone_core.method.losses` to $10^{-9}$, so the training chapters
 #   optimise exactly these quantities.

@@ -77,9 +77,10 @@ from abalone_core import notebook as nb
 
 env = nb.setup()  # first: quiet progress bars and warnings for the imports below
 
-from abalone_core import losses, plots
+from abalone_core.method import losses
+from abalone_core import plots
 from abalone_core.convergence import contrastive_metric, convergence
-from abalone_core.memory import LabelQueue, MomentumEncoder
+from abalone_core.method.memory import LabelQueue, MomentumEncoder
 from abalone_core.encoders import build_encoder
 from abalone_core.train import make_scheduler
 from abalone_core.run_data import load_run_dataset
@@ -104,7 +105,7 @@ pd.Series({k: str(getattr(configs["msc"], k)) for k in shown}, name="value").to_
 #
 # ## One step, in the order the library runs it
 #
-# `ContrastiveModel.forward` (in `abalone_core.model`) and `Trainer._step` (in
+# `ContrastiveModel.forward` (in `abalone_core.method.model`) and `Trainer._step` (in
 # `abalone_core.train`) implement one optimiser step. For a batch of $B$ documents with multi-hot
 # labels $Y \in \{0,1\}^{B \times L}$:
 #
@@ -209,7 +210,7 @@ for step in range(1, 4):
 #
 # The cell below computes the four losses on one batch of 32 real label rows of the demonstration
 # subset, with a queue of 128 further rows and random projections, exactly as the model would call
-# `abalone_core.losses.contrastive_loss` at initialisation.
+# `abalone_core.method.losses.contrastive_loss` at initialisation.
 
 # %%
 train_labels = torch.as_tensor(load_run_dataset(configs["msc"]).split("train").labels, dtype=torch.float32)
@@ -315,7 +316,7 @@ by_hand = msc_from_scratch(z, y, prototypes, queue_z, queue_y)
 library = losses.msc_loss(z, y, prototypes, temperature=0.1, beta=0.1, queue_z=queue_z, queue_y=queue_y)
 torch.testing.assert_close(by_hand, library, rtol=1e-5, atol=1e-5)
 print(f"L_MSC on one batch of {B} real label rows (queue {K}, {L} prototypes): from scratch {by_hand.item():.6f}, "
-      f"abalone_core.losses.msc_loss {library.item():.6f}")
+      f"abalone_core.method.losses.msc_loss {library.item():.6f}")
 
 # %% [markdown]
 # ## The learning-rate schedule

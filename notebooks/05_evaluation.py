@@ -66,7 +66,7 @@ import plotly.express as px
 from IPython.display import Markdown, display
 
 from abalone_core import notebook as nb
-from abalone_core import objectives
+from abalone_core.method import objectives
 
 env = nb.setup()  # first: quiet progress bars and warnings for the imports below
 

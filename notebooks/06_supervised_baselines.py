@@ -72,11 +72,12 @@ import torch
 from IPython.display import Markdown, display
 
 from abalone_core import notebook as nb
-from abalone_core import objectives
+from abalone_core.method import objectives
 
 env = nb.setup()  # first: quiet progress bars and warnings for the imports below
 
-from abalone_core import losses, plots
+from abalone_core.method import losses
+from abalone_core import plots
 from abalone_core import sweep as sw
 from abalone_core.config import Config
 from abalone_core.metrics import frequency_groups
@@ -148,7 +149,7 @@ display(Markdown(prose.asl_sentence(settings.asl_gamma_pos, settings.asl_gamma_n
 # a negative's logit is below zero, and the logit is shifted by a fixed fraction $\kappa$ of the
 # label's prior log-odds. Negatives that are already on the right side are tolerated, instead of
 # being pushed ever lower, which is what makes a classifier over-suppress the tail. The
-# implementation (`abalone_core.losses.db_loss`) follows the configuration of Huang et al.,
+# implementation (`abalone_core.method.losses.db_loss`) follows the configuration of Huang et al.,
 # focal term included.
 #
 # The derivatives are easy to get wrong by hand, so the cell below asks autograd. It puts one

@@ -71,7 +71,7 @@ from pathlib import Path
 import pandas as pd
 
 from abalone_core import notebook as nb
-from abalone_core import objectives
+from abalone_core.method import objectives
 from abalone_core.rows import row_config, row_loss
 
 nb.setup()

@@ -293,7 +293,7 @@ def test_gradient_mass_rejects_constant_loss():
 
 
 def test_gradient_mass_with_project_losses():
-    losses = pytest.importorskip("abalone_core.losses")
+    losses = pytest.importorskip("abalone_core.method.losses")
     rng = np.random.default_rng(1)
     y = long_tailed(32, 6, seed=1)
     z = rng.normal(size=(32, 8))

@@ -7,7 +7,7 @@ import torch
 import torch.distributed as dist
 import torch.multiprocessing as mp
 
-from abalone_core.model import ContrastiveModel
+from abalone_core.method.model import ContrastiveModel
 from helpers import tiny_encoder
 
 

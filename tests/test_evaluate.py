@@ -5,7 +5,7 @@ import torch
 
 from abalone_core.evaluate import embed, predict_proba, split_scores
 from abalone_core.metrics import best_global_threshold, label_thresholds, multilabel_scores, per_label_f1
-from abalone_core.model import TextClassifier
+from abalone_core.method.model import TextClassifier
 from helpers import tiny_encoder
 
 

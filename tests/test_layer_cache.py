@@ -8,7 +8,7 @@ import torch
 from transformers import BertConfig, BertModel
 
 from abalone_core.layer_cache import cache_key, frozen_states
-from abalone_core.model import ContrastiveModel, TextEncoder
+from abalone_core.method.model import ContrastiveModel, TextEncoder
 from abalone_core.runs import run
 
 

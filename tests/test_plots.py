@@ -158,7 +158,7 @@ def test_seed_scores():
 
 def test_balance_slider_frames_steps_and_values(y, groups):
     from abalone_core.balance import balance_grid
-    from abalone_core.losses import base_loss
+    from abalone_core.method.losses import base_loss
 
     rng = np.random.default_rng(2)
     z = rng.normal(size=(len(y), 6))

@@ -41,9 +41,9 @@ def test_cpu_support_comes_from_torchs_own_checks(monkeypatch):
 def test_a_bfloat16_step_of_minilm_stays_close_to_float32():
     """One BCE step of the whole MiniLM classifier on a real batch: the loss within 1 % and
     every gradient within cosine 0.99 (norm within 5 %) of float32's. The loss itself is
-    computed in float32 under autocast (abalone_core.losses)."""
-    from abalone_core.losses import bce_loss
-    from abalone_core.model import TextClassifier, TextEncoder, load_backbone
+    computed in float32 under autocast (abalone_core.method.losses)."""
+    from abalone_core.method.losses import bce_loss
+    from abalone_core.method.model import TextClassifier, TextEncoder, load_backbone
 
     torch.manual_seed(0)
     backbone, tok = load_backbone("minilm", dropout=0.0)

@@ -220,7 +220,7 @@ def test_both_tfidf_rows_score_under_every_decision_rule_and_save_their_scores(t
     # the cut keeps at most max_length tokens, special tokens included
     from transformers import AutoTokenizer
 
-    from abalone_core.model import resolve_backbone
+    from abalone_core.method.model import resolve_backbone
 
     tok = AutoTokenizer.from_pretrained(resolve_backbone("minilm"))
     long_text = "word " * 50

@@ -157,7 +157,7 @@ def test_token_cache_is_safe_for_concurrent_runs(tiny_config, tmp_path):
     temporary file before the atomic rename, so none finds its file taken by another."""
     import threading
 
-    from abalone_core.model import load_backbone
+    from abalone_core.method.model import load_backbone
     from abalone_core.run_data import _cached_tokens
 
     config = tiny_config()

@@ -13,7 +13,8 @@ import numpy as np
 import pytest
 import torch
 
-from abalone_core import analysis, losses
+from abalone_core import analysis
+from abalone_core.method import losses
 from abalone_core import worked_example as we
 from abalone_core.balance import balance_grid, repulsion_by_label
 from abalone_core.metrics import frequency_groups

@@ -38,7 +38,7 @@ import operator
 import torch
 import torch.nn.functional as F
 
-from .labels import check_label_tensor
+from ..labels import check_label_tensor
 
 VARIANTS = {
     # name: (uses queue, uses prototypes, balanced per-label form with beta)

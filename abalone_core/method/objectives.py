@@ -115,7 +115,7 @@ def row_kind(row: str) -> str:
 
 # --------------------------------------------------------------------------- the losses' calls
 def _ladder(variant: str):
-    """A loss of the paper's Table 2 ladder (:func:`abalone_core.losses.contrastive_loss`)."""
+    """A loss of the paper's Table 2 ladder (:func:`abalone_core.method.losses.contrastive_loss`)."""
     def loss(z, y, *, temperature, beta, prototypes=None, queue_z=None, queue_y=None):
         return losses.contrastive_loss(z, y, variant=variant, temperature=temperature, beta=beta,
                                        prototypes=prototypes, queue_z=queue_z, queue_y=queue_y)
