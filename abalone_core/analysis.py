@@ -1,7 +1,7 @@
 """Diagnostics for the teaching chapters: lack of positives, attraction / repulsion,
 representation quality and 2-D projections.
 
-Inputs are label matrices ``(N, L)`` of 0/1 (checked by :mod:`abalone_core.labels`) and
+Inputs are label matrices ``(N, L)`` of 0/1 (checked by :mod:`abalone_core.data.labels`) and
 embeddings ``(N, D)`` of floats (checked by :mod:`abalone_core.embeddings`; numpy arrays,
 torch tensors are accepted and detached). Label groups (head / medium / tail) always come
 from :func:`abalone_core.metrics.frequency_groups` applied to training label counts; the
@@ -18,7 +18,7 @@ import pandas as pd
 from sklearn.metrics import davies_bouldin_score, silhouette_score
 
 from .embeddings import embedding_matrix, unit_rows
-from .labels import label_matrix
+from .data.labels import label_matrix
 from .method.losses import label_overlap, msc_counts
 from .metrics import group_order, label_groups
 from .per_label import label_frame

@@ -124,7 +124,7 @@ def cmd_embed(args) -> int:
     from .evaluate import embed
     from .devices import check_device
     from .encoders import load_run_encoder
-    from .run_data import prepare_data
+    from .data.run_data import prepare_data
 
     features, labels = embed_paths(args.out)
     if not features.parent.is_dir():

@@ -1,4 +1,4 @@
-"""Checks of embedding matrices, the counterpart of :mod:`abalone_core.labels` for representations.
+"""Checks of embedding matrices, the counterpart of :mod:`abalone_core.data.labels` for representations.
 
 An embedding matrix is (documents x dimensions) of finite floats; NumPy arrays and tensors
 (detached, on the CPU) are accepted. The diagnostics (:mod:`abalone_core.analysis`) check

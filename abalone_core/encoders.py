@@ -16,7 +16,7 @@ from .config import Config
 from .method.objectives import TABLE, names
 from .errors import RunFolderError
 from .method.model import MINILM, TextEncoder, load_backbone
-from .run_data import Data
+from .data.run_data import Data
 from .run_folder import BEST_MODEL, CONFIG, METRICS, read_metrics
 
 

@@ -7,7 +7,7 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from .batching import make_loader
+from .data.batching import make_loader
 from .metrics import (best_global_threshold, grouped_f1, label_thresholds, multilabel_scores, per_label_f1,
                       ranking_scores)
 from .probe import ProbeConfig, linear_probe
@@ -26,7 +26,7 @@ def embed(encoder, ids, pad_token_id: int, batch_size: int = 64, device="cpu", p
 
     Args:
         encoder: a :class:`~abalone_core.method.model.TextEncoder`.
-        ids: N token-id lists (from :func:`abalone_core.batching.tokenize`).
+        ids: N token-id lists (from :func:`abalone_core.data.batching.tokenize`).
     Returns:
         (N, hidden) float32 array, in the order of ``ids`` (batches are sorted by length
         for speed and put back in order).

@@ -24,7 +24,7 @@ import torch
 from tqdm.auto import tqdm
 
 from .atomic import save_torch
-from .batching import collate
+from .data.batching import collate
 
 logger = logging.getLogger(__name__)
 DTYPES = {"float16": torch.float16, "float32": torch.float32}

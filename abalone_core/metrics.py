@@ -8,7 +8,7 @@ from __future__ import annotations
 import numpy as np
 from sklearn.metrics import average_precision_score, f1_score, hamming_loss, ndcg_score
 
-from .labels import label_matrix
+from .data.labels import label_matrix
 
 GROUPS = ("head", "medium", "tail")
 

@@ -496,7 +496,7 @@ def device_timing(configs: dict, paper_config: Config | None = None, steps: int 
     build); the text says so and where the timing runs instead.
     """
     from .devices import resolve_device
-    from .run_data import load_run_dataset
+    from .data.run_data import load_run_dataset
 
     first = next(iter(configs.values()))
     device = resolve_device(first.device)
@@ -544,7 +544,7 @@ def run_embeddings(run_dir, split: str = "test", batch_size: int = 64) -> dict:
     from .evaluate import embed
     from .devices import resolve_device
     from .encoders import cache_frozen_layers
-    from .run_data import prepare_data
+    from .data.run_data import prepare_data
 
     encoder, tokenizer, cfg = run_encoder(run_dir)
     data = prepare_data(cfg, tokenizer)

@@ -55,7 +55,7 @@ from .provenance import hardware
 from .devices import check_device, resolve_precision, seed_everything
 from .encoders import check_backbone
 from .errors import Interrupted, RunFolderError
-from .run_data import data_digest, load_run_dataset
+from .data.run_data import data_digest, load_run_dataset
 from .run_folder import (CHECKPOINT, CONFIG, HISTORY, METRICS, SCORES_NAME, clear_run_files, locked,
                          other_configuration, read_checkpoint, read_history, run_files)
 from .train import Trainer, _finite

@@ -3,7 +3,7 @@ and the run's ``history.jsonl``.
 
 What it builds on lives in its own modules: devices, seeding and deterministic kernels
 (:mod:`abalone_core.devices`), the encoder and the saved weights (:mod:`abalone_core.encoders`),
-the run's data (:mod:`abalone_core.run_data`) and the errors (:mod:`abalone_core.errors`).
+the run's data (:mod:`abalone_core.data.run_data`) and the errors (:mod:`abalone_core.errors`).
 
 :class:`Trainer` trains one configuration in its output folder: contrastive pre-training
 (keeping three candidate encoders), a supervised classifier (keeping the best validation
@@ -30,7 +30,7 @@ from torch.nn.parallel import DistributedDataParallel
 from tqdm.auto import tqdm
 
 from . import atomic
-from .batching import LengthBucketSampler, TokenizedDataset, collate
+from .data.batching import LengthBucketSampler, TokenizedDataset, collate
 from .config import CANDIDATES, Config
 from .convergence import early_stopping
 from .data import SPLITS
@@ -41,7 +41,7 @@ from .evaluate import embed, linear_evaluation, predict_proba, score, split_scor
 from .method.losses import NonFiniteError
 from .method.model import ContrastiveModel, TextClassifier
 from .probe import ProbeConfig
-from .run_data import prepare_data
+from .data.run_data import prepare_data
 from .run_folder import BEST_MODEL, CHECKPOINT, CONFIG, RunFolder, other_configuration
 
 logger = logging.getLogger(__name__)
@@ -214,7 +214,7 @@ class Trainer:
     def restore(self, ckpt: dict, allow_changes=()) -> None:
         """Continue from a checkpoint of the same configuration; the settings named in
         ``allow_changes`` (a subset of ``RESUMABLE_CHANGES``) may differ and take their new values.
-        The data must be the checkpoint's (:func:`~abalone_core.run_data.data_digest`)."""
+        The data must be the checkpoint's (:func:`~abalone_core.data.run_data.data_digest`)."""
         if ckpt.get("data") is not None and ckpt["data"] != self.data.digest:
             raise RunFolderError(
                 f"{self.out} was trained up to step {ckpt['state']['step']} on other data: the texts, labels or "

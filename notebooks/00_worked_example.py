@@ -466,7 +466,7 @@ print(f"all keys weighted by beta: log D = log D(beta=1) + log(beta) = log D(bet
 #   documents of the group (`analysis.gradient_mass`).
 
 # %%
-from abalone_core.batching import tokenize
+from abalone_core.data.batching import tokenize
 from abalone_core.config import Config
 from abalone_core.data import load_dataset
 from abalone_core.evaluate import embed

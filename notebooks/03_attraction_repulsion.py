@@ -75,7 +75,7 @@ env = nb.setup()  # first: quiet progress bars and warnings for the imports belo
 
 from abalone_core import analysis, plots
 from abalone_core.method import losses
-from abalone_core.batching import tokenize
+from abalone_core.data.batching import tokenize
 from abalone_core.config import Config
 from abalone_core.data import load_dataset
 from abalone_core.evaluate import embed

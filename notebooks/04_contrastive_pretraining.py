@@ -83,7 +83,7 @@ from abalone_core.convergence import contrastive_metric, convergence
 from abalone_core.method.memory import LabelQueue, MomentumEncoder
 from abalone_core.encoders import build_encoder
 from abalone_core.train import make_scheduler
-from abalone_core.run_data import load_run_dataset
+from abalone_core.data.run_data import load_run_dataset
 
 chapter = nb.chapter(profile, runs_dir, dataset=dataset, backbone=backbone, max_steps=max_steps, seed=seed,
                      device=device)  # setup(), the run folder, the settings every run of the chapter shares

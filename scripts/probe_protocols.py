@@ -72,7 +72,7 @@ def encoder_embeddings(config: Config, state_path: Path | None = None) -> dict:
     from abalone_core.evaluate import embed
     from abalone_core.devices import deterministic_mode, seed_everything
     from abalone_core.encoders import build_encoder
-    from abalone_core.run_data import prepare_data
+    from abalone_core.data.run_data import prepare_data
 
     seed_everything(config.seed)
     with deterministic_mode():

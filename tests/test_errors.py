@@ -827,7 +827,7 @@ def test_copies_of_training_texts_in_test_are_reported(ctx, caplog):
 
     pd.DataFrame({"text": texts, "labels": ["water|fire", "fire"] * 20,
                   "split": ["train"] * 30 + ["validation"] * 5 + ["test"] * 5}).to_csv(ctx.tmp / "d.csv", index=False)
-    from abalone_core.run_data import load_run_dataset
+    from abalone_core.data.run_data import load_run_dataset
 
     with caplog.at_level("WARNING"):
         load_run_dataset(ctx.cfg.replace(dataset_kwargs={"path": str(ctx.tmp / "d.csv"), "label_sep": "|",
@@ -1007,7 +1007,7 @@ def test_bad_input_1_data_edited_before_resume_is_refused(ctx, capsys, monkeypat
     assert code == 2 and str(ctx.out) in line and "other data" in line and "--restart" in line, line
     assert snapshot(ctx.out) == before
     # The way out it names: start over on the data as it is now; the digest is recorded.
-    from abalone_core.run_data import data_digest, load_run_dataset
+    from abalone_core.data.run_data import data_digest, load_run_dataset
 
     assert main([str(a) for a in args + ["--restart"]]) == 0
     metrics = json.loads((ctx.out / "metrics.json").read_text())
@@ -1018,7 +1018,7 @@ def test_bad_input_1_data_edited_before_resume_is_refused(ctx, capsys, monkeypat
 
 def test_data_digest_follows_texts_labels_and_splits(tiny_config):
     from abalone_core.data import MultiLabelDataset
-    from abalone_core.run_data import data_digest, load_run_dataset
+    from abalone_core.data.run_data import data_digest, load_run_dataset
 
     cfg = tiny_config()
     ds = load_run_dataset(cfg)

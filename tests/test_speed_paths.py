@@ -2,7 +2,7 @@
 import numpy as np
 import torch
 
-from abalone_core.batching import collate
+from abalone_core.data.batching import collate
 from abalone_core.evaluate import embed
 from abalone_core.method.memory import MomentumEncoder
 from abalone_core.method.model import ContrastiveModel

@@ -158,7 +158,7 @@ def test_token_cache_is_safe_for_concurrent_runs(tiny_config, tmp_path):
     import threading
 
     from abalone_core.method.model import load_backbone
-    from abalone_core.run_data import _cached_tokens
+    from abalone_core.data.run_data import _cached_tokens
 
     config = tiny_config()
     _, tokenizer = load_backbone(config.backbone)

@@ -38,7 +38,7 @@ import operator
 import torch
 import torch.nn.functional as F
 
-from ..labels import check_label_tensor
+from ..data.labels import check_label_tensor
 
 VARIANTS = {
     # name: (uses queue, uses prototypes, balanced per-label form with beta)
@@ -511,7 +511,7 @@ def _unit(x: torch.Tensor) -> torch.Tensor:
     return F.normalize(x / scale, dim=1)
 
 
-_check_binary = check_label_tensor  # one check of label matrices for the whole library (abalone_core.labels)
+_check_binary = check_label_tensor  # one check of label matrices for the whole library (abalone_core.data.labels)
 
 
 def _check_contrastive(z, y, temperature, beta, prototypes, queue_z, queue_y) -> None:

@@ -13,10 +13,12 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from . import atomic
+from .. import atomic
 from .batching import tokenize, tokenizer_digest
-from .config import Config
-from .data import SPLITS, MultiLabelDataset, load_dataset
+from ..config import Config
+from .dataset import MultiLabelDataset
+from .registry import load_dataset
+from .splits import SPLITS
 
 logger = logging.getLogger(__name__)
 
@@ -114,12 +116,12 @@ def check_labels(ds: MultiLabelDataset, labels: dict, config: Config) -> None:
 
 
 def _cached_tokens(texts, tokenizer, config: Config, split: str):
-    """Token ids of ``texts`` (see :func:`abalone_core.batching.tokenize`), cached under
+    """Token ids of ``texts`` (see :func:`abalone_core.data.batching.tokenize`), cached under
     ``$ABALONE_DATA_DIR/tokens`` by the tokenizer's content (:func:`tokenizer_digest`),
     ``max_length`` and the texts."""
     from filelock import FileLock
 
-    from .data import data_dir
+    from .registry import data_dir
 
     h = hashlib.sha1()
     h.update(f"{config.max_length}|{tokenizer_digest(tokenizer)}".encode())
