@@ -11,7 +11,7 @@ from .data.batching import make_loader
 from .metrics import (best_global_threshold, grouped_f1, label_thresholds, multilabel_scores, per_label_f1,
                       ranking_scores)
 from .probe import ProbeConfig, linear_probe
-from .run_folder import read_metrics  # noqa: F401  (also importable from here)
+from .training.run_folder import read_metrics  # noqa: F401  (also importable from here)
 
 
 def _batches(ids, labels, batch_size, pad_token_id, desc, progress):

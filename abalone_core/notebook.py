@@ -29,7 +29,7 @@ import numpy as np
 import pandas as pd
 
 from . import paper
-from .config import Config, read_settings
+from .training.config import Config, read_settings
 from .method.objectives import TABLE
 from .rows import result_row
 
@@ -297,7 +297,7 @@ def config_for(profile: str, objective: str, runs_dir=None, name: str | None = N
 
     Args:
         profile: ``cpu`` or ``gpu`` (see :data:`PROFILES`).
-        objective: a :class:`~abalone_core.config.Config` objective (``msc``, ``bce``, ``frozen``...);
+        objective: a :class:`~abalone_core.training.config.Config` objective (``msc``, ``bce``, ``frozen``...);
             supervised objectives also get the profile's ``supervised`` overrides.
         runs_dir: parent folder; the run directory is ``runs_dir / name``.
         name: run directory name, default the objective (e.g. ``msc-ft`` for fine-tuning).
@@ -357,7 +357,7 @@ def chapter(profile: str = "cpu", runs_dir=None, **settings) -> Chapter:
 
 def saved_config(run_dir) -> dict | None:
     """The configuration stored in a run directory's metrics.json (None if not finished)."""
-    from .run_folder import METRICS, read_metrics
+    from .training.run_folder import METRICS, read_metrics
 
     if not (Path(run_dir) / METRICS).exists():
         return None
@@ -370,18 +370,18 @@ def run_or_load(config: Config, progress: bool = False) -> dict:
     exists, restarted if the folder holds another configuration).
 
     "The same configuration" follows :meth:`Config.differences
-    <abalone_core.config.Config.differences>`, the rule by which :func:`abalone_core.runs.run`
+    <abalone_core.training.config.Config.differences>`, the rule by which :func:`abalone_core.training.runs.run`
     resumes a run folder: the run folder and the device do not count, every other field does.
 
     Returns:
-        the metrics dict of :func:`abalone_core.runs.run`.
+        the metrics dict of :func:`abalone_core.training.runs.run`.
     """
-    from .runs import run
+    from .training.runs import run
 
     out = Path(config.output_dir)
     saved = saved_config(out)
     if saved is not None and not config.differences(saved):
-        from .run_folder import read_metrics
+        from .training.run_folder import read_metrics
 
         return read_metrics(out)
     restart = False
@@ -398,7 +398,7 @@ def run_or_load(config: Config, progress: bool = False) -> dict:
 
 def history(run_dir) -> pd.DataFrame:
     """A run's ``history.jsonl`` as a frame (one row per evaluation: step, train_loss, ...)."""
-    from .run_folder import HISTORY, read_history
+    from .training.run_folder import HISTORY, read_history
 
     path = Path(run_dir) / HISTORY
     if not path.exists():
@@ -408,9 +408,9 @@ def history(run_dir) -> pd.DataFrame:
 
 def checkpoints(run_dir) -> pd.DataFrame:
     """Files saved in a run directory with their size in MB: its run files and config.yaml
-    (:meth:`~abalone_core.run_folder.RunFolder.files`); the folder's lock and writes in
+    (:meth:`~abalone_core.training.run_folder.RunFolder.files`); the folder's lock and writes in
     progress are not run files and are left out."""
-    from .run_folder import CONFIG, RunFolder
+    from .training.run_folder import CONFIG, RunFolder
 
     folder = RunFolder(run_dir)
     files = [p for p in folder.files() if p.is_file()] + [p for p in [folder.file(CONFIG)] if p.is_file()]
@@ -448,7 +448,7 @@ def step_seconds(config: Config, steps: int = 20) -> float:
 
     import torch
 
-    from .train import Trainer
+    from .training.train import Trainer
 
     trainer = Trainer(config, progress=False)
     trainer.setup()
@@ -495,7 +495,7 @@ def device_timing(configs: dict, paper_config: Config | None = None, steps: int 
     On a CPU with ``skip_on_cpu`` nothing is timed (20 steps would add a minute to the book's
     build); the text says so and where the timing runs instead.
     """
-    from .devices import resolve_device
+    from .training.devices import resolve_device
     from .data.run_data import load_run_dataset
 
     first = next(iter(configs.values()))
@@ -528,8 +528,8 @@ def device_timing(configs: dict, paper_config: Config | None = None, steps: int 
 
 # --------------------------------------------------------------------------- encoders of runs
 def run_encoder(run_dir):
-    """Rebuild the encoder of a finished run (see :func:`abalone_core.encoders.load_run_encoder`)."""
-    from .encoders import load_run_encoder
+    """Rebuild the encoder of a finished run (see :func:`abalone_core.training.encoders.load_run_encoder`)."""
+    from .training.encoders import load_run_encoder
 
     return load_run_encoder(run_dir)
 
@@ -542,8 +542,8 @@ def run_embeddings(run_dir, split: str = "test", batch_size: int = 64) -> dict:
         (N,), ``label_names`` (L,) and ``train_counts`` (L,) of the run's data.
     """
     from .evaluate import embed
-    from .devices import resolve_device
-    from .encoders import cache_frozen_layers
+    from .training.devices import resolve_device
+    from .training.encoders import cache_frozen_layers
     from .data.run_data import prepare_data
 
     encoder, tokenizer, cfg = run_encoder(run_dir)

@@ -1,7 +1,7 @@
 """The paper's reported figures (Audibert, Gauffre, Amini, arXiv 2404.08720), in one place.
 
 Micro-F1 and macro-F1 in percent, Hamming loss x 10^3, test sets, roberta-base (AAPD,
-RCV1) or legal-bert (UK-LEX). Objectives are named as in :mod:`abalone_core.config`
+RCV1) or legal-bert (UK-LEX). Objectives are named as in :mod:`abalone_core.training.config`
 (``"<contrastive>-ft"``: BCE fine-tuning that starts from that contrastive encoder).
 
 * :data:`TABLE2`: the ablation of contrastive losses, linear evaluation, averaged over three

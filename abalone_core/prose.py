@@ -213,9 +213,9 @@ def lead_sentence(first: str, second: str, at_half: tuple[float, float], tuned: 
 
 
 def asl_sentence(gamma_pos: float, gamma_neg: float, margin: float) -> str:
-    """ASL's settings as the book uses them (pass the :class:`~abalone_core.config.Config` fields)."""
+    """ASL's settings as the book uses them (pass the :class:`~abalone_core.training.config.Config` fields)."""
     return (f"ASL here uses γ+ = {gamma_pos:g}, γ− = {gamma_neg:g} and the probability margin m = {margin:g} "
-            f"(`asl_gamma_pos`, `asl_gamma_neg`, `asl_margin` in `abalone_core/config.py`): every negative "
+            f"(`asl_gamma_pos`, `asl_gamma_neg`, `asl_margin` in `abalone_core/training/config.py`): every negative "
             f"whose probability is below {margin:g} contributes exactly zero loss and zero gradient")
 
 

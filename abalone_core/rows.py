@@ -15,9 +15,9 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from .config import Config, ConfigError
+from .training.config import Config, ConfigError
 from .method.objectives import TABLE, names, row_kind
-from .run_folder import CONFIG, METRICS
+from .training.run_folder import CONFIG, METRICS
 
 
 def is_finetune(row: str) -> bool:
@@ -54,7 +54,7 @@ def _as_text_hint(name: str, value) -> str:
 def row_config(row: str, *, init_from: str | None = None, finetune_loss: str = "bce", overrides: dict | None = None,
                supervised_overrides: dict | None = None, train_layers=None, **values) -> Config:
     """The validated configuration of one row; wrong values raise :class:`ParameterError`
-    (a :class:`~abalone_core.config.ConfigError` in one line naming each value and what it must be).
+    (a :class:`~abalone_core.training.config.ConfigError` in one line naming each value and what it must be).
 
     Args:
         row: an objective or ``<contrastive>-ft``.

@@ -76,12 +76,12 @@ env = nb.setup()  # first: quiet progress bars and warnings for the imports belo
 from abalone_core import analysis, plots
 from abalone_core.method import losses
 from abalone_core.data.batching import tokenize
-from abalone_core.config import Config
+from abalone_core.training.config import Config
 from abalone_core.data import load_dataset
 from abalone_core.evaluate import embed
 from abalone_core.metrics import frequency_groups
-from abalone_core.devices import resolve_device
-from abalone_core.encoders import build_encoder
+from abalone_core.training.devices import resolve_device
+from abalone_core.training.encoders import build_encoder
 
 train = load_dataset(dataset).split("train")
 labelled = np.flatnonzero(train.labels.any(axis=1))

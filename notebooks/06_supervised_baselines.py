@@ -79,7 +79,7 @@ env = nb.setup()  # first: quiet progress bars and warnings for the imports belo
 from abalone_core.method import losses
 from abalone_core import plots
 from abalone_core import sweep as sw
-from abalone_core.config import Config
+from abalone_core.training.config import Config
 from abalone_core.metrics import frequency_groups
 from abalone_core.per_label import grid_records, mean_over_seeds, per_label_frame, support
 from abalone_core.data.run_data import load_run_dataset

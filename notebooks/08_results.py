@@ -356,7 +356,7 @@ if "gpu_grid" in runs:
 # A row that has not converged is not a fair competitor: whatever it scores, more steps might
 # change it. Every trained run of the grids records whether its selection metric (validation
 # loss for contrastive rows, on in-batch keys since chapter 4 explains why; validation micro-F1
-# for classifiers) still improved in the last quarter of its budget (`abalone_core.convergence`). The table counts, for each row, the runs
+# for classifiers) still improved in the last quarter of its budget (`abalone_core.training.convergence`). The table counts, for each row, the runs
 # that converged, that did not, and the runs that have no such record (L_MLM and TF-IDF train
 # nothing that could converge). The last column says why a row did not converge: the largest
 # last-quarter gain of its runs divided by the rule's tolerance (1 % of the validation loss, or
@@ -458,7 +458,7 @@ for name, claims in verdicts.items():
 # by 30 points or more when one document flips.
 
 # %% tags=["hide-input"]
-from abalone_core.config import Config
+from abalone_core.training.config import Config
 from abalone_core.per_label import grid_records, mean_over_seeds, per_label_frame, support
 from abalone_core.data.run_data import load_run_dataset
 

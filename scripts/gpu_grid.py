@@ -1,4 +1,4 @@
-"""Run a grid file's cells with abalone_core.runs directly, for a GPU machine without papermill.
+"""Run a grid file's cells with abalone_core.training.runs directly, for a GPU machine without papermill.
 
 The cells, their order, run ids and configurations are those of ``abalone sweep GRID.yaml``
 (the same grid file, the same ``abalone_core.rows.row_config``); the results are written in
@@ -39,7 +39,7 @@ def now() -> str:
 
 
 def run_cell(params: dict, run_dir: Path, init_from: str | None) -> dict:
-    from abalone_core.runs import run
+    from abalone_core.training.runs import run
 
     p = dict(params)
     clustering = p.pop("clustering", False)

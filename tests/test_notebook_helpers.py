@@ -84,7 +84,7 @@ def test_grid_settings_of_a_dataset_include_its_own_budget(tmp_path):
 def test_checkpoints_lists_the_run_files_only(tmp_path):
     """The run folder's lock and a write in progress are not listed."""
     from abalone_core import atomic
-    from abalone_core.run_folder import LOCK_NAME
+    from abalone_core.training.run_folder import LOCK_NAME
 
     atomic.write_text(tmp_path / "config.yaml", "seed: 0\n")
     (tmp_path / "checkpoint.pt").write_bytes(b"\0" * 2 ** 20)
@@ -97,7 +97,7 @@ def test_checkpoints_lists_the_run_files_only(tmp_path):
 
 
 def test_time_estimate_multiplies_steps_by_the_step_time():
-    from abalone_core.config import Config
+    from abalone_core.training.config import Config
 
     table = nb.time_estimate(0.5, {"L_Base": 30, "L_MSC": 90})
     assert table["steps"].tolist() == [30, 90, 120]

@@ -166,7 +166,7 @@ def test_importing_the_helpers_changes_nothing_in_the_process():
     setup(), for the kernel that calls it, not by ``import abalone_core.notebook``."""
     code = """
 import logging, sys, warnings
-import numpy, pandas, abalone_core.config, abalone_core.paper  # what the module imports anyway
+import numpy, pandas, abalone_core.training.config, abalone_core.paper  # what the module imports anyway
 import plotly.io as pio
 pio.renderers.default  # plotly loads its renderers (and their warnings filters) on first use
 before = (list(warnings.filters), pio.renderers.default, list(pio.renderers),
@@ -286,7 +286,7 @@ def test_config_for_merges_profile_and_ignores_none(tmp_path):
 def _fake_training(monkeypatch, checkpoint_only=()):
     """runs.run replaced by a recorder that writes config.yaml and (unless the run's folder is
     in ``checkpoint_only``) metrics.json."""
-    from abalone_core import runs
+    from abalone_core.training import runs
 
     calls = []
 
@@ -347,7 +347,7 @@ def test_run_or_load_compares_configurations_as_the_trainer_resumes(tmp_path, ch
     from types import SimpleNamespace
 
     from abalone_core import notebook as nb
-    from abalone_core.train import Trainer
+    from abalone_core.training.train import Trainer
 
     class Accepted(Exception):
         pass

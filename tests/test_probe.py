@@ -369,7 +369,7 @@ def test_switch_validation(kwargs, message):
 
 
 def test_switches_pass_through_the_run_configuration():
-    from abalone_core.config import Config
+    from abalone_core.training.config import Config
 
     cfg = Config(probe={"selection": "global", "untrained_heads": 2})
     probe = ProbeConfig(**cfg.probe)

@@ -77,7 +77,7 @@ def test_lead_sentence_tells_a_lead_that_disappears_from_one_that_holds():
 
 
 def test_asl_sentence_states_the_configuration():
-    from abalone_core.config import Config
+    from abalone_core.training.config import Config
 
     c = Config()
     text = prose.asl_sentence(c.asl_gamma_pos, c.asl_gamma_neg, c.asl_margin)

@@ -203,7 +203,7 @@ def test_both_tfidf_rows_score_under_every_decision_rule_and_save_their_scores(t
     from pathlib import Path
 
     from abalone_core.evaluate import read_scores
-    from abalone_core.runs import cut_texts, run
+    from abalone_core.training.runs import cut_texts, run
 
     whole = run(tiny_config(objective="tfidf-linear", output_dir=str(Path(tiny_config().output_dir) / "whole")))
     # the cut row tokenises with the backbone's tokenizer: the real MiniLM one (no weights are loaded)

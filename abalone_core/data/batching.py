@@ -90,7 +90,7 @@ class TokenizedDataset(Dataset):
     """Token ids (or cached hidden states) with their label rows.
 
     Items are dicts: ``input_ids`` (a list of ints, or a (T, hidden) float tensor of a
-    frozen bottom's states, see :mod:`abalone_core.layer_cache`), ``labels`` (float32
+    frozen bottom's states, see :mod:`abalone_core.training.layer_cache`), ``labels`` (float32
     tensor (L,)), ``index`` (int, the row number, so predictions can be put back in order).
     """
 

@@ -1,6 +1,6 @@
 """The data of a run: its dataset loaded, subsampled with the run's seed and filtered
 (:func:`load_run_dataset`), then tokenised once and cached (:func:`prepare_data`). Used by
-:mod:`abalone_core.train`, the command line and chapters 4 to 8 (per-label support).
+:mod:`abalone_core.training.train`, the command line and chapters 4 to 8 (per-label support).
 """
 from __future__ import annotations
 
@@ -15,7 +15,7 @@ import torch
 
 from .. import atomic
 from .batching import tokenize, tokenizer_digest
-from ..config import Config
+from ..training.config import Config
 from .dataset import MultiLabelDataset
 from .registry import load_dataset
 from .splits import SPLITS

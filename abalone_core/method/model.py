@@ -132,7 +132,7 @@ class TextEncoder(nn.Module):
             bottom ``n_layers - k`` transformer layers are frozen (no gradient, always in eval
             mode) and only the top ``k`` layers, the pooling and the head train. The frozen
             bottom's output (:meth:`frozen_states`) can then be computed once per document
-            and passed instead of token ids (:mod:`abalone_core.layer_cache`).
+            and passed instead of token ids (:mod:`abalone_core.training.layer_cache`).
 
     Inputs: every method that takes ``inputs`` accepts either token ids, a (B, T) integer
     tensor, or the frozen bottom's hidden states, a (B, T, hidden) floating tensor (only
@@ -308,7 +308,7 @@ class ContrastiveModel(nn.Module):
         prototypes only. The queue's keys come from the momentum encoder, which trails the
         encoder by about ``1 / (1 - momentum)`` steps, so ``val_loss`` keeps falling while the
         keys catch up even when the encoder no longer changes; ``val_loss_in_batch`` depends
-        on the current encoder alone, and is what :mod:`abalone_core.convergence` judges.
+        on the current encoder alone, and is what :mod:`abalone_core.training.convergence` judges.
         Without a queue (``base``) the two are equal.
         """
         z = self.encoder(input_ids, attention_mask)

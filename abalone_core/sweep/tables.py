@@ -107,7 +107,7 @@ def aggregate(source, rows="objective", columns=("dataset",), metrics=("micro_f1
         columns: parameters whose values head column groups (``("dataset",)``), or ``()``.
             ``dataset`` values are :func:`dataset_label` s.
         metrics: names read by :func:`metric_value` (F1 in percent, Hamming x 10^3 for
-            :func:`abalone_core.runs.run`; ``silhouette``, ``davies_bouldin`` at the top level).
+            :func:`abalone_core.training.runs.run`; ``silhouette``, ``davies_bouldin`` at the top level).
         over: the parameter averaged over. Any other parameter that varies within a column
             (between the rows of one dataset, say) raises ValueError:
             put it in rows or columns, or keep one value with ``where``.
@@ -232,7 +232,7 @@ def records_table(source, metrics=RECORD_METRICS) -> "pd.DataFrame":
     :func:`metric_value`; NaN where a run lacks it), ``converged`` (True / False, None when the
     record cannot tell or nothing was trained), ``gain_vs_tolerance`` (the last-quarter
     improvement of the run's selection metric divided by the rule's tolerance,
-    :mod:`abalone_core.convergence`: below 1 is converged, 3 means still improving at three
+    :mod:`abalone_core.training.convergence`: below 1 is converged, 3 means still improving at three
     times the tolerance; NaN without a record), ``minutes`` (wall time of the run) and
     ``hardware`` (the GPU, else the CPU threads)."""
     import pandas as pd

@@ -28,7 +28,7 @@ def _version(dist: str) -> str | None:
 
 def versions() -> dict:
     """Versions of the packages a run depends on (None where not installed)."""
-    from . import __version__
+    from .. import __version__
 
     return {"abalone_core": __version__, "torch": _version("torch"), "transformers": _version("transformers"),
             "papermill": _version("papermill"), "python": platform.python_version()}
@@ -84,7 +84,7 @@ def hardware(device: str | None = None) -> dict:
         ``host``, ``gpus`` (every GPU of the machine), ``device`` (the run's, resolved) and
         ``gpu`` (the name of the run's GPU; None for a CPU run, even on a GPU machine).
     """
-    from . import __version__
+    from .. import __version__
 
     gpus = gpu_names()
     try:

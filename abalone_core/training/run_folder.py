@@ -1,6 +1,6 @@
 """A run's folder, one owner: its files, its lock, the readers that every other module and
-the chapters use, and what a restore keeps. Used by :mod:`abalone_core.runs` (the lifecycle),
-:mod:`abalone_core.train` (checkpoints, history, best candidates), :mod:`abalone_core.encoders`
+the chapters use, and what a restore keeps. Used by :mod:`abalone_core.training.runs` (the lifecycle),
+:mod:`abalone_core.training.train` (checkpoints, history, best candidates), :mod:`abalone_core.training.encoders`
 and :mod:`abalone_core.notebook`.
 
 =====================  ==========================================================
@@ -31,8 +31,8 @@ from pathlib import Path
 
 import torch
 
-from . import atomic
-from .errors import RunFolderError
+from .. import atomic
+from ..errors import RunFolderError
 
 CONFIG, HISTORY, CHECKPOINT, METRICS = "config.yaml", "history.jsonl", "checkpoint.pt", "metrics.json"
 SCORES_NAME = "scores.npz"  # validation and test scores of the reported model (evaluate.save_scores)

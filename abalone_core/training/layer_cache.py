@@ -11,7 +11,7 @@ The cache key covers everything the states depend on: the backbone name, the tok
 ``max_length``, the cut (how many layers are frozen), the storage dtype, the frozen
 weights themselves and the token ids of every document, so any change gives a new file.
 
-Used by :mod:`abalone_core.train` (every objective) and the step benchmark.
+Used by :mod:`abalone_core.training.train` (every objective) and the step benchmark.
 """
 from __future__ import annotations
 
@@ -23,8 +23,8 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from .atomic import save_torch
-from .data.batching import collate
+from ..atomic import save_torch
+from ..data.batching import collate
 
 logger = logging.getLogger(__name__)
 DTYPES = {"float16": torch.float16, "float32": torch.float32}
@@ -92,7 +92,7 @@ def frozen_states(encoder, ids, tag: str, dtype: str = "float16", batch_size: in
         list of N (T_i, hidden) tensors.
     """
     if cache_dir is None:
-        from .data import data_dir
+        from ..data import data_dir
 
         cache_dir = data_dir() / "states"
     from filelock import FileLock

@@ -16,7 +16,7 @@
 Every row's validation and test scores are saved beside ``metrics.json`` (``scores.npz``,
 float16), so a decision rule or metric can be recomputed without training.
 
-The training itself is :class:`abalone_core.train.Trainer`'s; this module owns the run
+The training itself is :class:`abalone_core.training.train.Trainer`'s; this module owns the run
 folder. It holds ``config.yaml``, ``history.jsonl`` (one line per evaluation),
 ``checkpoint.pt`` (everything needed to resume) and ``metrics.json`` (final scores).
 A run stopped by SIGTERM/SIGINT saves a checkpoint at the end of the current step;
@@ -26,9 +26,9 @@ Nothing is lost or mixed:
 
 * every file is written atomically (:mod:`abalone_core.atomic`), and a run folder is
   locked by the process that trains in it (a second one gets
-  :class:`~abalone_core.run_folder.RunLocked`);
+  :class:`~abalone_core.training.run_folder.RunLocked`);
 * a folder belongs to one configuration, whatever the objective (the rule is
-  :meth:`Config.differences <abalone_core.config.Config.differences>`): another
+  :meth:`Config.differences <abalone_core.training.config.Config.differences>`): another
   configuration, a finished run whose ``checkpoint.pt`` is gone, or an unreadable
   checkpoint or history is refused (:class:`~abalone_core.errors.RunFolderError`) until ``resume=False``
   (``abalone train --restart``);
@@ -46,16 +46,16 @@ from pathlib import Path
 
 import numpy as np
 
-from . import atomic
+from .. import atomic
 from .config import RESUMABLE_CHANGES, Config, read_settings
 from .convergence import contrastive_metric, convergence, early_stopping
-from .data import SPLITS
-from .evaluate import save_scores, split_scores
+from ..data import SPLITS
+from ..evaluate import save_scores, split_scores
 from .provenance import hardware
 from .devices import check_device, resolve_precision, seed_everything
 from .encoders import check_backbone
-from .errors import Interrupted, RunFolderError
-from .data.run_data import data_digest, load_run_dataset
+from ..errors import Interrupted, RunFolderError
+from ..data.run_data import data_digest, load_run_dataset
 from .run_folder import (CHECKPOINT, CONFIG, HISTORY, METRICS, SCORES_NAME, clear_run_files, locked,
                          other_configuration, read_checkpoint, read_history, run_files)
 from .train import Trainer, _finite
@@ -177,7 +177,7 @@ def cut_texts(texts, backbone: str, max_length: int) -> list[str]:
     (for MiniLM: lower-cased, accents stripped). Used by the ``tfidf-cut`` row."""
     from transformers import AutoTokenizer
 
-    from .method.model import resolve_backbone
+    from ..method.model import resolve_backbone
 
     tokenizer = AutoTokenizer.from_pretrained(resolve_backbone(backbone))
     ids = tokenizer(list(texts), truncation=True, max_length=max_length)["input_ids"]
@@ -185,7 +185,7 @@ def cut_texts(texts, backbone: str, max_length: int) -> list[str]:
 
 
 def _tfidf_metrics(config: Config, out: Path) -> dict:
-    from .tfidf import tfidf_linear
+    from ..tfidf import tfidf_linear
 
     out = Path(config.output_dir)
     t0 = time.perf_counter()
@@ -308,7 +308,7 @@ def _run_one(config: Config, resume: bool = True, progress: bool = True, allow=(
 def run_convergence(config: Config, out: Path, total_steps: int) -> dict:
     """``converged`` and its ``convergence`` details from the run's history (None for
     ``frozen``): the early-stopping rule when the run used it, else the last-quarter rule
-    (:mod:`abalone_core.convergence`)."""
+    (:mod:`abalone_core.training.convergence`)."""
     if not config.spec.trains:
         return {"converged": None, "convergence": {"reason": f"{config.objective}: nothing trained"}}
     history = read_history(out / HISTORY)

@@ -1,5 +1,5 @@
 """Where and how a run computes: seeding, deterministic kernels, devices, processes and mixed
-precision. Used by :mod:`abalone_core.train` and the chapters that run a model (0, 3).
+precision. Used by :mod:`abalone_core.training.train` and the chapters that run a model (0, 3).
 """
 from __future__ import annotations
 

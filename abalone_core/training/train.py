@@ -2,7 +2,7 @@
 and the run's ``history.jsonl``.
 
 What it builds on lives in its own modules: devices, seeding and deterministic kernels
-(:mod:`abalone_core.devices`), the encoder and the saved weights (:mod:`abalone_core.encoders`),
+(:mod:`abalone_core.training.devices`), the encoder and the saved weights (:mod:`abalone_core.training.encoders`),
 the run's data (:mod:`abalone_core.data.run_data`) and the errors (:mod:`abalone_core.errors`).
 
 :class:`Trainer` trains one configuration in its output folder: contrastive pre-training
@@ -10,7 +10,7 @@ the run's data (:mod:`abalone_core.data.run_data`) and the errors (:mod:`abalone
 micro-F1), or nothing for ``frozen``; it checkpoints, resumes, stops cleanly on
 SIGTERM/SIGINT (:class:`Interrupted`) and refuses non-finite losses and weights
 (:class:`NonFiniteLoss`). The run folder itself, its lock and what may resume there, and
-the entry point :func:`abalone_core.runs.run` are in :mod:`abalone_core.runs`.
+the entry point :func:`abalone_core.training.runs.run` are in :mod:`abalone_core.training.runs`.
 """
 from __future__ import annotations
 
@@ -29,19 +29,19 @@ import torch.distributed as dist
 from torch.nn.parallel import DistributedDataParallel
 from tqdm.auto import tqdm
 
-from . import atomic
-from .data.batching import LengthBucketSampler, TokenizedDataset, collate
+from .. import atomic
+from ..data.batching import LengthBucketSampler, TokenizedDataset, collate
 from .config import CANDIDATES, Config
 from .convergence import early_stopping
-from .data import SPLITS
+from ..data import SPLITS
 from .devices import autocast_for, deterministic_mode, init_distributed, resolve_device, seed_everything
 from .encoders import build_encoder, cache_frozen_layers, load_encoder_state, load_weights
-from .errors import Interrupted, NonFiniteLoss, RunFolderError
-from .evaluate import embed, linear_evaluation, predict_proba, score, split_scores
-from .method.losses import NonFiniteError
-from .method.model import ContrastiveModel, TextClassifier
-from .probe import ProbeConfig
-from .data.run_data import prepare_data
+from ..errors import Interrupted, NonFiniteLoss, RunFolderError
+from ..evaluate import embed, linear_evaluation, predict_proba, score, split_scores
+from ..method.losses import NonFiniteError
+from ..method.model import ContrastiveModel, TextClassifier
+from ..probe import ProbeConfig
+from ..data.run_data import prepare_data
 from .run_folder import BEST_MODEL, CHECKPOINT, CONFIG, RunFolder, other_configuration
 
 logger = logging.getLogger(__name__)
@@ -105,7 +105,7 @@ def supervised_loss_fn(config: Config, class_counts=None, n_train: int | None = 
 # The trainer
 # --------------------------------------------------------------------------- #
 class Trainer:
-    """Runs one configuration in its output directory. Use :func:`abalone_core.runs.run`."""
+    """Runs one configuration in its output directory. Use :func:`abalone_core.training.runs.run`."""
 
     def __init__(self, config: Config, progress: bool = True):
         self.config = config
@@ -382,7 +382,7 @@ class Trainer:
     @property
     def selection_metric(self) -> str:
         """What the convergence rule judges: the validation loss with in-batch keys for a
-        contrastive run, validation micro-F1 for a classifier (:mod:`abalone_core.convergence`)."""
+        contrastive run, validation micro-F1 for a classifier (:mod:`abalone_core.training.convergence`)."""
         return self.config.spec.selection
 
     def _stop_early(self) -> bool:
@@ -399,7 +399,7 @@ class Trainer:
         return stop
 
     def _save_best(self, state: dict, name: str) -> None:
-        """A best candidate, pending until the next checkpoint (:class:`~abalone_core.run_folder.RunFolder`)."""
+        """A best candidate, pending until the next checkpoint (:class:`~abalone_core.training.run_folder.RunFolder`)."""
         _check_finite_weights(state, self.out / name, self)
         self.folder.save_best(name, state, self.state["step"])
 

@@ -24,8 +24,8 @@ from pathlib import Path
 from typing import Any
 
 from .layer_cache import DTYPES
-from .method import objectives
-from .method.model import POOLINGS
+from ..method import objectives
+from ..method.model import POOLINGS
 
 # The objectives by kind, from their one table (abalone_core.method.objectives), as the table stands on import.
 SUPERVISED = objectives.names("classifier")  # bce, focal, asymmetric, db
@@ -62,7 +62,7 @@ class Config:
         train_layers: None trains the whole encoder (the paper). With k, only the top k
             transformer layers (and the heads) train; the embeddings and the layers below are
             frozen, and their output is computed once per document and cached
-            (:mod:`abalone_core.layer_cache`), which makes a step several times cheaper.
+            (:mod:`abalone_core.training.layer_cache`), which makes a step several times cheaper.
         layer_cache: how the frozen layers' output is kept: ``float16`` (default),
             ``float32`` (bit-exact with running them live), or ``off`` (run them at every step).
     Objective
@@ -85,7 +85,7 @@ class Config:
             ``p``, the budget becomes a cap and the run stops once its selection metric
             (validation loss with in-batch keys for contrastive rows, validation micro-F1 for
             classifiers) has not improved by more than the tolerance of
-            :mod:`abalone_core.convergence` for ``p`` evaluations in a row; such a run has
+            :mod:`abalone_core.training.convergence` for ``p`` evaluations in a row; such a run has
             converged, one that reaches the cap has not. The learning rate stays constant
             after warm-up, so stopping is never an artefact of a schedule decaying to zero.
         lr_head_grid: for the rows that train a classifier (supervised objectives), a list
@@ -255,7 +255,7 @@ class Config:
         need("init_from objective", lambda: self.init_from is None or kind in ("classifier", None),
              f"init_from (fine-tuning a contrastive encoder) needs a supervised objective: {classifiers}")
         if self.probe and "probe" not in bad:
-            from .probe import ProbeConfig
+            from ..probe import ProbeConfig
 
             known = {f.name for f in fields(ProbeConfig)}
             unknown = set(self.probe) - known
@@ -333,7 +333,7 @@ class Config:
 
     def save(self, path: str | Path) -> None:
         """Write the configuration atomically (YAML for .yaml/.yml, else JSON)."""
-        from .atomic import write_text
+        from ..atomic import write_text
 
         path = Path(path)
         path.parent.mkdir(parents=True, exist_ok=True)

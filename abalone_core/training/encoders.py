@@ -1,8 +1,8 @@
 """The encoder of a run: its backbone checked before any download (:func:`check_backbone`),
 built with its tokenizer (:func:`build_encoder`), the frozen bottom's states cached
 (:func:`cache_frozen_layers`), and the weights a finished run saved read back
-(:func:`load_weights`, :func:`load_run_encoder`). Used by :mod:`abalone_core.train`,
-:mod:`abalone_core.runs`, the command line and the chapters that embed documents.
+(:func:`load_weights`, :func:`load_run_encoder`). Used by :mod:`abalone_core.training.train`,
+:mod:`abalone_core.training.runs`, the command line and the chapters that embed documents.
 """
 from __future__ import annotations
 
@@ -13,10 +13,10 @@ from pathlib import Path
 import torch
 
 from .config import Config
-from .method.objectives import TABLE, names
-from .errors import RunFolderError
-from .method.model import MINILM, TextEncoder, load_backbone
-from .data.run_data import Data
+from ..method.objectives import TABLE, names
+from ..errors import RunFolderError
+from ..method.model import MINILM, TextEncoder, load_backbone
+from ..data.run_data import Data
 from .run_folder import BEST_MODEL, CONFIG, METRICS, read_metrics
 
 
