@@ -4,8 +4,8 @@ representation quality and 2-D projections.
 Inputs are label matrices ``(N, L)`` of 0/1 (checked by :mod:`abalone_core.data.labels`) and
 embeddings ``(N, D)`` of floats (checked by :mod:`abalone_core.embeddings`; numpy arrays,
 torch tensors are accepted and detached). Label groups (head / medium / tail) always come
-from :func:`abalone_core.metrics.frequency_groups` applied to training label counts; the
-per-label frames are :func:`abalone_core.per_label.label_frame`'s. Nothing here loads data
+from :func:`abalone_core.evaluation.metrics.frequency_groups` applied to training label counts; the
+per-label frames are :func:`abalone_core.evaluation.per_label.label_frame`'s. Nothing here loads data
 or draws figures.
 """
 from __future__ import annotations
@@ -20,8 +20,8 @@ from sklearn.metrics import davies_bouldin_score, silhouette_score
 from .embeddings import embedding_matrix, unit_rows
 from .data.labels import label_matrix
 from .method.losses import label_overlap, msc_counts
-from .metrics import group_order, label_groups
-from .per_label import label_frame
+from .evaluation.metrics import group_order, label_groups
+from .evaluation.per_label import label_frame
 
 
 # ---------------------------------------------------------------------------

@@ -12,7 +12,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from .metrics import group_order
+from .evaluation.metrics import group_order
 
 
 def repulsion_by_label(z, labels, loss: str = "msc", temperature: float = 0.1, beta: float = 0.1,

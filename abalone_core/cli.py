@@ -121,7 +121,7 @@ def embed_paths(out: str) -> tuple[Path, Path]:
 
 def cmd_embed(args) -> int:
     from . import atomic
-    from .evaluate import embed
+    from .evaluation.evaluate import embed
     from .training.devices import check_device
     from .training.encoders import load_run_encoder
     from .data.run_data import prepare_data

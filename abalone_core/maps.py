@@ -11,7 +11,7 @@ import pandas as pd
 import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
-from .metrics import frequency_groups
+from .evaluation.metrics import frequency_groups
 from .plots import _PALETTE, _SYMBOLS, _TEMPLATE, _color, _names, _need, _ordered
 
 
@@ -102,7 +102,7 @@ def umap_panels(maps: dict, labels, chosen, names=None, groups=None, unlabelled:
         maps: ``{encoder name: (N, 2) coordinates}`` of the same N documents in the same order.
         labels: (N, L) 0/1 labels of the documents.
         chosen: label indices to colour (e.g. the values of
-            :func:`abalone_core.metrics.example_labels`).
+            :func:`abalone_core.evaluation.metrics.example_labels`).
         names: (L,) label names for the legend.
         groups: (L,) group of each label (legend and colour); default from the label counts of
             ``labels``.

@@ -541,7 +541,7 @@ def run_embeddings(run_dir, split: str = "test", batch_size: int = 64) -> dict:
         dict with ``x`` (N, hidden) float32 embeddings, ``y`` (N, L) 0/1 labels, ``texts``
         (N,), ``label_names`` (L,) and ``train_counts`` (L,) of the run's data.
     """
-    from .evaluate import embed
+    from .evaluation.evaluate import embed
     from .training.devices import resolve_device
     from .training.encoders import cache_frozen_layers
     from .data.run_data import prepare_data

@@ -12,7 +12,7 @@ import pandas as pd
 import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
-from .metrics import GROUPS, frequency_groups
+from .evaluation.metrics import GROUPS, frequency_groups
 
 GROUP_COLORS = {"all": "#333333", "head": "#1f77b4", "medium": "#8c8c8c", "tail": "#ff7f0e"}
 _PALETTE = ("#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2", "#7f7f7f",

@@ -63,7 +63,7 @@ from scipy.stats import hypergeom
 from abalone_core import analysis, plots
 from abalone_core import notebook as nb
 from abalone_core.data import load_dataset
-from abalone_core.metrics import frequency_groups
+from abalone_core.evaluation.metrics import frequency_groups
 
 env = nb.setup()
 labels, label_groups, frames = {}, {}, {}

@@ -78,8 +78,8 @@ from abalone_core.method import losses
 from abalone_core.data.batching import tokenize
 from abalone_core.training.config import Config
 from abalone_core.data import load_dataset
-from abalone_core.evaluate import embed
-from abalone_core.metrics import frequency_groups
+from abalone_core.evaluation.evaluate import embed
+from abalone_core.evaluation.metrics import frequency_groups
 from abalone_core.training.devices import resolve_device
 from abalone_core.training.encoders import build_encoder
 

@@ -240,7 +240,7 @@ at_init.round(2)
 
 # %% tags=["hide-input"]
 from abalone_core import analysis, prose
-from abalone_core.metrics import frequency_groups
+from abalone_core.evaluation.metrics import frequency_groups
 
 label_groups = frequency_groups(train_labels.sum(0).numpy())
 keys = analysis.term_counts(y.numpy().astype(int), loss="base", queue_labels=queue_y.numpy().astype(int),

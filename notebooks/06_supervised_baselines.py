@@ -80,8 +80,8 @@ from abalone_core.method import losses
 from abalone_core import plots
 from abalone_core import sweep as sw
 from abalone_core.training.config import Config
-from abalone_core.metrics import frequency_groups
-from abalone_core.per_label import grid_records, mean_over_seeds, per_label_frame, support
+from abalone_core.evaluation.metrics import frequency_groups
+from abalone_core.evaluation.per_label import grid_records, mean_over_seeds, per_label_frame, support
 from abalone_core.data.run_data import load_run_dataset
 
 chapter = nb.chapter(profile, runs_dir, dataset=dataset, backbone=backbone, max_steps=max_steps, seed=seed,
@@ -284,7 +284,7 @@ display(Markdown(
 # calibrated scores, the threshold that maximises F1 is half the best achievable F1
 # {cite:p}`lipton2014thresholding`, so it is usually well below 0.5 on hard labels. Each run
 # therefore also reports its scores at **one global threshold tuned on validation** (columns
-# `*_tuned`, `abalone_core.metrics.best_global_threshold`, a grid from 0.05 to 0.95). Comparing
+# `*_tuned`, `abalone_core.evaluation.metrics.best_global_threshold`, a grid from 0.05 to 0.95). Comparing
 # losses at 0.5 partly compares their calibration; comparing them at tuned thresholds compares
 # their rankings of labels more fairly.
 #
@@ -637,7 +637,7 @@ from sklearn.feature_extraction.text import TfidfVectorizer
 from sklearn.linear_model import LogisticRegression
 from sklearn.multiclass import OneVsRestClassifier
 
-from abalone_core.metrics import best_global_threshold, multilabel_scores
+from abalone_core.evaluation.metrics import best_global_threshold, multilabel_scores
 
 ds = load_run_dataset(config("bce"))
 parts = {s: ds.split(s) for s in ("train", "validation", "test")}

@@ -459,7 +459,7 @@ for name, claims in verdicts.items():
 
 # %% tags=["hide-input"]
 from abalone_core.training.config import Config
-from abalone_core.per_label import grid_records, mean_over_seeds, per_label_frame, support
+from abalone_core.evaluation.per_label import grid_records, mean_over_seeds, per_label_frame, support
 from abalone_core.data.run_data import load_run_dataset
 
 per_label = {}

@@ -42,8 +42,8 @@ sys.path.insert(0, str(ROOT))
 
 from abalone_core.training.config import Config  # noqa: E402
 from abalone_core.data import SPLITS  # noqa: E402
-from abalone_core.evaluate import linear_evaluation  # noqa: E402
-from abalone_core.probe import ProbeConfig  # noqa: E402
+from abalone_core.evaluation.evaluate import linear_evaluation  # noqa: E402
+from abalone_core.evaluation.probe import ProbeConfig  # noqa: E402
 
 RELEASED_GRID = dict(lrs=(1.0, 0.1), weight_decays=(1.0, 0.1, 0.01, 1e-4))
 PROTOCOLS = {
@@ -69,7 +69,7 @@ def encoder_embeddings(config: Config, state_path: Path | None = None) -> dict:
     """
     import torch
 
-    from abalone_core.evaluate import embed
+    from abalone_core.evaluation.evaluate import embed
     from abalone_core.training.devices import deterministic_mode, seed_everything
     from abalone_core.training.encoders import build_encoder
     from abalone_core.data.run_data import prepare_data

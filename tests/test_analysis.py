@@ -7,7 +7,7 @@ import torch
 from sklearn.metrics import davies_bouldin_score, silhouette_score
 
 from abalone_core import analysis
-from abalone_core.metrics import frequency_groups
+from abalone_core.evaluation.metrics import frequency_groups
 
 
 def random_labels(n, n_labels, p=0.25, seed=0):

@@ -450,7 +450,7 @@ def test_collect_results_counts_a_head_learning_rate_grid_once(tmp_path):
 
 
 def test_label_group_of_docs_uses_the_rarest_label():
-    from abalone_core.metrics import label_group_of_docs
+    from abalone_core.evaluation.metrics import label_group_of_docs
 
     counts = np.array([100, 50, 10, 5, 2, 1])          # head: 0, 1; medium: 2, 3; tail: 4, 5
     y = np.array([[1, 0, 0, 0, 0, 0], [1, 0, 1, 0, 0, 0], [0, 1, 0, 0, 0, 1], [0, 0, 0, 0, 0, 0]])

@@ -6,7 +6,7 @@ import plotly.graph_objects as go
 import pytest
 
 from abalone_core import analysis, maps, plots
-from abalone_core.metrics import frequency_groups
+from abalone_core.evaluation.metrics import frequency_groups
 
 
 @pytest.fixture

@@ -6,7 +6,7 @@ from sklearn.metrics import f1_score
 
 pytest.importorskip("libmultilabel.linear", reason="the tfidf-linear baseline needs the 'baselines' extra")
 
-from abalone_core.tfidf import DEFAULTS, TfidfResult, _LabelMatrix, tfidf_linear  # noqa: E402
+from abalone_core.evaluation.tfidf import DEFAULTS, TfidfResult, _LabelMatrix, tfidf_linear  # noqa: E402
 
 NOISE = [f"w{i}" for i in range(200)]
 
@@ -202,7 +202,7 @@ def test_real_disaster_subset():
 def test_both_tfidf_rows_score_under_every_decision_rule_and_save_their_scores(tiny_config):
     from pathlib import Path
 
-    from abalone_core.evaluate import read_scores
+    from abalone_core.evaluation.evaluate import read_scores
     from abalone_core.training.runs import cut_texts, run
 
     whole = run(tiny_config(objective="tfidf-linear", output_dir=str(Path(tiny_config().output_dir) / "whole")))

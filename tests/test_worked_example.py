@@ -17,7 +17,7 @@ from abalone_core import analysis
 from abalone_core.method import losses
 from abalone_core import worked_example as we
 from abalone_core.balance import balance_grid, repulsion_by_label
-from abalone_core.metrics import frequency_groups
+from abalone_core.evaluation.metrics import frequency_groups
 from reference import loop_loss
 
 ROOT = Path(__file__).resolve().parents[1]

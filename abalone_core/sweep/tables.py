@@ -306,7 +306,7 @@ def export(source, dest: str | Path, **aggregate_kwargs) -> list[Path]:
 
 def export_scores(recs: "pd.DataFrame", dest: str | Path) -> list[Path]:
     """Copy each finished run's ``scores.npz`` (its validation and test scores, float16:
-    :func:`abalone_core.evaluate.save_scores`) to ``dest/<run_id>.npz``, so that an export
+    :func:`abalone_core.evaluation.evaluate.save_scores`) to ``dest/<run_id>.npz``, so that an export
     can be scored again under any decision rule without its run folders. Runs without the
     file (older records, or run folders on another machine) are skipped; a copy already
     there with the same bytes is left alone. Returns the paths written."""
@@ -330,7 +330,7 @@ def export_scores(recs: "pd.DataFrame", dest: str | Path) -> list[Path]:
 def read_export_scores(export_dir: str | Path, run_id: str) -> dict | None:
     """``{"validation": (M, L), "test": (T, L)}`` scores of one exported run, or None when
     the export holds none for it."""
-    from ..evaluate import read_scores
+    from ..evaluation.evaluate import read_scores
 
     path = Path(export_dir) / "scores" / f"{run_id}.npz"
     return read_scores(path) if path.is_file() else None

@@ -31,7 +31,7 @@ from ..method.model import POOLINGS
 SUPERVISED = objectives.names("classifier")  # bce, focal, asymmetric, db
 CONTRASTIVE = objectives.names("contrastive")  # base, bqueue, bqproto, msc; mulsupcon
 FROZEN = "frozen"  # no training: linear evaluation of the pre-trained backbone (L_MLM row)
-TFIDF = "tfidf-linear"  # TF-IDF features and one-vs-rest linear classifiers (abalone_core.tfidf), whole text
+TFIDF = "tfidf-linear"  # TF-IDF features and one-vs-rest linear classifiers (abalone_core.evaluation.tfidf), whole text
 TFIDF_CUT = "tfidf-cut"  # the same on the first max_length tokens, the text a neural row sees
 TFIDF_OBJECTIVES = objectives.names("tfidf")
 OBJECTIVES = objectives.names()
@@ -96,7 +96,7 @@ class Config:
         seed, deterministic, device (``auto``/``cpu``/``cuda``/``cuda:1``...),
         output_dir, eval_every (optimiser steps between validation passes; 0 = each epoch),
         save_every (steps between resumable checkpoints; 0 = each epoch),
-        probe: overrides of :class:`abalone_core.probe.ProbeConfig` for linear evaluation.
+        probe: overrides of :class:`abalone_core.evaluation.probe.ProbeConfig` for linear evaluation.
         candidates: which encoders of a contrastive run are linear-evaluated, the best on
             validation micro-F1 being reported: None is the paper's three (``last``,
             ``best_train_loss``, ``best_val_loss``); a shorter list saves a linear
@@ -255,7 +255,7 @@ class Config:
         need("init_from objective", lambda: self.init_from is None or kind in ("classifier", None),
              f"init_from (fine-tuning a contrastive encoder) needs a supervised objective: {classifiers}")
         if self.probe and "probe" not in bad:
-            from ..probe import ProbeConfig
+            from ..evaluation.probe import ProbeConfig
 
             known = {f.name for f in fields(ProbeConfig)}
             unknown = set(self.probe) - known

@@ -50,7 +50,7 @@ from .. import atomic
 from .config import RESUMABLE_CHANGES, Config, read_settings
 from .convergence import contrastive_metric, convergence, early_stopping
 from ..data import SPLITS
-from ..evaluate import save_scores, split_scores
+from ..evaluation.evaluate import save_scores, split_scores
 from .provenance import hardware
 from .devices import check_device, resolve_precision, seed_everything
 from .encoders import check_backbone
@@ -165,7 +165,7 @@ def inspect_run_folder(config: Config, resume: bool, allow=(), trains: bool | No
 # --------------------------------------------------------------------------- #
 def _run_tfidf(config: Config, resume: bool = True, allow=()) -> dict:
     """The ``tfidf-linear`` row: no network, TF-IDF features and linear classifiers whose
-    settings and thresholds are chosen on validation (:mod:`abalone_core.tfidf`)."""
+    settings and thresholds are chosen on validation (:mod:`abalone_core.evaluation.tfidf`)."""
     with locked(Path(config.output_dir)) as out:
         inspect_run_folder(config, resume, allow)
         return _tfidf_metrics(config, out)
@@ -185,7 +185,7 @@ def cut_texts(texts, backbone: str, max_length: int) -> list[str]:
 
 
 def _tfidf_metrics(config: Config, out: Path) -> dict:
-    from ..tfidf import tfidf_linear
+    from ..evaluation.tfidf import tfidf_linear
 
     out = Path(config.output_dir)
     t0 = time.perf_counter()

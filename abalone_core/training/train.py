@@ -37,10 +37,10 @@ from ..data import SPLITS
 from .devices import autocast_for, deterministic_mode, init_distributed, resolve_device, seed_everything
 from .encoders import build_encoder, cache_frozen_layers, load_encoder_state, load_weights
 from ..errors import Interrupted, NonFiniteLoss, RunFolderError
-from ..evaluate import embed, linear_evaluation, predict_proba, score, split_scores
+from ..evaluation.evaluate import embed, linear_evaluation, predict_proba, score, split_scores
 from ..method.losses import NonFiniteError
 from ..method.model import ContrastiveModel, TextClassifier
-from ..probe import ProbeConfig
+from ..evaluation.probe import ProbeConfig
 from ..data.run_data import prepare_data
 from .run_folder import BEST_MODEL, CHECKPOINT, CONFIG, RunFolder, other_configuration
 

@@ -7,11 +7,11 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from .data.batching import make_loader
+from ..data.batching import make_loader
 from .metrics import (best_global_threshold, grouped_f1, label_thresholds, multilabel_scores, per_label_f1,
                       ranking_scores)
 from .probe import ProbeConfig, linear_probe
-from .training.run_folder import read_metrics  # noqa: F401  (also importable from here)
+from ..training.run_folder import read_metrics  # noqa: F401  (also importable from here)
 
 
 def _batches(ids, labels, batch_size, pad_token_id, desc, progress):
@@ -86,11 +86,11 @@ def split_scores(labels: dict, probs: dict, train_label_counts, n_train: int, th
     * at one global threshold tuned on the validation split (never on test):
       ``micro_f1_tuned``, ``macro_f1_tuned``, ``hamming_tuned``;
     * at one threshold per label tuned on the validation split
-      (:func:`abalone_core.metrics.label_thresholds`; a label without a validation positive
+      (:func:`abalone_core.evaluation.metrics.label_thresholds`; a label without a validation positive
       keeps the global tuned threshold): ``micro_f1_label_tuned``, ``macro_f1_label_tuned``,
       ``hamming_label_tuned``, ``f1_head_label_tuned``/``f1_medium_label_tuned``/``f1_tail_label_tuned``;
     * ranking scores, which need no threshold: P@k, nDCG@k, propensity-scored P@k and
-      mAP (:func:`abalone_core.metrics.ranking_scores`).
+      mAP (:func:`abalone_core.evaluation.metrics.ranking_scores`).
 
     Args:
         labels, probs: ``{"validation": (M, L), "test": (T, L)}`` 0/1 labels and scores.
@@ -131,7 +131,7 @@ def save_scores(path, probs: dict) -> Path:
     Args:
         probs: ``{"validation": (M, L), "test": (T, L)}`` probabilities or decision values.
     """
-    from . import atomic
+    from .. import atomic
 
     path = Path(path)
     with atomic.atomic_open(path, "wb") as f:

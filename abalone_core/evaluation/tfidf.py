@@ -58,7 +58,7 @@ import numpy as np
 from scipy import sparse
 from sklearn.metrics import f1_score
 
-from .data.labels import label_matrix
+from ..data.labels import label_matrix
 
 __all__ = ["TfidfResult", "tfidf_linear", "DEFAULTS", "METHODS", "SELECT"]
 

@@ -65,7 +65,7 @@ import torch.nn.functional as F
 from scipy.special import expit
 from tqdm.auto import tqdm
 
-from .data.labels import label_matrix
+from ..data.labels import label_matrix
 from .metrics import per_label_f1
 
 

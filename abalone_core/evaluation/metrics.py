@@ -8,7 +8,7 @@ from __future__ import annotations
 import numpy as np
 from sklearn.metrics import average_precision_score, f1_score, hamming_loss, ndcg_score
 
-from .data.labels import label_matrix
+from ..data.labels import label_matrix
 
 GROUPS = ("head", "medium", "tail")
 
@@ -369,7 +369,7 @@ def label_thresholds(y_true, y_score, fallback: float) -> np.ndarray:
     Returns:
         (L,) float64 thresholds, in the scores' units.
 
-    Used by :func:`abalone_core.evaluate.split_scores` (every row's ``*_label_tuned`` scores).
+    Used by :func:`abalone_core.evaluation.evaluate.split_scores` (every row's ``*_label_tuned`` scores).
     """
     y_true, y_score = _pair(y_true, y_score)
     out = np.full(y_true.shape[1], float(fallback))

@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from .data.splits import SPLITS
+from ..data.splits import SPLITS
 from .metrics import frequency_groups
 
 
@@ -27,7 +27,7 @@ def support(dataset) -> pd.DataFrame:
     Returns:
         DataFrame indexed by label name, with integer columns ``train``, ``validation``,
         ``test`` and the label's frequency ``group`` (head / medium / tail thirds of the
-        training counts, :func:`abalone_core.metrics.frequency_groups`).
+        training counts, :func:`abalone_core.evaluation.metrics.frequency_groups`).
     """
     counts = {s: np.asarray(dataset.label_counts(s), dtype=np.int64) for s in SPLITS}
     frame = pd.DataFrame(counts, index=pd.Index(list(dataset.label_names), name="label"))
@@ -89,7 +89,7 @@ def grid_records(path, dataset: str | None = None, objectives=None) -> list[dict
         list of the ``metrics`` records of the finished runs (read with
         :func:`abalone_core.sweep.tables.finished`), in file order.
     """
-    from .sweep.tables import finished, labelled
+    from ..sweep.tables import finished, labelled
 
     path = Path(path)
     if not path.is_file():
