@@ -64,10 +64,10 @@ import plotly.graph_objects as go
 import torch
 from IPython.display import Markdown, display
 
-from abalone_core import balance, plots
+from abalone_core.analysis import balance, plots
 from abalone_core.method import losses
 from abalone_core import notebook as nb
-from abalone_core import worked_example as we
+from abalone_core.analysis import worked_example as we
 
 env = nb.setup()
 pd.set_option("display.precision", 3)
@@ -305,7 +305,7 @@ we.gradient_table(ex, "msc").rename_axis("L_MSC: anchor \\ key")
 # %% [markdown]
 # ## The same numbers from `abalone_core.method.losses`
 #
-# The tables above were computed with plain loops (`abalone_core.worked_example`), one anchor, one
+# The tables above were computed with plain loops (`abalone_core.analysis.worked_example`), one anchor, one
 # key and one label at a time. The training code uses the vectorised losses of
 # `abalone_core.method.losses`. They return a mean over anchors, not the per-anchor terms; one anchor's
 # term is the loss of a batch holding that anchor alone, with the other batch documents moved to

@@ -60,7 +60,7 @@ import pandas as pd
 from IPython.display import Markdown, display
 
 from abalone_core import notebook as nb
-from abalone_core import plots
+from abalone_core.analysis import plots
 from abalone_core.data import load_dataset
 from abalone_core.evaluation.metrics import frequency_groups
 

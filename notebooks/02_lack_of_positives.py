@@ -60,7 +60,8 @@ import pandas as pd
 from IPython.display import Markdown, display
 from scipy.stats import hypergeom
 
-from abalone_core import analysis, plots
+from abalone_core import analysis
+from abalone_core.analysis import plots
 from abalone_core import notebook as nb
 from abalone_core.data import load_dataset
 from abalone_core.evaluation.metrics import frequency_groups

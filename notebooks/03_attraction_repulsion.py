@@ -73,7 +73,8 @@ from abalone_core import notebook as nb
 
 env = nb.setup()  # first: quiet progress bars and warnings for the imports below
 
-from abalone_core import analysis, plots
+from abalone_core import analysis
+from abalone_core.analysis import plots
 from abalone_core.method import losses
 from abalone_core.data.batching import tokenize
 from abalone_core.training.config import Config

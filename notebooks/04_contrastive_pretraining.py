@@ -78,7 +78,7 @@ from abalone_core import notebook as nb
 env = nb.setup()  # first: quiet progress bars and warnings for the imports below
 
 from abalone_core.method import losses
-from abalone_core import plots
+from abalone_core.analysis import plots
 from abalone_core.training.convergence import contrastive_metric, convergence
 from abalone_core.method.memory import LabelQueue, MomentumEncoder
 from abalone_core.training.encoders import build_encoder

@@ -70,7 +70,7 @@ from abalone_core.method import objectives
 
 env = nb.setup()  # first: quiet progress bars and warnings for the imports below
 
-from abalone_core import plots
+from abalone_core.analysis import plots
 from abalone_core import sweep as sw
 from abalone_core.training.config import Config
 from abalone_core.evaluation.metrics import best_global_threshold, multilabel_scores, ranking_scores

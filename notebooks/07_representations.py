@@ -71,7 +71,8 @@ from abalone_core import notebook as nb
 
 env = nb.setup()  # first: quiet progress bars and warnings for the imports below
 
-from abalone_core import analysis, maps, plots
+from abalone_core import analysis
+from abalone_core.analysis import maps, plots
 from abalone_core import sweep as sw
 from abalone_core.evaluation.metrics import example_labels
 from abalone_core.evaluation.per_label import support

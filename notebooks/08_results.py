@@ -71,7 +71,8 @@ import pandas as pd
 from IPython.display import Markdown, display
 
 from abalone_core import notebook as nb
-from abalone_core import paper, plots
+from abalone_core import paper
+from abalone_core.analysis import plots
 from abalone_core import sweep as sw
 from abalone_core import prose
 from abalone_core.claims import check_claims, t_interval

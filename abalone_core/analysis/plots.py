@@ -12,7 +12,7 @@ import pandas as pd
 import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
-from .evaluation.metrics import GROUPS, frequency_groups
+from ..evaluation.metrics import GROUPS, frequency_groups
 
 GROUP_COLORS = {"all": "#333333", "head": "#1f77b4", "medium": "#8c8c8c", "tail": "#ff7f0e"}
 _PALETTE = ("#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2", "#7f7f7f",
@@ -396,7 +396,7 @@ def claims_forest(claims: pd.DataFrame, title: str = "Paired differences between
         Figure with one trace per metric; the x of each point is the difference, its error bar
         reaches ``ci_low`` and ``ci_high``.
     """
-    from .claims import CLAIMS
+    from ..claims import CLAIMS
 
     _need(claims, ["claim", "metric", "difference", "ci_low", "ci_high", "verdict"], "claims_forest")
     tolerances = tolerances if tolerances is not None else {c.name: c.tolerance for c in CLAIMS}
@@ -443,7 +443,7 @@ def balance_slider(frame: pd.DataFrame, columns=("attraction_share", "repulsion_
     Args:
         frame: tidy frame with columns ``beta``, ``temperature``, ``loss``, ``group`` and
             ``columns`` (shares in [0, 1]), e.g.
-            :func:`abalone_core.balance.balance_grid`.
+            :func:`abalone_core.analysis.balance.balance_grid`.
         columns: one subplot per column.
         initial: the (beta, temperature) shown first; the first pair if absent or None.
     Returns:

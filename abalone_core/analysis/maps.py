@@ -2,7 +2,7 @@
 share of label combinations kept (the paper's Figure 2), a 2-D map of one encoder's documents,
 and side-by-side maps of the same documents under several encoders, aligned to one another.
 
-Colours and the plotly template are the book's (:mod:`abalone_core.plots`).
+Colours and the plotly template are the book's (:mod:`abalone_core.analysis.plots`).
 """
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ import pandas as pd
 import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
-from .evaluation.metrics import frequency_groups
+from ..evaluation.metrics import frequency_groups
 from .plots import _PALETTE, _SYMBOLS, _TEMPLATE, _color, _names, _need, _ordered
 
 

@@ -2,8 +2,8 @@
 between head, medium and tail labels, for a grid of beta and tau.
 
 Chapter 0 shows it in its interactive figure (:func:`balance_grid`, drawn by
-:func:`abalone_core.plots.balance_slider`) after the hand-computed example of
-:mod:`abalone_core.worked_example`. :func:`repulsion_by_label` is each label's share of the
+:func:`abalone_core.analysis.plots.balance_slider`) after the hand-computed example of
+:mod:`abalone_core.analysis.worked_example`. :func:`repulsion_by_label` is each label's share of the
 denominators' softmax mass; the attraction and gradient shares come from
 :func:`abalone_core.analysis.term_counts` and :func:`abalone_core.analysis.gradient_mass`.
 """
@@ -12,7 +12,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from .evaluation.metrics import group_order
+from ..evaluation.metrics import group_order
 
 
 def repulsion_by_label(z, labels, loss: str = "msc", temperature: float = 0.1, beta: float = 0.1,
@@ -72,7 +72,7 @@ def repulsion_by_label(z, labels, loss: str = "msc", temperature: float = 0.1, b
 def balance_grid(z, labels, groups, prototypes, queue_z=None, queue_y=None, betas=(0.01, 0.1, 0.3, 1.0),
                  temperatures=(0.05, 0.1, 0.5)) -> pd.DataFrame:
     """Attraction, repulsion and gradient shares per label group, for a grid of beta and tau
-    (used by chapter 0, for :func:`abalone_core.plots.balance_slider`).
+    (used by chapter 0, for :func:`abalone_core.analysis.plots.balance_slider`).
 
     For each (beta, tau) and each loss (``L_Base`` in-batch, ``L_MSC`` with the queue
     and the prototypes):
@@ -95,8 +95,8 @@ def balance_grid(z, labels, groups, prototypes, queue_z=None, queue_y=None, beta
     """
     import torch
 
-    from . import analysis
-    from .method.losses import base_loss, msc_loss
+    from ..method.losses import base_loss, msc_loss
+    from .positives import gradient_mass, term_counts
 
     y = np.asarray(labels).astype(np.int64)
     g = np.asarray(groups).astype(str)
@@ -106,19 +106,19 @@ def balance_grid(z, labels, groups, prototypes, queue_z=None, queue_y=None, beta
     if queue_z is not None:
         q_kw = {"queue_z": torch.tensor(np.asarray(queue_z), dtype=torch.float32),
                 "queue_y": torch.tensor(np.asarray(queue_y), dtype=torch.float32)}
-    att = {"L_Base": analysis.term_counts(y, "base", groups=g),
-           "L_MSC": analysis.term_counts(y, "msc", queue_labels=queue_y, groups=g)}
+    att = {"L_Base": term_counts(y, "base", groups=g),
+           "L_MSC": term_counts(y, "msc", queue_labels=queue_y, groups=g)}
     rows = []
     for beta in betas:
         for tau in temperatures:
             for loss in ("L_Base", "L_MSC"):
                 if loss == "L_Base":
                     rep = repulsion_by_label(z, y, "base", tau)
-                    grad = analysis.gradient_mass(z, y, base_loss, groups=g, temperature=tau)
+                    grad = gradient_mass(z, y, base_loss, groups=g, temperature=tau)
                 else:
                     rep = repulsion_by_label(z, y, "msc", tau, beta, prototypes, queue_z, queue_y)
-                    grad = analysis.gradient_mass(z, y, msc_loss, groups=g, prototypes=protos_t, temperature=tau,
-                                                  beta=beta, **q_kw)
+                    grad = gradient_mass(z, y, msc_loss, groups=g, prototypes=protos_t, temperature=tau,
+                                         beta=beta, **q_kw)
                 for name in names:
                     sel = g == name
                     rows.append({"beta": float(beta), "temperature": float(tau), "loss": loss, "group": name,

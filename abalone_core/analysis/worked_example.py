@@ -21,7 +21,7 @@ are the batch (without the anchor itself) and the queue; ``s(i, k) = <z_i, z_k> 
   ``l_i = -(1/|y_i|) sum_c (1/N(i, c)) sum_{l in P(c, i)} f(i, l) [s(i, l) - log D_i]``.
 
 The chapter's interactive figure on a real batch (how attraction, repulsion and gradient
-are shared between head, medium and tail labels) is computed by :mod:`abalone_core.balance`.
+are shared between head, medium and tail labels) is computed by :mod:`abalone_core.analysis.balance`.
 """
 from __future__ import annotations
 
@@ -452,7 +452,7 @@ def library_terms(ex: WorkedExample) -> pd.DataFrame:
     """
     import torch
 
-    from .method.losses import contrastive_loss, msc_loss
+    from ..method.losses import contrastive_loss, msc_loss
 
     arr = {k: torch.tensor(v, dtype=torch.float64) for k, v in ex.arrays().items()}
     base_in = base_terms(ex)["in_loss"]
