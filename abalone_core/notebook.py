@@ -12,7 +12,7 @@ display options and quietens warnings and logs, for the kernel that calls it.
 
 Profiles (:data:`PROFILES`) are the budgets shared by all chapters: ``cpu`` runs the
 whole book in minutes on a laptop, ``gpu`` is the paper-like setting. The paper's figures
-and row names come from :mod:`abalone_core.paper` (:func:`paper_table`, :func:`row_name`).
+and row names come from :mod:`abalone_core.report.paper` (:func:`paper_table`, :func:`row_name`).
 """
 from __future__ import annotations
 
@@ -28,10 +28,10 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from . import paper
+from .report import paper
 from .training.config import Config, read_settings
 from .method.objectives import TABLE
-from .rows import result_row
+from .report.rows import result_row
 
 logger = logging.getLogger(__name__)
 
@@ -76,7 +76,7 @@ PROFILES: dict[str, dict] = {
 
 # --------------------------------------------------------------------------- the paper's rows
 def row_name(row: str) -> str:
-    """The paper's name of a row (:data:`abalone_core.paper.NAMES`): ``msc`` -> ``L_MSC``,
+    """The paper's name of a row (:data:`abalone_core.report.paper.NAMES`): ``msc`` -> ``L_MSC``,
     ``frozen`` -> ``L_MLM``; a fine-tuning row ``<contrastive>-ft`` the paper does not name
     gets ``<name of the contrastive row>-FT``; other rows keep their objective."""
     if row in paper.NAMES:
@@ -87,12 +87,12 @@ def row_name(row: str) -> str:
 
 
 def row_order(rows) -> list:
-    """``rows`` sorted in the paper's order (that of :data:`abalone_core.paper.NAMES`), others last."""
+    """``rows`` sorted in the paper's order (that of :data:`abalone_core.report.paper.NAMES`), others last."""
     rank = {r: i for i, r in enumerate(paper.NAMES)}
     return sorted(rows, key=lambda r: (rank.get(r, len(rank)), str(r)))
 
 
-# The paper's tables as frames: which rows, which datasets and metrics (abalone_core.paper holds the values).
+# The paper's tables as frames: which rows, which datasets and metrics (abalone_core.report.paper holds the values).
 _PAPER_TABLES = {
     "linear": (lambda: {"AAPD": paper.TABLE2["aapd"], "RCV1": paper.TABLE2["rcv1"]},
                {"AAPD": paper.METRICS, "RCV1": paper.METRICS}, ("frozen", "base", "bqueue", "bqproto", "msc")),
@@ -104,7 +104,7 @@ _PAPER_TABLES = {
 
 
 def paper_table(name: str) -> pd.DataFrame:
-    """One of the paper's tables as a frame, from :mod:`abalone_core.paper`.
+    """One of the paper's tables as a frame, from :mod:`abalone_core.report.paper`.
 
     Args:
         name: ``linear`` (Table 2, linear evaluation on AAPD and RCV1), ``supervised`` (Table 3,
@@ -601,7 +601,7 @@ def collect_results(*roots) -> pd.DataFrame:
     Missing roots are skipped.
 
     Returns:
-        One row per run: objective (the row, :func:`abalone_core.rows.result_row`: ``msc-ft`` for fine-tuning), dataset,
+        One row per run: objective (the row, :func:`abalone_core.report.rows.result_row`: ``msc-ft`` for fine-tuning), dataset,
         backbone, test micro_f1 / macro_f1 / hamming / f1_head / f1_tail, train_docs, steps, budget
         (None for rows that train nothing: ``frozen``, ``tfidf-linear``), seed, train_minutes, hardware,
         source (file path).

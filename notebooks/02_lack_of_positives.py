@@ -164,7 +164,7 @@ for name, frame in frames.items():
 # 512 documents larger, which is more than any batch size on the axis.
 
 # %% tags=["hide-input"]
-from abalone_core import prose
+from abalone_core.report import prose
 
 largest = max(batch_sizes)
 alone = {name: at(name, "pairs_without_positive", "tail", b=largest, k=0) for name in frames}

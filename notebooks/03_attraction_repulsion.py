@@ -515,7 +515,7 @@ print("With queue size 0, L_BQueue is L_Base; L_MSC still has its prototypes, so
 #   the per-label iteration of L_MSC is what moves attraction to the tail.
 
 # %% tags=["hide-input"]
-from abalone_core import prose
+from abalone_core.report import prose
 
 rho = check.loc["L_MSC: rank correlation with frequency", "value"]
 display(Markdown(

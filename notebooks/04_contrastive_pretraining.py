@@ -239,7 +239,8 @@ at_init.index = [names[o] for o in at_init.index]
 at_init.round(2)
 
 # %% tags=["hide-input"]
-from abalone_core import analysis, prose
+from abalone_core import analysis
+from abalone_core.report import prose
 from abalone_core.evaluation.metrics import frequency_groups
 
 label_groups = frequency_groups(train_labels.sum(0).numpy())

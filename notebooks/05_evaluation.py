@@ -84,7 +84,7 @@ contrastive = ["base", "bqueue", "bqproto", "msc"]
 metrics = {o: nb.run_or_load(config(o)) for o in contrastive}  # read from chapter 4 when it ran
 ft_name = f"{ft_from}-ft"
 metrics[ft_name] = nb.run_or_load(config("bce", name=ft_name, init_from=str(root / ft_from)))
-names = {k: nb.row_name(k) for k in metrics}  # the paper's names (abalone_core.paper)
+names = {k: nb.row_name(k) for k in metrics}  # the paper's names (abalone_core.report.paper)
 
 # %% [markdown]
 # ## Linear evaluation, step by step
@@ -360,9 +360,9 @@ for d in datasets:
         display(t)
 
 # %% tags=["hide-input"]
-from abalone_core.paper import TABLE2
+from abalone_core.report.paper import TABLE2
 
-from abalone_core import prose
+from abalone_core.report import prose
 
 paper_orders = {d.upper(): [nb.row_name(o) for o in sorted(contrastive, key=lambda o: -TABLE2[d][o][1])]
                 for d in TABLE2}                          # Table 2's rows by macro-F1, per dataset

@@ -128,7 +128,7 @@ ROWS = ["bce", "focal", "asymmetric", "db", "tfidf-linear", "mulsupcon", "msc"] 
 # paper's, come from the configuration:
 
 # %% tags=["hide-input"]
-from abalone_core import prose
+from abalone_core.report import prose
 
 settings = Config()
 display(Markdown(prose.asl_sentence(settings.asl_gamma_pos, settings.asl_gamma_neg, settings.asl_margin) + "."))

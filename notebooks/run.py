@@ -72,7 +72,7 @@ import pandas as pd
 
 from abalone_core import notebook as nb
 from abalone_core.method import objectives
-from abalone_core.rows import row_config, row_loss
+from abalone_core.report.rows import row_config, row_loss
 
 nb.setup()
 loss = row_loss(objective, finetune_loss)

@@ -807,7 +807,7 @@ def test_fault_temporary_files_of_a_killed_writer_are_removed(ctx, capsys):
 def test_notebook_parameters_are_one_clear_line():
     """papermill ``-p max_steps ten`` and ``-p subset '{train: 100}'`` (text, not a mapping)."""
     from abalone_core.training.config import ConfigError
-    from abalone_core.rows import ParameterError, row_config
+    from abalone_core.report.rows import ParameterError, row_config
 
     with pytest.raises(ParameterError) as err:
         row_config("msc", max_steps="ten", subset="{train: 100}")

@@ -166,7 +166,7 @@ def test_importing_the_helpers_changes_nothing_in_the_process():
     setup(), for the kernel that calls it, not by ``import abalone_core.notebook``."""
     code = """
 import logging, sys, warnings
-import numpy, pandas, abalone_core.training.config, abalone_core.paper  # what the module imports anyway
+import numpy, pandas, abalone_core.training.config, abalone_core.report.paper  # what the module imports anyway
 import plotly.io as pio
 pio.renderers.default  # plotly loads its renderers (and their warnings filters) on first use
 before = (list(warnings.filters), pio.renderers.default, list(pio.renderers),
@@ -215,7 +215,7 @@ def test_setup_picks_renderer_and_detects_colab(monkeypatch):
 
 def test_paper_rows_and_tables_come_from_paper_py():
     from abalone_core import notebook as nb
-    from abalone_core import paper
+    from abalone_core.report import paper
 
     assert not [n for n in dir(nb) if n.startswith("PAPER_") or n == "LOSS_NAMES"], "no copies of paper.py"
     assert all(nb.row_name(o) == name for o, name in paper.NAMES.items())

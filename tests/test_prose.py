@@ -3,7 +3,7 @@ import math
 
 import pytest
 
-from abalone_core import prose
+from abalone_core.report import prose
 
 
 def test_converged_runs_counts_only_trained_runs():

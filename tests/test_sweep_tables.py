@@ -13,7 +13,7 @@ import pandas as pd
 import pytest
 import yaml
 
-from abalone_core import claims, paper
+from abalone_core.report import claims, paper
 from abalone_core import sweep as sw
 from test_sweep_support import ROOT, fake_results
 

@@ -387,16 +387,16 @@ def claims_forest(claims: pd.DataFrame, title: str = "Paired differences between
     claim's bound. One panel per metric, since the units differ (F1 points, silhouette, ...).
 
     Args:
-        claims: rows of :func:`abalone_core.claims.check_claims` (one dataset) with ``claim``,
+        claims: rows of :func:`abalone_core.report.claims.check_claims` (one dataset) with ``claim``,
             ``metric``, ``difference``, ``ci_low``, ``ci_high`` and ``verdict``; claims without
             a difference (not run) are left out.
         tolerances: ``{claim name: tolerance}`` (default: those of
-            :data:`abalone_core.claims.CLAIMS`), drawn as a dotted line at minus the tolerance.
+            :data:`abalone_core.report.claims.CLAIMS`), drawn as a dotted line at minus the tolerance.
     Returns:
         Figure with one trace per metric; the x of each point is the difference, its error bar
         reaches ``ci_low`` and ``ci_high``.
     """
-    from ..claims import CLAIMS
+    from ..report.claims import CLAIMS
 
     _need(claims, ["claim", "metric", "difference", "ci_low", "ci_high", "verdict"], "claims_forest")
     tolerances = tolerances if tolerances is not None else {c.name: c.tolerance for c in CLAIMS}

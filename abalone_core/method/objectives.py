@@ -9,7 +9,7 @@ classifier     encoder and a linear classifier                its probabilities 
 tfidf          linear classifiers on TF-IDF features          their decision values none
 =============  =============================================  ====================  =====================
 
-A fine-tuning row (``msc-ft``: :mod:`abalone_core.rows`) is a classifier objective that starts
+A fine-tuning row (``msc-ft``: :mod:`abalone_core.report.rows`) is a classifier objective that starts
 from a contrastive run's encoder; :func:`row_kind` names it ``fine-tuning``.
 
 Adding an objective is one :func:`register` call with its loss: the trainer, the run folder,

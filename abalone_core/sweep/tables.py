@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from .. import atomic
-from .. import paper as _paper
+from ..report import paper as _paper
 from .store import DEPENDS_ON, db_path, records
 
 if TYPE_CHECKING:
@@ -115,11 +115,11 @@ def aggregate(source, rows="objective", columns=("dataset",), metrics=("micro_f1
         stat: ``"text"`` (``"mean ± std"``, sample std over ``over``; the mean alone for one run
             or when every run gave the same value),
             ``"interval"`` (``"mean ± h (n)"``: h is the half-width of the 95 % Student-t interval
-            of the mean over the n values of ``over``, :func:`abalone_core.claims.t_interval`;
+            of the mean over the n values of ``over``, :func:`abalone_core.report.claims.t_interval`;
             ``"mean (n)"`` for one run or when every run gave the same value), ``"mean"``, ``"std"``, ``"half_width"`` or ``"count"``
             (numbers).
         paper: ``"matching"``: beside each metric of a dataset the paper reports (aapd, rcv1,
-            uk-lex), a ``(paper)`` column from :func:`abalone_core.paper.scores`; ``"all"``:
+            uk-lex), a ``(paper)`` column from :func:`abalone_core.report.paper.scores`; ``"all"``:
             also the paper's other datasets as extra columns; ``"none"``.
         digits: decimals of the text cells.
     Returns:
@@ -129,7 +129,7 @@ def aggregate(source, rows="objective", columns=("dataset",), metrics=("micro_f1
     import numpy as np
     import pandas as pd
 
-    from ..claims import t_interval
+    from ..report.claims import t_interval
 
     if stat not in ("text", "interval", "mean", "std", "half_width", "count"):
         raise ValueError(f"stat must be text, interval, mean, std, half_width or count, got {stat!r}")

@@ -25,7 +25,7 @@ The selection metrics and tolerances are the same for both rules:
 * rows that train a classifier select on validation micro-F1: converged when the best F1 of
   the last quarter is less than 0.5 points above the best F1 before it.
 
-A comparison with a row that has not converged is "not testable" (:mod:`abalone_core.claims`).
+A comparison with a row that has not converged is "not testable" (:mod:`abalone_core.report.claims`).
 Used by :mod:`abalone_core.training.runs` and chapter 8.
 """
 from __future__ import annotations

@@ -15,9 +15,9 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from .training.config import Config, ConfigError
-from .method.objectives import TABLE, names, row_kind
-from .training.run_folder import CONFIG, METRICS
+from ..training.config import Config, ConfigError
+from ..method.objectives import TABLE, names, row_kind
+from ..training.run_folder import CONFIG, METRICS
 
 
 def is_finetune(row: str) -> bool:

@@ -1,7 +1,7 @@
 """Chapter 8's answer, in tables and words built from the committed run records.
 
 Nothing here is typed by hand: every number, order and verdict a sentence states comes from
-the records it is given, through :func:`abalone_core.claims.check_claims`.
+the records it is given, through :func:`abalone_core.report.claims.check_claims`.
 
 * :data:`DEPTH_CLAIMS`: the claims judged at each encoder depth (the paper's, and the same
   comparisons under the per-label decision rule that every row shares);
@@ -88,7 +88,7 @@ def depth_table(runs: pd.DataFrame, dataset: str, metrics=("macro_f1", "macro_f1
         A frame with a two-level column index (trained layers, quantity); rows the objectives
         that ran, named by :func:`abalone_core.notebook.row_name`.
     """
-    from .notebook import row_name
+    from ..notebook import row_name
 
     part = runs[runs["dataset"] == dataset]
     if part.empty:
@@ -164,7 +164,7 @@ def tfidf_decomposition(runs: pd.DataFrame, dataset: str, neural: str = "bce", l
 
 def decomposition_sentence(d: dict) -> str:
     """One sentence of :func:`tfidf_decomposition`'s parts."""
-    from .notebook import row_name
+    from ..notebook import row_name
 
     who = f"{row_name(d['neural'])} ({layers_label(d['layers'])})"
     sign = "leads" if d["lead"] >= 0 else "trails"
@@ -178,7 +178,7 @@ def seeds_needed(runs: pd.DataFrame, dataset: str, layers="all", better: str = "
                  metric: str = "macro_f1", half_width: float = 1.0, minimum: int = 5) -> dict:
     """The power computation of the grid's seed count: from the paired per-seed differences
     ``better - worse`` measured so far, how many seeds make the 95 % interval's half-width at
-    most ``half_width`` (:func:`abalone_core.claims.seeds_for_half_width`, never fewer than
+    most ``half_width`` (:func:`abalone_core.report.claims.seeds_for_half_width`, never fewer than
     ``minimum``). Returns the seeds measured, their paired standard deviation, the
     half-width they give, and the seeds needed."""
     from .claims import seeds_for_half_width, t_interval
@@ -276,7 +276,7 @@ def grid_records(results="results", grids=GRIDS) -> pd.DataFrame:
     ``3``) and a ``grid`` column; grids not committed yet are left out."""
     from pathlib import Path
 
-    from .sweep import records_table
+    from ..sweep import records_table
 
     parts = []
     for g in grids:
