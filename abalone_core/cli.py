@@ -24,7 +24,8 @@ import sys
 from contextlib import contextmanager
 from pathlib import Path
 
-from .training.config import RESUMABLE_CHANGES, Config, ConfigError, parse_overrides, read_config_file
+from .training.config import RESUMABLE_CHANGES, Config, ConfigError, read_config_file
+from .training.overrides import parse_overrides
 
 EXIT_ERROR = 2
 EXIT_INTERRUPTED = 130

@@ -3,7 +3,8 @@ import os
 
 import pytest
 
-from abalone_core.training.config import Config, ConfigError, parse_overrides
+from abalone_core.training.config import Config, ConfigError
+from abalone_core.training.overrides import parse_overrides
 
 
 def test_round_trip_yaml_and_json(tmp_path):

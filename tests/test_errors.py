@@ -1092,7 +1092,7 @@ def test_bad_input_4_set_takes_text_settings_as_typed(ctx, capsys, monkeypatch):
     label combinations as labels; ``mixed_precision=no`` became false and was refused;
     ``seed=010`` became 8; a dotted key was an unknown setting."""
     from abalone_core.cli import _config, build_parser
-    from abalone_core.training.config import parse_overrides
+    from abalone_core.training.overrides import parse_overrides
 
     stats = ["stats", "csv", "--set", f"path={ctx.csv}", "--set", "split_column=split"]
     assert main(stats + ["--set", "label_sep=|"]) == 0

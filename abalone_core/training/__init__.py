@@ -4,6 +4,7 @@ follows.
 Modules
 -------
 ``config``       the validated configuration object (YAML/JSON in and out)
+``overrides``    ``--set KEY=VALUE`` of the command line, parsed into settings
 ``runs``         the run lifecycle (:func:`runs.run`): what may resume, TF-IDF rows, ``metrics.json``
 ``run_folder``   a run's folder: its files, its lock, the readers, what a restore keeps
 ``train``        the contrastive, supervised and fine-tuning loops (``Trainer``), checkpoints, resume
