@@ -13,4 +13,5 @@ Modules
 ``encoders``     a run's encoder: backbone checks, frozen-layer cache, saved weights read back
 ``layer_cache``  the frozen bottom layers' output, computed once per document and cached on disk
 ``provenance``   hardware, versions and git state of a run
+``timing``       optimiser steps timed on the reader's device, and how long a chapter's runs take
 """
