@@ -3,7 +3,7 @@ import pytest
 import torch
 
 from abalone_core.data.batching import (LengthBucketSampler, TokenizedDataset, collate, length_sorted_batches,
-                                   make_loader, padding_stats, tokenize)
+                                        make_loader, padding_stats, tokenize)
 
 
 @pytest.fixture
