@@ -24,7 +24,8 @@ import sys
 from contextlib import contextmanager
 from pathlib import Path
 
-from .config import RESUMABLE_CHANGES, Config, ConfigError, parse_overrides, read_config_file
+from .training.config import RESUMABLE_CHANGES, Config, ConfigError, read_config_file
+from .training.overrides import parse_overrides
 
 EXIT_ERROR = 2
 EXIT_INTERRUPTED = 130
@@ -79,7 +80,7 @@ def _sigterm_as_interrupt():
 
 
 def cmd_train(args) -> int:
-    from .runs import run
+    from .training.runs import run
 
     if args.restart and args.resume_with_changes:
         raise ValueError("--restart starts over and --resume-with-changes continues the checkpoint: give one of them")
@@ -96,7 +97,7 @@ def cmd_train(args) -> int:
 def cmd_evaluate(args) -> int:
     import json
 
-    from .run_folder import read_metrics
+    from .training.run_folder import read_metrics
 
     metrics = read_metrics(args.run)
     missing = [k for k in ("validation", "test") if not isinstance(metrics.get(k), dict)]
@@ -121,10 +122,10 @@ def embed_paths(out: str) -> tuple[Path, Path]:
 
 def cmd_embed(args) -> int:
     from . import atomic
-    from .evaluate import embed
-    from .devices import check_device
-    from .encoders import load_run_encoder
-    from .run_data import prepare_data
+    from .evaluation.evaluate import embed
+    from .training.devices import check_device
+    from .training.encoders import load_run_encoder
+    from .data.run_data import prepare_data
 
     features, labels = embed_paths(args.out)
     if not features.parent.is_dir():

@@ -2,7 +2,7 @@
 the way out: :class:`Interrupted` (stopped cleanly, resumable), :class:`RunFolderError` (an
 output folder this run must not touch or cannot use) and :class:`NonFiniteLoss`.
 
-Used by :mod:`abalone_core.train`, :mod:`abalone_core.runs`, :mod:`abalone_core.encoders` and
+Used by :mod:`abalone_core.training.train`, :mod:`abalone_core.training.runs`, :mod:`abalone_core.training.encoders` and
 the command line.
 """
 from __future__ import annotations

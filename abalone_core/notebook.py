@@ -12,13 +12,12 @@ display options and quietens warnings and logs, for the kernel that calls it.
 
 Profiles (:data:`PROFILES`) are the budgets shared by all chapters: ``cpu`` runs the
 whole book in minutes on a laptop, ``gpu`` is the paper-like setting. The paper's figures
-and row names come from :mod:`abalone_core.paper` (:func:`paper_table`, :func:`row_name`).
+and row names come from :mod:`abalone_core.report.paper` (:func:`paper_table`, :func:`row_name`).
 """
 from __future__ import annotations
 
 import json
 import logging
-import math
 import os
 import sys
 import warnings
@@ -28,10 +27,11 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from . import paper
-from .config import Config, read_settings
-from .objectives import TABLE
-from .rows import result_row
+from .report import paper
+from .training.config import Config, read_settings
+from .method.objectives import TABLE
+from .report.rows import result_row
+from .training.timing import device_timing
 
 logger = logging.getLogger(__name__)
 
@@ -76,7 +76,7 @@ PROFILES: dict[str, dict] = {
 
 # --------------------------------------------------------------------------- the paper's rows
 def row_name(row: str) -> str:
-    """The paper's name of a row (:data:`abalone_core.paper.NAMES`): ``msc`` -> ``L_MSC``,
+    """The paper's name of a row (:data:`abalone_core.report.paper.NAMES`): ``msc`` -> ``L_MSC``,
     ``frozen`` -> ``L_MLM``; a fine-tuning row ``<contrastive>-ft`` the paper does not name
     gets ``<name of the contrastive row>-FT``; other rows keep their objective."""
     if row in paper.NAMES:
@@ -87,12 +87,12 @@ def row_name(row: str) -> str:
 
 
 def row_order(rows) -> list:
-    """``rows`` sorted in the paper's order (that of :data:`abalone_core.paper.NAMES`), others last."""
+    """``rows`` sorted in the paper's order (that of :data:`abalone_core.report.paper.NAMES`), others last."""
     rank = {r: i for i, r in enumerate(paper.NAMES)}
     return sorted(rows, key=lambda r: (rank.get(r, len(rank)), str(r)))
 
 
-# The paper's tables as frames: which rows, which datasets and metrics (abalone_core.paper holds the values).
+# The paper's tables as frames: which rows, which datasets and metrics (abalone_core.report.paper holds the values).
 _PAPER_TABLES = {
     "linear": (lambda: {"AAPD": paper.TABLE2["aapd"], "RCV1": paper.TABLE2["rcv1"]},
                {"AAPD": paper.METRICS, "RCV1": paper.METRICS}, ("frozen", "base", "bqueue", "bqproto", "msc")),
@@ -104,7 +104,7 @@ _PAPER_TABLES = {
 
 
 def paper_table(name: str) -> pd.DataFrame:
-    """One of the paper's tables as a frame, from :mod:`abalone_core.paper`.
+    """One of the paper's tables as a frame, from :mod:`abalone_core.report.paper`.
 
     Args:
         name: ``linear`` (Table 2, linear evaluation on AAPD and RCV1), ``supervised`` (Table 3,
@@ -297,7 +297,7 @@ def config_for(profile: str, objective: str, runs_dir=None, name: str | None = N
 
     Args:
         profile: ``cpu`` or ``gpu`` (see :data:`PROFILES`).
-        objective: a :class:`~abalone_core.config.Config` objective (``msc``, ``bce``, ``frozen``...);
+        objective: a :class:`~abalone_core.training.config.Config` objective (``msc``, ``bce``, ``frozen``...);
             supervised objectives also get the profile's ``supervised`` overrides.
         runs_dir: parent folder; the run directory is ``runs_dir / name``.
         name: run directory name, default the objective (e.g. ``msc-ft`` for fine-tuning).
@@ -357,7 +357,7 @@ def chapter(profile: str = "cpu", runs_dir=None, **settings) -> Chapter:
 
 def saved_config(run_dir) -> dict | None:
     """The configuration stored in a run directory's metrics.json (None if not finished)."""
-    from .run_folder import METRICS, read_metrics
+    from .training.run_folder import METRICS, read_metrics
 
     if not (Path(run_dir) / METRICS).exists():
         return None
@@ -370,18 +370,18 @@ def run_or_load(config: Config, progress: bool = False) -> dict:
     exists, restarted if the folder holds another configuration).
 
     "The same configuration" follows :meth:`Config.differences
-    <abalone_core.config.Config.differences>`, the rule by which :func:`abalone_core.runs.run`
+    <abalone_core.training.config.Config.differences>`, the rule by which :func:`abalone_core.training.runs.run`
     resumes a run folder: the run folder and the device do not count, every other field does.
 
     Returns:
-        the metrics dict of :func:`abalone_core.runs.run`.
+        the metrics dict of :func:`abalone_core.training.runs.run`.
     """
-    from .runs import run
+    from .training.runs import run
 
     out = Path(config.output_dir)
     saved = saved_config(out)
     if saved is not None and not config.differences(saved):
-        from .run_folder import read_metrics
+        from .training.run_folder import read_metrics
 
         return read_metrics(out)
     restart = False
@@ -398,7 +398,7 @@ def run_or_load(config: Config, progress: bool = False) -> dict:
 
 def history(run_dir) -> pd.DataFrame:
     """A run's ``history.jsonl`` as a frame (one row per evaluation: step, train_loss, ...)."""
-    from .run_folder import HISTORY, read_history
+    from .training.run_folder import HISTORY, read_history
 
     path = Path(run_dir) / HISTORY
     if not path.exists():
@@ -408,9 +408,9 @@ def history(run_dir) -> pd.DataFrame:
 
 def checkpoints(run_dir) -> pd.DataFrame:
     """Files saved in a run directory with their size in MB: its run files and config.yaml
-    (:meth:`~abalone_core.run_folder.RunFolder.files`); the folder's lock and writes in
+    (:meth:`~abalone_core.training.run_folder.RunFolder.files`); the folder's lock and writes in
     progress are not run files and are left out."""
-    from .run_folder import CONFIG, RunFolder
+    from .training.run_folder import CONFIG, RunFolder
 
     folder = RunFolder(run_dir)
     files = [p for p in folder.files() if p.is_file()] + [p for p in [folder.file(CONFIG)] if p.is_file()]
@@ -432,104 +432,10 @@ def scores_table(runs: dict, split: str = "test") -> pd.DataFrame:
     return pd.DataFrame(rows, columns=["run"] + cols).set_index("run")
 
 
-# --------------------------------------------------------------------------- timing on the reader's device
-def planned_steps(config: Config, n_train: int) -> int:
-    """Optimiser steps a run of ``config`` takes: ``max_steps``, else ``epochs`` passes over
-    ``n_train`` training documents in batches of ``batch_size`` (the last batch counts)."""
-    if config.max_steps:
-        return int(config.max_steps)
-    return int(config.epochs) * math.ceil(n_train / config.batch_size)
-
-
-def step_seconds(config: Config, steps: int = 20) -> float:
-    """Seconds per optimiser step of ``config`` on its device: one warm-up step, then the mean of
-    ``steps`` timed steps (data, model and optimiser as in a real run; nothing is written)."""
-    import time
-
-    import torch
-
-    from .train import Trainer
-
-    trainer = Trainer(config, progress=False)
-    trainer.setup()
-
-    def batches():
-        while True:
-            yield from trainer._batches(trainer.train_set, trainer.sampler)
-
-    feed = batches()
-    sync = torch.cuda.synchronize if trainer.device.type == "cuda" else (lambda: None)
-    trainer._step(next(feed))
-    sync()
-    start = time.perf_counter()
-    for _ in range(steps):
-        trainer._step(next(feed))
-    sync()
-    return (time.perf_counter() - start) / steps
-
-
-def time_estimate(step_time: float, runs: dict) -> pd.DataFrame:
-    """How long runs take at ``step_time`` seconds per optimiser step.
-
-    Args:
-        step_time: seconds per step (:func:`step_seconds`).
-        runs: ``{run name: optimiser steps}``.
-    Returns:
-        One row per run: ``steps`` (int) and ``minutes`` of training (evaluations and the linear
-        probe not included), and a last row ``all`` with their sums.
-    """
-    if not step_time > 0:
-        raise ValueError(f"step_time must be a positive number of seconds, got {step_time}")
-    table = pd.DataFrame({"steps": pd.Series(runs, dtype="int64")})
-    table.loc["all"] = table["steps"].sum()
-    table["minutes"] = table["steps"] * step_time / 60
-    return table
-
-
-def device_timing(configs: dict, paper_config: Config | None = None, steps: int = 20,
-                  n_train: int | None = None, skip_on_cpu: bool = True) -> str:
-    """Time ``steps`` optimiser steps on the reader's device and say, in Markdown, how long the
-    chapter's runs (``configs``: ``{run name: Config}``, all timed by the first) and one run of
-    the paper-sized profile (``paper_config``, timed itself) will take.
-
-    On a CPU with ``skip_on_cpu`` nothing is timed (20 steps would add a minute to the book's
-    build); the text says so and where the timing runs instead.
-    """
-    from .devices import resolve_device
-    from .run_data import load_run_dataset
-
-    first = next(iter(configs.values()))
-    device = resolve_device(first.device)
-    if skip_on_cpu and device.type == "cpu":
-        return (f"Timing skipped: this kernel has no GPU, and {steps} timed steps would add about a minute to "
-                "the book's build. On Colab or any machine with a GPU this cell times them and says how long the "
-                "chapter's runs and one run of the paper-sized profile (`--profile gpu`) will take there.")
-    if n_train is None:
-        n_train = len(load_run_dataset(first).split("train"))
-    seconds = step_seconds(first, steps)
-    mine = time_estimate(seconds, {name: planned_steps(c, n_train) for name, c in configs.items()})
-    lines = [f"On {device} one optimiser step of this chapter's runs takes {seconds * 1000:.0f} ms "
-             f"({steps} steps timed): its {len(configs)} runs, {int(mine.loc['all', 'steps'])} steps in all, "
-             f"train in about {mine.loc['all', 'minutes']:.1f} minutes."]
-    if paper_config is not None:
-        try:
-            paper_n = len(load_run_dataset(paper_config).split("train"))
-            paper_seconds = step_seconds(paper_config, steps)
-        except Exception as err:  # e.g. roberta-base needs the Hugging Face Hub
-            lines.append(f"One run of the paper-sized profile could not be timed here ({str(err).splitlines()[0]}).")
-        else:
-            total = planned_steps(paper_config, paper_n)
-            paper = time_estimate(paper_seconds, {"paper-sized run": total})
-            lines.append(f"One run of the paper-sized profile ({paper_config.backbone}, {paper_n} training documents, "
-                         f"{total} steps) takes {paper_seconds * 1000:.0f} ms a step: about "
-                         f"{paper.loc['all', 'minutes']:.0f} minutes, before its linear evaluation.")
-    return " ".join(lines)
-
-
 # --------------------------------------------------------------------------- encoders of runs
 def run_encoder(run_dir):
-    """Rebuild the encoder of a finished run (see :func:`abalone_core.encoders.load_run_encoder`)."""
-    from .encoders import load_run_encoder
+    """Rebuild the encoder of a finished run (see :func:`abalone_core.training.encoders.load_run_encoder`)."""
+    from .training.encoders import load_run_encoder
 
     return load_run_encoder(run_dir)
 
@@ -565,7 +471,7 @@ def shipped_encoders(grid: str = "encoder_depth", dataset: str = "disaster", res
 
 def shipped_embeddings(files, split: str = "test", pretrained: str | None = "frozen", batch_size: int = 64) -> dict:
     """Representations of one split with encoders shipped in ``results/`` (chapter 7; see
-    :func:`abalone_core.encoders.load_exported`), and, under the key ``pretrained``, with the
+    :func:`abalone_core.training.encoders.load_exported`), and, under the key ``pretrained``, with the
     pre-trained backbone they were trained from (L_MLM on the same documents). The data is
     read and the frozen bottom's states computed once for all of them.
 
@@ -576,10 +482,10 @@ def shipped_embeddings(files, split: str = "test", pretrained: str | None = "fro
         ``{name: dict}``, each dict as :func:`run_embeddings` gives it plus ``provenance``
         (the shipped file's record; for ``pretrained``, the record of the first file).
     """
-    from .devices import resolve_device
-    from .encoders import build_encoder, cache_frozen_layers, load_exported
-    from .evaluate import embed
-    from .run_data import prepare_data
+    from .data.run_data import prepare_data
+    from .evaluation.evaluate import embed
+    from .training.devices import resolve_device
+    from .training.encoders import build_encoder, cache_frozen_layers, load_exported
 
     loaded = {name: load_exported(path) for name, path in files.items()}
     if not loaded:
@@ -610,12 +516,12 @@ def shipped_embeddings(files, split: str = "test", pretrained: str | None = "fro
 
 def _embeddings(encoder, tokenizer, cfg, split: str, batch_size: int) -> dict:
     """Representations of one split (the other splits are not embedded); with ``train_layers``
-    set, through the frozen bottom's cached states (:mod:`abalone_core.layer_cache`), as in
+    set, through the frozen bottom's cached states (:mod:`abalone_core.training.layer_cache`), as in
     training."""
-    from .devices import resolve_device
-    from .encoders import cache_frozen_layers
-    from .evaluate import embed
-    from .run_data import prepare_data
+    from .data.run_data import prepare_data
+    from .evaluation.evaluate import embed
+    from .training.devices import resolve_device
+    from .training.encoders import cache_frozen_layers
 
     data = prepare_data(cfg, tokenizer)
     device = resolve_device(cfg.device)
@@ -672,7 +578,7 @@ def collect_results(*roots) -> pd.DataFrame:
     Missing roots are skipped.
 
     Returns:
-        One row per run: objective (the row, :func:`abalone_core.rows.result_row`: ``msc-ft`` for fine-tuning), dataset,
+        One row per run: objective (the row, :func:`abalone_core.report.rows.result_row`: ``msc-ft`` for fine-tuning), dataset,
         backbone, test micro_f1 / macro_f1 / hamming / f1_head / f1_tail, train_docs, steps, budget
         (None for rows that train nothing: ``frozen``, ``tfidf-linear``), seed, train_minutes, hardware,
         source (file path).
@@ -709,5 +615,5 @@ def collect_results(*roots) -> pd.DataFrame:
 __all__ = ["PROFILES", "RENDERER", "row_name", "row_order", "paper_table", "in_colab",
            "register_renderer", "setup", "profile_overrides", "repo_root", "runs_dir", "results_dir", "config_for",
            "grid_settings", "Chapter", "chapter", "saved_config", "run_or_load", "history", "checkpoints",
-           "scores_table", "planned_steps", "step_seconds", "time_estimate", "device_timing", "run_encoder", "run_embeddings",
-           "shipped_encoders", "shipped_embeddings", "collect_results"]
+           "scores_table", "device_timing", "run_encoder", "run_embeddings", "shipped_encoders",
+           "shipped_embeddings", "collect_results"]

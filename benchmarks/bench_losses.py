@@ -57,7 +57,7 @@ def run_case(impl: str, size: dict, repeats: int, threads: int | None = None) ->
     sys.path.insert(0, str(ROOT / "tests"))
     from reference import dense_msc_loss, loop_loss
 
-    from abalone_core.losses import msc_loss
+    from abalone_core.method.losses import msc_loss
 
     if threads:
         torch.set_num_threads(threads)

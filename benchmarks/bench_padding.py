@@ -19,9 +19,9 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from abalone_core.batching import padding_stats, tokenize  # noqa: E402
+from abalone_core.data.batching import padding_stats, tokenize  # noqa: E402
 from abalone_core.data import load_dataset  # noqa: E402
-from abalone_core.model import load_backbone  # noqa: E402
+from abalone_core.method.model import load_backbone  # noqa: E402
 
 
 def main():

@@ -23,8 +23,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from abalone_core.metrics import multilabel_scores
-from abalone_core.probe import ProbeConfig, linear_probe
+from abalone_core.evaluation.metrics import multilabel_scores
+from abalone_core.evaluation.probe import ProbeConfig, linear_probe
 
 
 def peak_rss_mib() -> float:

@@ -10,7 +10,7 @@ setting's two steps in turn, round after round):
 
 With ``--train-layers 1 2 3`` the same two steps also run with only the top k
 transformer layers trained, on the cached output of the frozen bottom (``Config.train_layers``,
-:mod:`abalone_core.layer_cache`): the table gives each k's step times, its speed-up over
+:mod:`abalone_core.training.layer_cache`): the table gives each k's step times, its speed-up over
 full fine-tuning and the L_MSC / BCE ratio.
 
 Then, on the same machine: how the L_MSC loss + queue part grows with the queue size K
@@ -43,9 +43,9 @@ import torch
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from abalone_core.losses import bce_loss, msc_loss  # noqa: E402
-from abalone_core.memory import LabelQueue  # noqa: E402
-from abalone_core.model import ContrastiveModel, TextClassifier, TextEncoder, load_backbone  # noqa: E402
+from abalone_core.method.losses import bce_loss, msc_loss  # noqa: E402
+from abalone_core.method.memory import LabelQueue  # noqa: E402
+from abalone_core.method.model import ContrastiveModel, TextClassifier, TextEncoder, load_backbone  # noqa: E402
 
 
 def sync(device):
@@ -313,7 +313,7 @@ def by_precision(args, device, ctx, result) -> None:
 
 
 def _cpu_bf16() -> bool:
-    from abalone_core.devices import cpu_supports_bf16
+    from abalone_core.training.devices import cpu_supports_bf16
 
     return cpu_supports_bf16()
 

@@ -29,7 +29,7 @@
 #   a memory queue and one prototype per label give it some;
 # - what the per-label iteration of L_MSC does to an anchor with two labels;
 # - what β does to the denominator, and in which case it would not change the gradients at all;
-# - how to check every number against `abalone_core.losses`, the implementation the other
+# - how to check every number against `abalone_core.method.losses`, the implementation the other
 #   chapters train with.
 #
 # The chapter ends with a figure computed on a real batch of disaster-response messages, with a
@@ -64,9 +64,10 @@ import plotly.graph_objects as go
 import torch
 from IPython.display import Markdown, display
 
-from abalone_core import balance, losses, plots
+from abalone_core.analysis import balance, plots
+from abalone_core.method import losses
 from abalone_core import notebook as nb
-from abalone_core import worked_example as we
+from abalone_core.analysis import worked_example as we
 
 env = nb.setup()
 pd.set_option("display.precision", 3)
@@ -302,11 +303,11 @@ we.gradient_table(ex, "msc").rename_axis("L_MSC: anchor \\ key")
 # checks this numerically.
 
 # %% [markdown]
-# ## The same numbers from `abalone_core.losses`
+# ## The same numbers from `abalone_core.method.losses`
 #
-# The tables above were computed with plain loops (`abalone_core.worked_example`), one anchor, one
+# The tables above were computed with plain loops (`abalone_core.analysis.worked_example`), one anchor, one
 # key and one label at a time. The training code uses the vectorised losses of
-# `abalone_core.losses`. They return a mean over anchors, not the per-anchor terms; one anchor's
+# `abalone_core.method.losses`. They return a mean over anchors, not the per-anchor terms; one anchor's
 # term is the loss of a batch holding that anchor alone, with the other batch documents moved to
 # the queue (the anchor then sees the same keys with the same labels and weights). The last cell
 # checks all of it to $10^{-9}$.
@@ -465,13 +466,13 @@ print(f"all keys weighted by beta: log D = log D(beta=1) + log(beta) = log D(bet
 #   documents of the group (`analysis.gradient_mass`).
 
 # %%
-from abalone_core.batching import tokenize
-from abalone_core.config import Config
+from abalone_core.data.batching import tokenize
+from abalone_core.training.config import Config
 from abalone_core.data import load_dataset
-from abalone_core.evaluate import embed
-from abalone_core.metrics import frequency_groups
-from abalone_core.devices import resolve_device
-from abalone_core.encoders import build_encoder
+from abalone_core.evaluation.evaluate import embed
+from abalone_core.evaluation.metrics import frequency_groups
+from abalone_core.training.devices import resolve_device
+from abalone_core.training.encoders import build_encoder
 
 train = load_dataset(dataset).split("train")
 labelled = np.flatnonzero(train.labels.any(axis=1))
@@ -541,5 +542,5 @@ display(Markdown(
 #   take a fixed part of the repulsion. A factor common to every key would cancel from the
 #   gradients; β acts because prototypes keep the weight 1, and how much it acts depends on how
 #   close the prototypes are to the documents.
-# - Every number here agrees with `abalone_core.losses` to $10^{-9}$, so the training chapters
+# - Every number here agrees with `abalone_core.method.losses` to $10^{-9}$, so the training chapters
 #   optimise exactly these quantities.

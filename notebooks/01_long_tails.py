@@ -37,7 +37,7 @@
 #   left to measure a tail label's F1.
 #
 # Head, medium and tail are defined once for the whole book: labels are sorted by their number of
-# training documents and cut into thirds (`abalone_core.metrics.frequency_groups`). Cutting the
+# training documents and cut into thirds (`abalone_core.evaluation.metrics.frequency_groups`). Cutting the
 # *labels* into thirds, rather than the label occurrences, keeps the three groups the same size,
 # so that a macro-average over a group is a mean over as many labels as over any other group.
 
@@ -60,9 +60,9 @@ import pandas as pd
 from IPython.display import Markdown, display
 
 from abalone_core import notebook as nb
-from abalone_core import plots
+from abalone_core.analysis import plots
 from abalone_core.data import load_dataset
-from abalone_core.metrics import frequency_groups
+from abalone_core.evaluation.metrics import frequency_groups
 
 env = nb.setup()
 corpora = {name: load_dataset(name) for name in datasets}

@@ -60,10 +60,11 @@ import pandas as pd
 from IPython.display import Markdown, display
 from scipy.stats import hypergeom
 
-from abalone_core import analysis, plots
+from abalone_core import analysis
+from abalone_core.analysis import plots
 from abalone_core import notebook as nb
 from abalone_core.data import load_dataset
-from abalone_core.metrics import frequency_groups
+from abalone_core.evaluation.metrics import frequency_groups
 
 env = nb.setup()
 labels, label_groups, frames = {}, {}, {}
@@ -163,7 +164,7 @@ for name, frame in frames.items():
 # 512 documents larger, which is more than any batch size on the axis.
 
 # %% tags=["hide-input"]
-from abalone_core import prose
+from abalone_core.report import prose
 
 largest = max(batch_sizes)
 alone = {name: at(name, "pairs_without_positive", "tail", b=largest, k=0) for name in frames}

@@ -73,14 +73,16 @@ from abalone_core import notebook as nb
 
 env = nb.setup()  # first: quiet progress bars and warnings for the imports below
 
-from abalone_core import analysis, losses, plots
-from abalone_core.batching import tokenize
-from abalone_core.config import Config
+from abalone_core import analysis
+from abalone_core.analysis import plots
+from abalone_core.method import losses
+from abalone_core.data.batching import tokenize
+from abalone_core.training.config import Config
 from abalone_core.data import load_dataset
-from abalone_core.evaluate import embed
-from abalone_core.metrics import frequency_groups
-from abalone_core.devices import resolve_device
-from abalone_core.encoders import build_encoder
+from abalone_core.evaluation.evaluate import embed
+from abalone_core.evaluation.metrics import frequency_groups
+from abalone_core.training.devices import resolve_device
+from abalone_core.training.encoders import build_encoder
 
 train = load_dataset(dataset).split("train")
 labelled = np.flatnonzero(train.labels.any(axis=1))
@@ -513,7 +515,7 @@ print("With queue size 0, L_BQueue is L_Base; L_MSC still has its prototypes, so
 #   the per-label iteration of L_MSC is what moves attraction to the tail.
 
 # %% tags=["hide-input"]
-from abalone_core import prose
+from abalone_core.report import prose
 
 rho = check.loc["L_MSC: rank correlation with frequency", "value"]
 display(Markdown(

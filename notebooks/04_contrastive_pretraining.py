@@ -36,9 +36,9 @@
 # - what each of the four losses adds, and why their values sit at different levels before any
 #   training (so that their curves can be compared by shape only);
 # - the cosine learning-rate schedule, why a run keeps three candidate encoders, and the rule that
-#   decides whether a run has **converged** (`abalone_core.convergence`);
+#   decides whether a run has **converged** (`abalone_core.training.convergence`);
 # - what partial fine-tuning (`train_layers`) and the cache of the frozen layers
-#   (`abalone_core.layer_cache`) are, and why the book's evidence on a CPU uses them.
+#   (`abalone_core.training.layer_cache`) are, and why the book's evidence on a CPU uses them.
 #
 # **The runs trained here are a demonstration.** With the default `cpu` profile each run is 30
 # optimiser steps on a subset of 600 disaster messages: enough to watch every part of the machinery
@@ -77,12 +77,13 @@ from abalone_core import notebook as nb
 
 env = nb.setup()  # first: quiet progress bars and warnings for the imports below
 
-from abalone_core import losses, plots
-from abalone_core.convergence import contrastive_metric, convergence
-from abalone_core.memory import LabelQueue, MomentumEncoder
-from abalone_core.encoders import build_encoder
-from abalone_core.train import make_scheduler
-from abalone_core.run_data import load_run_dataset
+from abalone_core.method import losses
+from abalone_core.analysis import plots
+from abalone_core.training.convergence import contrastive_metric, convergence
+from abalone_core.method.memory import LabelQueue, MomentumEncoder
+from abalone_core.training.encoders import build_encoder
+from abalone_core.training.train import make_scheduler
+from abalone_core.data.run_data import load_run_dataset
 
 chapter = nb.chapter(profile, runs_dir, dataset=dataset, backbone=backbone, max_steps=max_steps, seed=seed,
                      device=device)  # setup(), the run folder, the settings every run of the chapter shares
@@ -104,8 +105,8 @@ pd.Series({k: str(getattr(configs["msc"], k)) for k in shown}, name="value").to_
 #
 # ## One step, in the order the library runs it
 #
-# `ContrastiveModel.forward` (in `abalone_core.model`) and `Trainer._step` (in
-# `abalone_core.train`) implement one optimiser step. For a batch of $B$ documents with multi-hot
+# `ContrastiveModel.forward` (in `abalone_core.method.model`) and `Trainer._step` (in
+# `abalone_core.training.train`) implement one optimiser step. For a batch of $B$ documents with multi-hot
 # labels $Y \in \{0,1\}^{B \times L}$:
 #
 # 1. **Queries.** The encoder (MiniLM here, RoBERTa in the paper) reads the tokens, takes the first
@@ -120,7 +121,7 @@ pd.Series({k: str(getattr(configs["msc"], k)) for k in shown}, name="value").to_
 # 4. **Enqueue.** Once the loss is computed, the batch's keys $k_i$ and their labels overwrite the
 #    oldest slots of the queue, ready for the next step.
 # 5. **Backward and update.** AdamW updates the encoder with `lr_backbone` and the head and
-#    prototypes with `lr_head` (two parameter groups, `abalone_core.train.param_groups`), after the
+#    prototypes with `lr_head` (two parameter groups, `abalone_core.training.train.param_groups`), after the
 #    gradient norm is clipped to 1. The scheduler then sets the next learning rate.
 # 6. **Momentum update.** The key encoder moves a small step towards the updated encoder,
 #    $\theta_k \leftarrow m\,\theta_k + (1-m)\,\theta$.
@@ -209,7 +210,7 @@ for step in range(1, 4):
 #
 # The cell below computes the four losses on one batch of 32 real label rows of the demonstration
 # subset, with a queue of 128 further rows and random projections, exactly as the model would call
-# `abalone_core.losses.contrastive_loss` at initialisation.
+# `abalone_core.method.losses.contrastive_loss` at initialisation.
 
 # %%
 train_labels = torch.as_tensor(load_run_dataset(configs["msc"]).split("train").labels, dtype=torch.float32)
@@ -238,8 +239,9 @@ at_init.index = [names[o] for o in at_init.index]
 at_init.round(2)
 
 # %% tags=["hide-input"]
-from abalone_core import analysis, prose
-from abalone_core.metrics import frequency_groups
+from abalone_core import analysis
+from abalone_core.report import prose
+from abalone_core.evaluation.metrics import frequency_groups
 
 label_groups = frequency_groups(train_labels.sum(0).numpy())
 keys = analysis.term_counts(y.numpy().astype(int), loss="base", queue_labels=queue_y.numpy().astype(int),
@@ -315,7 +317,7 @@ by_hand = msc_from_scratch(z, y, prototypes, queue_z, queue_y)
 library = losses.msc_loss(z, y, prototypes, temperature=0.1, beta=0.1, queue_z=queue_z, queue_y=queue_y)
 torch.testing.assert_close(by_hand, library, rtol=1e-5, atol=1e-5)
 print(f"L_MSC on one batch of {B} real label rows (queue {K}, {L} prototypes): from scratch {by_hand.item():.6f}, "
-      f"abalone_core.losses.msc_loss {library.item():.6f}")
+      f"abalone_core.method.losses.msc_loss {library.item():.6f}")
 
 # %% [markdown]
 # ## The learning-rate schedule
@@ -453,7 +455,7 @@ display(Markdown(f"Relative fall of the validation loss from the first evaluatio
 #
 # A short run has not learned what its loss could teach it, and comparing two losses before both
 # have converged compares their speeds, not their end points. The book decides convergence with
-# one written rule, `abalone_core.convergence.convergence`, applied to every run and stored in its
+# one written rule, `abalone_core.training.convergence.convergence`, applied to every run and stored in its
 # `metrics.json`: split the budget at 75 %, take the best validation loss before the cut and the
 # best in the last quarter. The run has **converged** when the last quarter improved the best loss
 # by less than 1 % (relative). For runs that train a classifier, the same rule applies to
@@ -520,7 +522,7 @@ display(Markdown(
 #
 # Freezing alone saves the backward pass through the frozen part. The larger saving comes from
 # noticing that a frozen bottom gives **the same output for a document at every step**. So
-# `abalone_core.layer_cache` computes the bottom's hidden states once per document (the first run
+# `abalone_core.training.layer_cache` computes the bottom's hidden states once per document (the first run
 # on a dataset does it; the file is keyed by the backbone, tokenizer, `max_length`, the cut, the
 # storage precision, the frozen weights and the token ids, so any change makes a new file) and
 # stores them in float16. Training, validation, the momentum key encoder and the linear probe then

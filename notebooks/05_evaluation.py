@@ -30,7 +30,7 @@
 # - why micro-F1 and macro-F1 can disagree, and how the head / medium / tail groups locate the
 #   disagreement;
 # - what the ranking metrics P@k, nDCG@k, PSP@k and mAP measure that F1 does not, and why PSP@k
-#   rewards the tail (`abalone_core.metrics`);
+#   rewards the tail (`abalone_core.evaluation.metrics`);
 # - why a tail label with no test document scores 0 under every loss, and how per-label support
 #   tables make such labels visible;
 # - how to read the converged grid honestly: means over seeds with their spread, the number of
@@ -66,16 +66,16 @@ import plotly.express as px
 from IPython.display import Markdown, display
 
 from abalone_core import notebook as nb
-from abalone_core import objectives
+from abalone_core.method import objectives
 
 env = nb.setup()  # first: quiet progress bars and warnings for the imports below
 
-from abalone_core import plots
+from abalone_core.analysis import plots
 from abalone_core import sweep as sw
-from abalone_core.config import Config
-from abalone_core.metrics import best_global_threshold, multilabel_scores, ranking_scores
-from abalone_core.per_label import grid_records, mean_over_seeds, per_label_frame, support
-from abalone_core.run_data import load_run_dataset
+from abalone_core.training.config import Config
+from abalone_core.evaluation.metrics import best_global_threshold, multilabel_scores, ranking_scores
+from abalone_core.evaluation.per_label import grid_records, mean_over_seeds, per_label_frame, support
+from abalone_core.data.run_data import load_run_dataset
 
 chapter = nb.chapter(profile, runs_dir, dataset=dataset, backbone=backbone, max_steps=max_steps, seed=seed,
                      device=device)  # setup(), the run folder, the settings every run of the chapter shares
@@ -84,12 +84,12 @@ contrastive = ["base", "bqueue", "bqproto", "msc"]
 metrics = {o: nb.run_or_load(config(o)) for o in contrastive}  # read from chapter 4 when it ran
 ft_name = f"{ft_from}-ft"
 metrics[ft_name] = nb.run_or_load(config("bce", name=ft_name, init_from=str(root / ft_from)))
-names = {k: nb.row_name(k) for k in metrics}  # the paper's names (abalone_core.paper)
+names = {k: nb.row_name(k) for k in metrics}  # the paper's names (abalone_core.report.paper)
 
 # %% [markdown]
 # ## Linear evaluation, step by step
 #
-# `abalone_core.probe` follows the paper's protocol (its Appendix A):
+# `abalone_core.evaluation.probe` follows the paper's protocol (its Appendix A):
 #
 # 1. **Freeze the encoder and discard the projection head.** Each document of every split is
 #    encoded once; the representation is the first token's hidden state, *before* the projection
@@ -135,7 +135,7 @@ chosen.astype(int)
 # of documents by its probability may be good.
 #
 # Every run of the book therefore also reports scores at **one global threshold tuned on
-# validation** (`abalone_core.metrics.best_global_threshold`: the value among 0.05, 0.10, …, 0.95
+# validation** (`abalone_core.evaluation.metrics.best_global_threshold`: the value among 0.05, 0.10, …, 0.95
 # with the best validation micro-F1). These are the `*_tuned` scores. The threshold is a
 # hyper-parameter and is never chosen on the test split: choosing it there would report the best of
 # 19 test scores, an optimistic number {cite:p}`lipton2014thresholding`. The tuned scores are a
@@ -228,7 +228,7 @@ plots.color_by_loss(fig).show()
 # scores a test subset of 400 messages, where a tail label may have no test document at all. For such
 # a label F1 is 0 by convention (scikit-learn's `zero_division=0`), under every loss: it lowers
 # every row's macro-F1 and tail F1 by the same amount and says nothing about the losses.
-# `abalone_core.per_label.support` counts each label's documents per split of a run's own data,
+# `abalone_core.evaluation.per_label.support` counts each label's documents per split of a run's own data,
 # and `per_label_frame` puts the counts beside each run's F1. The table shows the tail third.
 
 # %%
@@ -249,7 +249,7 @@ display(Markdown(
 #
 # F1 judges decisions; it depends on the threshold. The extreme-classification literature judges
 # the *ranking* of labels for each document instead, which needs no threshold and shows whether the
-# right labels are at least near the top. `abalone_core.metrics.ranking_scores` computes, from the
+# right labels are at least near the top. `abalone_core.evaluation.metrics.ranking_scores` computes, from the
 # probe's probabilities:
 #
 # - **P@k**, precision at k: the share of a document's k highest-scored labels that are true,
@@ -360,9 +360,9 @@ for d in datasets:
         display(t)
 
 # %% tags=["hide-input"]
-from abalone_core.paper import TABLE2
+from abalone_core.report.paper import TABLE2
 
-from abalone_core import prose
+from abalone_core.report import prose
 
 paper_orders = {d.upper(): [nb.row_name(o) for o in sorted(contrastive, key=lambda o: -TABLE2[d][o][1])]
                 for d in TABLE2}                          # Table 2's rows by macro-F1, per dataset
@@ -483,7 +483,7 @@ print(f"{len(demo_labels) - len(measured)} empty label(s) left out; the order of
 
 # %% [markdown]
 # :::{admonition} Exercise 3: how much is a tail label worth in PSP@k?
-# With the propensity model of `abalone_core.metrics.propensities` and the training counts of the
+# With the propensity model of `abalone_core.evaluation.metrics.propensities` and the training counts of the
 # demonstration subset, compute the weight $1/p_l$ of the most frequent label and of the rarest
 # label with at least one training document. How many head labels ranked in the top k does one
 # tail label equal?
@@ -491,7 +491,7 @@ print(f"{len(demo_labels) - len(measured)} empty label(s) left out; the order of
 
 # %% tags=["hide-cell"]
 # Solution 3: propensity weights from training counts.
-from abalone_core.metrics import propensities
+from abalone_core.evaluation.metrics import propensities
 
 train_docs = demo_support["train"].to_numpy()
 weights = 1 / propensities(train_docs, n_train=int(metrics["msc"]["n_documents"]["train"]))

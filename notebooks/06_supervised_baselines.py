@@ -72,16 +72,17 @@ import torch
 from IPython.display import Markdown, display
 
 from abalone_core import notebook as nb
-from abalone_core import objectives
+from abalone_core.method import objectives
 
 env = nb.setup()  # first: quiet progress bars and warnings for the imports below
 
-from abalone_core import losses, plots
+from abalone_core.method import losses
+from abalone_core.analysis import plots
 from abalone_core import sweep as sw
-from abalone_core.config import Config
-from abalone_core.metrics import frequency_groups
-from abalone_core.per_label import grid_records, mean_over_seeds, per_label_frame, support
-from abalone_core.run_data import load_run_dataset
+from abalone_core.training.config import Config
+from abalone_core.evaluation.metrics import frequency_groups
+from abalone_core.evaluation.per_label import grid_records, mean_over_seeds, per_label_frame, support
+from abalone_core.data.run_data import load_run_dataset
 
 chapter = nb.chapter(profile, runs_dir, dataset=dataset, backbone=backbone, max_steps=max_steps, seed=seed,
                      device=device)  # setup(), the run folder, the settings every run of the chapter shares
@@ -127,7 +128,7 @@ ROWS = ["bce", "focal", "asymmetric", "db", "tfidf-linear", "mulsupcon", "msc"] 
 # paper's, come from the configuration:
 
 # %% tags=["hide-input"]
-from abalone_core import prose
+from abalone_core.report import prose
 
 settings = Config()
 display(Markdown(prose.asl_sentence(settings.asl_gamma_pos, settings.asl_gamma_neg, settings.asl_margin) + "."))
@@ -148,7 +149,7 @@ display(Markdown(prose.asl_sentence(settings.asl_gamma_pos, settings.asl_gamma_n
 # a negative's logit is below zero, and the logit is shifted by a fixed fraction $\kappa$ of the
 # label's prior log-odds. Negatives that are already on the right side are tolerated, instead of
 # being pushed ever lower, which is what makes a classifier over-suppress the tail. The
-# implementation (`abalone_core.losses.db_loss`) follows the configuration of Huang et al.,
+# implementation (`abalone_core.method.losses.db_loss`) follows the configuration of Huang et al.,
 # focal term included.
 #
 # The derivatives are easy to get wrong by hand, so the cell below asks autograd. It puts one
@@ -283,7 +284,7 @@ display(Markdown(
 # calibrated scores, the threshold that maximises F1 is half the best achievable F1
 # {cite:p}`lipton2014thresholding`, so it is usually well below 0.5 on hard labels. Each run
 # therefore also reports its scores at **one global threshold tuned on validation** (columns
-# `*_tuned`, `abalone_core.metrics.best_global_threshold`, a grid from 0.05 to 0.95). Comparing
+# `*_tuned`, `abalone_core.evaluation.metrics.best_global_threshold`, a grid from 0.05 to 0.95). Comparing
 # losses at 0.5 partly compares their calibration; comparing them at tuned thresholds compares
 # their rankings of labels more fairly.
 #
@@ -636,7 +637,7 @@ from sklearn.feature_extraction.text import TfidfVectorizer
 from sklearn.linear_model import LogisticRegression
 from sklearn.multiclass import OneVsRestClassifier
 
-from abalone_core.metrics import best_global_threshold, multilabel_scores
+from abalone_core.evaluation.metrics import best_global_threshold, multilabel_scores
 
 ds = load_run_dataset(config("bce"))
 parts = {s: ds.split(s) for s in ("train", "validation", "test")}

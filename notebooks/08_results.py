@@ -71,10 +71,11 @@ import pandas as pd
 from IPython.display import Markdown, display
 
 from abalone_core import notebook as nb
-from abalone_core import paper, plots
+from abalone_core.report import paper
+from abalone_core.analysis import plots
 from abalone_core import sweep as sw
-from abalone_core import prose
-from abalone_core.claims import check_claims, t_interval
+from abalone_core.report import prose
+from abalone_core.report.claims import check_claims, t_interval
 
 env = nb.setup()
 root = nb.runs_dir(runs_dir, profile)
@@ -103,12 +104,12 @@ print(f"{len(found)} finished single runs: {int(found['source'].str.startswith(s
 # - **paired seeds**: a verdict needs at least three seeds whose differences vary, and the claims of
 #   one dataset and depth are corrected together for multiple comparisons (Holm).
 #
-# The paragraphs are generated from the committed records by `abalone_core.findings.report`, the
+# The paragraphs are generated from the committed records by `abalone_core.report.findings.report`, the
 # same text as the README's. While the grids are still running they speak of the runs committed so
 # far: a claim with fewer than three paired seeds, or with a row not run yet, stays open.
 
 # %% tags=["hide-input"]
-from abalone_core import findings
+from abalone_core.report import findings
 
 depth = findings.grid_records(committed)
 display(Markdown(findings.report(depth)))
@@ -162,7 +163,7 @@ if not depth_claims.empty:
 # TF-IDF as shipped reads whole documents and picks one threshold per label by cross-validation;
 # the neural rows read 64 tokens and are first reported at 0.5. Scoring both under the per-label
 # rule, and TF-IDF on the cut text as well, splits its lead into the decision rule, the text
-# length and what remains (`abalone_core.findings.tfidf_decomposition`):
+# length and what remains (`abalone_core.report.findings.tfidf_decomposition`):
 
 # %% tags=["hide-input"]
 parts = []
@@ -356,7 +357,7 @@ if "gpu_grid" in runs:
 # A row that has not converged is not a fair competitor: whatever it scores, more steps might
 # change it. Every trained run of the grids records whether its selection metric (validation
 # loss for contrastive rows, on in-batch keys since chapter 4 explains why; validation micro-F1
-# for classifiers) still improved in the last quarter of its budget (`abalone_core.convergence`). The table counts, for each row, the runs
+# for classifiers) still improved in the last quarter of its budget (`abalone_core.training.convergence`). The table counts, for each row, the runs
 # that converged, that did not, and the runs that have no such record (L_MLM and TF-IDF train
 # nothing that could converge). The last column says why a row did not converge: the largest
 # last-quarter gain of its runs divided by the rule's tolerance (1 % of the validation loss, or
@@ -458,9 +459,9 @@ for name, claims in verdicts.items():
 # by 30 points or more when one document flips.
 
 # %% tags=["hide-input"]
-from abalone_core.config import Config
-from abalone_core.per_label import grid_records, mean_over_seeds, per_label_frame, support
-from abalone_core.run_data import load_run_dataset
+from abalone_core.training.config import Config
+from abalone_core.evaluation.per_label import grid_records, mean_over_seeds, per_label_frame, support
+from abalone_core.data.run_data import load_run_dataset
 
 per_label = {}
 if "cpu_converged" in runs:

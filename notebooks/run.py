@@ -20,14 +20,14 @@
 # `sweeps/paper_grid.yaml` and `abalone_core.sweep`), passing the cell's values as
 # parameters; it also runs on its own with the defaults below (a short CPU run).
 #
-# * `objective`: a loss of `abalone_core.config.Config` (`frozen`, `base`, `bqueue`,
+# * `objective`: a loss of `abalone_core.training.config.Config` (`frozen`, `base`, `bqueue`,
 #   `bqproto`, `msc`, `mulsupcon`, `bce`, `focal`, `asymmetric`, `db`, `tfidf-linear`, `tfidf-cut`), or `<contrastive>-ft` (e.g. `msc-ft`):
 #   `finetune_loss` training that starts from the encoder of the run folder `init_from`
 #   (a sweep fills `init_from` from its `depends_on` entry).
 # * `supervised_overrides`: settings for the rows that train a classifier end to end (BCE,
 #   focal, asymmetric, fine-tuning) and not for the contrastive rows, whose classifier is the
 #   linear probe with its own grid of learning rates.
-# * The JSON is the `metrics.json` of `abalone_core.train.run` (scores under `test` and
+# * The JSON is the `metrics.json` of `abalone_core.training.train.run` (scores under `test` and
 #   `validation`), with `objective` set to the name above and, when `clustering` is on,
 #   the silhouette and Davies-Bouldin scores of the test embeddings (half of the label
 #   combinations, as in the paper's Table 4) at the top level.
@@ -71,8 +71,8 @@ from pathlib import Path
 import pandas as pd
 
 from abalone_core import notebook as nb
-from abalone_core import objectives
-from abalone_core.rows import row_config, row_loss
+from abalone_core.method import objectives
+from abalone_core.report.rows import row_config, row_loss
 
 nb.setup()
 loss = row_loss(objective, finetune_loss)

@@ -1,7 +1,7 @@
 """Ship the trained part of converged one-layer runs of a grid with the book: their top
 transformer layer, pooling and projection head in float16 (a few MB each), with provenance,
 under ``<export>/encoders/``. Chapter 7 draws its maps from them
-(abalone_core.encoders.load_exported).
+(abalone_core.training.encoders.load_exported).
 
     python scripts/export_encoders.py sweeps/encoder_depth.yaml \
         --where dataset=disaster seed=0 train_layers=1 --objectives base msc bce
@@ -21,7 +21,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from abalone_core.encoders import export_trained  # noqa: E402
+from abalone_core.training.encoders import export_trained  # noqa: E402
 from abalone_core.sweep.grid import Sweep, run_id  # noqa: E402
 
 KEEP = ("run_id", "git_revision", "git_dirty", "finished", "duration_s", "hardware", "versions")

@@ -1,9 +1,9 @@
-"""Run a grid file's cells with abalone_core.runs directly, for a GPU machine without papermill.
+"""Run a grid file's cells with abalone_core.training.runs directly, for a GPU machine without papermill.
 
 The cells, their order, run ids and configurations are those of ``abalone sweep GRID.yaml``
-(the same grid file, the same ``abalone_core.rows.row_config``); the results are written in
+(the same grid file, the same ``abalone_core.report.rows.row_config``); the results are written in
 the export format of :func:`abalone_core.sweep.export` (``runs.jsonl``, ``table.md``), so
-chapter 8 and :mod:`abalone_core.claims` read them like any sweep.
+chapter 8 and :mod:`abalone_core.report.claims` read them like any sweep.
 
     python scripts/gpu_grid.py sweeps/gpu_grid.yaml --out results/gpu_grid --deadline 480
 
@@ -27,7 +27,7 @@ sys.path.insert(0, str(ROOT))
 
 from abalone_core import sweep as sw  # noqa: E402
 from abalone_core.sweep.grid import expand  # noqa: E402
-from abalone_core.rows import row_config, row_loss  # noqa: E402
+from abalone_core.report.rows import row_config, row_loss  # noqa: E402
 
 
 def cells(spec: dict) -> list[dict]:
@@ -39,7 +39,7 @@ def now() -> str:
 
 
 def run_cell(params: dict, run_dir: Path, init_from: str | None) -> dict:
-    from abalone_core.runs import run
+    from abalone_core.training.runs import run
 
     p = dict(params)
     clustering = p.pop("clustering", False)

@@ -40,10 +40,10 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from abalone_core.config import Config  # noqa: E402
+from abalone_core.training.config import Config  # noqa: E402
 from abalone_core.data import SPLITS  # noqa: E402
-from abalone_core.evaluate import linear_evaluation  # noqa: E402
-from abalone_core.probe import ProbeConfig  # noqa: E402
+from abalone_core.evaluation.evaluate import linear_evaluation  # noqa: E402
+from abalone_core.evaluation.probe import ProbeConfig  # noqa: E402
 
 RELEASED_GRID = dict(lrs=(1.0, 0.1), weight_decays=(1.0, 0.1, 0.01, 1e-4))
 PROTOCOLS = {
@@ -69,10 +69,10 @@ def encoder_embeddings(config: Config, state_path: Path | None = None) -> dict:
     """
     import torch
 
-    from abalone_core.evaluate import embed
-    from abalone_core.devices import deterministic_mode, seed_everything
-    from abalone_core.encoders import build_encoder
-    from abalone_core.run_data import prepare_data
+    from abalone_core.evaluation.evaluate import embed
+    from abalone_core.training.devices import deterministic_mode, seed_everything
+    from abalone_core.training.encoders import build_encoder
+    from abalone_core.data.run_data import prepare_data
 
     seed_everything(config.seed)
     with deterministic_mode():
@@ -125,7 +125,7 @@ def run_dir_embeddings(run_dir: Path) -> dict:
 
 def short_msc_run(base: Config, runs_dir: Path, steps: int) -> Path:
     """Train (or reuse) a short L_MSC run; returns its encoder after the last step."""
-    from abalone_core.runs import run
+    from abalone_core.training.runs import run
 
     out = runs_dir / f"{base.dataset}-msc-{steps}"
     # The run's own linear evaluation is made cheap: this script probes its encoder itself.

@@ -1,4 +1,4 @@
-"""Write the comparison's answer (abalone_core.findings.report over the committed grids) into the
+"""Write the comparison's answer (abalone_core.report.findings.report over the committed grids) into the
 README, between its ``findings`` markers, so the README says what chapter 8 says.
 
     python scripts/write_findings.py            # rewrite the README's block
@@ -13,7 +13,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from abalone_core import findings  # noqa: E402
+from abalone_core.report import findings  # noqa: E402
 
 START, END = "<!-- findings:start -->", "<!-- findings:end -->"
 

@@ -27,7 +27,7 @@ def tiny_csv(tmp_path_factory) -> str:
 @pytest.fixture
 def tiny_config(tiny_backbone, tiny_csv, tmp_path, monkeypatch):
     """Factory of small, fast configurations on the tiny backbone and CSV."""
-    from abalone_core.config import Config
+    from abalone_core.training.config import Config
 
     monkeypatch.setenv("ABALONE_DATA_DIR", str(tmp_path / "cache"))
 

@@ -39,8 +39,8 @@ def tiny_bert(vocab_size: int = 50, hidden_size: int = 16, layers: int = 2, max_
 
 
 def tiny_encoder(dim: int = 8, pooling: str = "cls", train_layers: int | None = None, **bert):
-    """:class:`abalone_core.model.TextEncoder` on :func:`tiny_bert` (``bert``: its arguments)."""
-    from abalone_core.model import TextEncoder
+    """:class:`abalone_core.method.model.TextEncoder` on :func:`tiny_bert` (``bert``: its arguments)."""
+    from abalone_core.method.model import TextEncoder
 
     return TextEncoder(tiny_bert(**bert), pooling=pooling, dim=dim, train_layers=train_layers)
 

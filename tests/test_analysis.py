@@ -7,7 +7,7 @@ import torch
 from sklearn.metrics import davies_bouldin_score, silhouette_score
 
 from abalone_core import analysis
-from abalone_core.metrics import frequency_groups
+from abalone_core.evaluation.metrics import frequency_groups
 
 
 def random_labels(n, n_labels, p=0.25, seed=0):
@@ -293,7 +293,7 @@ def test_gradient_mass_rejects_constant_loss():
 
 
 def test_gradient_mass_with_project_losses():
-    losses = pytest.importorskip("abalone_core.losses")
+    losses = pytest.importorskip("abalone_core.method.losses")
     rng = np.random.default_rng(1)
     y = long_tailed(32, 6, seed=1)
     z = rng.normal(size=(32, 8))

@@ -2,8 +2,8 @@ import numpy as np
 import pytest
 import torch
 
-from abalone_core.batching import (LengthBucketSampler, TokenizedDataset, collate, length_sorted_batches,
-                                   make_loader, padding_stats, tokenize)
+from abalone_core.data.batching import (LengthBucketSampler, TokenizedDataset, collate, length_sorted_batches,
+                                        make_loader, padding_stats, tokenize)
 
 
 @pytest.fixture
@@ -198,8 +198,8 @@ def wordpiece(words):
 def test_the_token_cache_tells_apart_tokenizers_of_one_class_and_size(tiny_config, tmp_path):
     """Two tokenizers of the same class and vocabulary size but other vocabularies (another
     MiniLM folder, a tokenizer replaced in a backbone folder) each get their own ids."""
-    from abalone_core.batching import tokenizer_digest
-    from abalone_core.run_data import _cached_tokens
+    from abalone_core.data.batching import tokenizer_digest
+    from abalone_core.data.run_data import _cached_tokens
 
     config = tiny_config()
     a, b = wordpiece(["alpha", "beta", "gamma"]), wordpiece(["gamma", "beta", "alpha"])

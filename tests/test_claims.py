@@ -3,7 +3,7 @@ import pandas as pd
 import pytest
 from scipy import stats
 
-from abalone_core.claims import CLAIMS, Claim, check_claims, t_interval
+from abalone_core.report.claims import CLAIMS, Claim, check_claims, t_interval
 
 ABOVE = Claim("msc above base", "msc", "base", "macro_f1")
 PAR = [c for c in CLAIMS if c.tolerance == 1.0]  # msc at most 1 micro-F1 point below bce
@@ -187,7 +187,7 @@ def test_a_verdict_needs_three_seeds_and_spread():
 
 
 def test_resolvable_is_the_half_width_and_seeds_follow_from_the_spread():
-    from abalone_core.claims import seeds_for_half_width
+    from abalone_core.report.claims import seeds_for_half_width
 
     runs = runs_with({"msc": {"macro_f1": [40, 41, 42, 40.5]}, "base": {"macro_f1": [39, 42, 43, 40]}},
                      seeds=(0, 1, 2, 3))
@@ -201,7 +201,7 @@ def test_resolvable_is_the_half_width_and_seeds_follow_from_the_spread():
 
 
 def test_holm_adjusts_over_the_claims_of_one_comparison():
-    from abalone_core.claims import holm
+    from abalone_core.report.claims import holm
 
     assert np.allclose(holm([0.01, 0.04, 0.03]), [0.03, 0.06, 0.06])
     assert np.isnan(holm([np.nan, 0.01])[0]) and holm([np.nan, 0.01])[1] == pytest.approx(0.01)

@@ -3,7 +3,8 @@ import os
 
 import pytest
 
-from abalone_core.config import Config, ConfigError, parse_overrides
+from abalone_core.training.config import Config, ConfigError
+from abalone_core.training.overrides import parse_overrides
 
 
 def test_round_trip_yaml_and_json(tmp_path):
@@ -174,7 +175,8 @@ def test_any_wrong_value_is_a_configuration_error(value):
 
 
 def test_pooling_layer_cache_and_candidates_take_the_choices_of_the_modules_that_use_them():
-    from abalone_core import config, layer_cache, model, train
+    from abalone_core.training import config, layer_cache, train
+    from abalone_core.method import model
 
     assert train.CANDIDATES is config.CANDIDATES
     for pooling in model.POOLINGS:

@@ -4,9 +4,9 @@ from pathlib import Path
 
 import pytest
 
-from abalone_core.convergence import contrastive_metric, convergence, early_stopping
-from abalone_core.runs import run
-from abalone_core.encoders import load_run_encoder
+from abalone_core.training.convergence import contrastive_metric, convergence, early_stopping
+from abalone_core.training.runs import run
+from abalone_core.training.encoders import load_run_encoder
 
 
 def hist(values, key="val_loss", total=100):
@@ -104,7 +104,7 @@ def test_early_stopping_on_f1_uses_the_points_tolerance_and_cannot_tell_before_t
 
 
 def test_a_run_with_early_stopping_stops_records_it_and_keeps_a_constant_rate(tiny_config):
-    from abalone_core.run_folder import read_history
+    from abalone_core.training.run_folder import read_history
 
     cfg = tiny_config(objective="bce", max_steps=60, eval_every=2, early_stopping=1, warmup_ratio=0.0,
                       lr_backbone=1e-9, lr_head=1e-9)  # nothing moves: the first comparison stops it
@@ -121,7 +121,7 @@ def test_a_run_with_early_stopping_stops_records_it_and_keeps_a_constant_rate(ti
 
 
 def test_early_stopping_refuses_a_decaying_schedule():
-    from abalone_core.config import Config, ConfigError
+    from abalone_core.training.config import Config, ConfigError
 
     with pytest.raises(ConfigError, match="early_stopping needs a learning rate that does not decay"):
         Config(early_stopping=3, schedule="cosine")

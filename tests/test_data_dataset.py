@@ -118,7 +118,7 @@ def test_sample_is_reproducible_and_bounded():
 @pytest.mark.parametrize("seed", [0, 1, 7, 42])
 @pytest.mark.parametrize("subset", [{"train": 9, "validation": 4, "test": 5}, {"train": 100}, {"test": 3}])
 def test_training_subset_keeps_the_same_documents(seed, subset):
-    """The call of abalone_core.run_data.prepare_data draws the same documents as before the fix."""
+    """The call of abalone_core.data.run_data.prepare_data draws the same documents as before the fix."""
     ds = interleaved()
     wanted = {s: subset.get(s, len(ds)) for s in SPLITS}  # as prepare_data builds it
     expected = [ds.texts[i] for i in draw_before_head_was_fixed(ds.splits, wanted, seed)]

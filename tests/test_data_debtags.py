@@ -315,7 +315,7 @@ def test_stats_command_prints_the_same_tables(tmp_path, capsys):
 
 
 def test_run_records_the_provenance(tiny_config, tmp_path):
-    from abalone_core.runs import run
+    from abalone_core.training.runs import run
 
     folder = write_index(tmp_path / "index")
     m = run(tiny_config(objective="frozen", dataset="debtags", dataset_kwargs={"path": str(folder), "min_count": 2},

@@ -59,7 +59,7 @@ def tagged_csv(tmp_path):
 
 def test_name_in_dataset_kwargs_reaches_the_loader(tagged_csv):
     dataset_kwargs = {"path": tagged_csv, "label_sep": "|", "split_column": "split", "name": "my-corpus"}
-    ds = load_dataset("csv", **dataset_kwargs)  # as abalone_core.run_data.prepare_data calls it
+    ds = load_dataset("csv", **dataset_kwargs)  # as abalone_core.data.run_data.prepare_data calls it
     assert ds.name == "my-corpus"
     assert load_dataset("csv", path=tagged_csv, label_sep="|").name == "tagged"
     with pytest.raises(TypeError, match=r"'disaster' takes no argument\(s\) \['name'\].*csv_path"):

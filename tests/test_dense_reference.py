@@ -1,6 +1,6 @@
 import torch
 
-from abalone_core.losses import msc_loss
+from abalone_core.method.losses import msc_loss
 from reference import dense_msc_loss
 
 

@@ -7,7 +7,7 @@ import torch
 import torch.distributed as dist
 import torch.multiprocessing as mp
 
-from abalone_core.model import ContrastiveModel
+from abalone_core.method.model import ContrastiveModel
 from helpers import tiny_encoder
 
 
@@ -89,7 +89,7 @@ def test_torchrun_training_matches_single_process(tiny_config, tmp_path):
     import subprocess
     import sys
 
-    from abalone_core.runs import run
+    from abalone_core.training.runs import run
 
     common = dict(objective="msc", dropout=0.0, max_steps=3, eval_every=1, queue_size=24)
     single = tiny_config(batch_size=16, output_dir=str(tmp_path / "single"), **common)

@@ -5,11 +5,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from abalone_core.encoders import build_encoder, export_trained, load_exported, load_run_encoder
+from abalone_core.training.encoders import build_encoder, export_trained, load_exported, load_run_encoder
 from abalone_core.errors import RunFolderError
-from abalone_core.evaluate import embed
-from abalone_core.run_data import prepare_data
-from abalone_core.runs import run
+from abalone_core.evaluation.evaluate import embed
+from abalone_core.data.run_data import prepare_data
+from abalone_core.training.runs import run
 from helpers import save_tiny_backbone
 
 

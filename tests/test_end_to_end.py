@@ -2,8 +2,8 @@
 import numpy as np
 import pytest
 
-from abalone_core.config import Config
-from abalone_core.runs import run
+from abalone_core.training.config import Config
+from abalone_core.training.runs import run
 
 
 @pytest.mark.slow

@@ -34,9 +34,9 @@ import torch
 
 from abalone_core import atomic
 from abalone_core.cli import embed_paths, main
-from abalone_core.config import Config
-from abalone_core.runs import run
-from abalone_core.train import Trainer
+from abalone_core.training.config import Config
+from abalone_core.training.runs import run
+from abalone_core.training.train import Trainer
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -139,7 +139,7 @@ def no_run_folder(c):
 
 
 def no_run_files(c):
-    from abalone_core.run_folder import run_files
+    from abalone_core.training.run_folder import run_files
 
     assert run_files(c.out) == [] and not (c.out / "config.yaml").exists()
 
@@ -545,7 +545,7 @@ def test_mistake_is_one_clear_line(name, ctx, capsys, monkeypatch):
         case.setup(*(ctx, monkeypatch)[:case.setup.__code__.co_argcount])
     # Work that must not start: embedding for --out into a missing folder.
     if name == "embed/out-folder-missing":
-        monkeypatch.setattr("abalone_core.encoders.load_run_encoder",
+        monkeypatch.setattr("abalone_core.training.encoders.load_run_encoder",
                             lambda *a, **k: pytest.fail("the encoder was loaded before --out was checked"))
     before = snapshot(ctx.tmp)
     started = time.perf_counter()
@@ -736,7 +736,7 @@ def test_fault_ctrl_c_during_set_up(ctx, capsys, monkeypatch):
     def interrupt(*a, **k):
         raise KeyboardInterrupt
 
-    monkeypatch.setattr("abalone_core.train.prepare_data", interrupt)
+    monkeypatch.setattr("abalone_core.training.train.prepare_data", interrupt)
     code, line = cli(train(ctx), capsys)
     assert code == 130 and line.startswith("interrupted:")
     no_run_folder(ctx)  # nothing was written: neither the folder nor its lock file stays
@@ -806,8 +806,8 @@ def test_fault_temporary_files_of_a_killed_writer_are_removed(ctx, capsys):
 
 def test_notebook_parameters_are_one_clear_line():
     """papermill ``-p max_steps ten`` and ``-p subset '{train: 100}'`` (text, not a mapping)."""
-    from abalone_core.config import ConfigError
-    from abalone_core.rows import ParameterError, row_config
+    from abalone_core.training.config import ConfigError
+    from abalone_core.report.rows import ParameterError, row_config
 
     with pytest.raises(ParameterError) as err:
         row_config("msc", max_steps="ten", subset="{train: 100}")
@@ -827,7 +827,7 @@ def test_copies_of_training_texts_in_test_are_reported(ctx, caplog):
 
     pd.DataFrame({"text": texts, "labels": ["water|fire", "fire"] * 20,
                   "split": ["train"] * 30 + ["validation"] * 5 + ["test"] * 5}).to_csv(ctx.tmp / "d.csv", index=False)
-    from abalone_core.run_data import load_run_dataset
+    from abalone_core.data.run_data import load_run_dataset
 
     with caplog.at_level("WARNING"):
         load_run_dataset(ctx.cfg.replace(dataset_kwargs={"path": str(ctx.tmp / "d.csv"), "label_sep": "|",
@@ -1007,7 +1007,7 @@ def test_bad_input_1_data_edited_before_resume_is_refused(ctx, capsys, monkeypat
     assert code == 2 and str(ctx.out) in line and "other data" in line and "--restart" in line, line
     assert snapshot(ctx.out) == before
     # The way out it names: start over on the data as it is now; the digest is recorded.
-    from abalone_core.run_data import data_digest, load_run_dataset
+    from abalone_core.data.run_data import data_digest, load_run_dataset
 
     assert main([str(a) for a in args + ["--restart"]]) == 0
     metrics = json.loads((ctx.out / "metrics.json").read_text())
@@ -1018,7 +1018,7 @@ def test_bad_input_1_data_edited_before_resume_is_refused(ctx, capsys, monkeypat
 
 def test_data_digest_follows_texts_labels_and_splits(tiny_config):
     from abalone_core.data import MultiLabelDataset
-    from abalone_core.run_data import data_digest, load_run_dataset
+    from abalone_core.data.run_data import data_digest, load_run_dataset
 
     cfg = tiny_config()
     ds = load_run_dataset(cfg)
@@ -1092,7 +1092,7 @@ def test_bad_input_4_set_takes_text_settings_as_typed(ctx, capsys, monkeypatch):
     label combinations as labels; ``mixed_precision=no`` became false and was refused;
     ``seed=010`` became 8; a dotted key was an unknown setting."""
     from abalone_core.cli import _config, build_parser
-    from abalone_core.config import parse_overrides
+    from abalone_core.training.overrides import parse_overrides
 
     stats = ["stats", "csv", "--set", f"path={ctx.csv}", "--set", "split_column=split"]
     assert main(stats + ["--set", "label_sep=|"]) == 0

@@ -1,11 +1,11 @@
-"""abalone_core.evaluate: embeddings and probabilities in input order, scores at two thresholds."""
+"""abalone_core.evaluation.evaluate: embeddings and probabilities in input order, scores at two thresholds."""
 import numpy as np
 import pytest
 import torch
 
-from abalone_core.evaluate import embed, predict_proba, split_scores
-from abalone_core.metrics import best_global_threshold, label_thresholds, multilabel_scores, per_label_f1
-from abalone_core.model import TextClassifier
+from abalone_core.evaluation.evaluate import embed, predict_proba, split_scores
+from abalone_core.evaluation.metrics import best_global_threshold, label_thresholds, multilabel_scores, per_label_f1
+from abalone_core.method.model import TextClassifier
 from helpers import tiny_encoder
 
 
@@ -146,7 +146,7 @@ def test_split_scores_add_the_per_label_rule_for_probabilities_and_decision_valu
 
 
 def test_scores_are_saved_as_float16_and_read_back(tmp_path):
-    from abalone_core.evaluate import read_scores, save_scores
+    from abalone_core.evaluation.evaluate import read_scores, save_scores
 
     p = {"validation": np.random.default_rng(0).random((5, 3)), "test": np.random.default_rng(1).random((4, 3))}
     path = save_scores(tmp_path / "scores.npz", p)

@@ -3,7 +3,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from abalone_core import findings
+from abalone_core.report import findings
 
 
 def records(msc_gain=(2.0, 2.5, 1.5, 2.2, 1.8), bce_micro=(70, 71, 69.5, 70.2, 70.8), layers="all",

@@ -4,7 +4,7 @@ import pytest
 import torch
 from scipy import sparse
 
-from abalone_core.labels import check_label_tensor, label_matrix
+from abalone_core.data.labels import check_label_tensor, label_matrix
 
 
 def test_accepts_arrays_sparse_and_tensors_and_converts():

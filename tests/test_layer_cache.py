@@ -7,9 +7,9 @@ import pytest
 import torch
 from transformers import BertConfig, BertModel
 
-from abalone_core.layer_cache import cache_key, frozen_states
-from abalone_core.model import ContrastiveModel, TextEncoder
-from abalone_core.runs import run
+from abalone_core.training.layer_cache import cache_key, frozen_states
+from abalone_core.method.model import ContrastiveModel, TextEncoder
+from abalone_core.training.runs import run
 
 
 def encoder(train_layers=None, layers=3, dropout=0.1):

@@ -7,7 +7,7 @@ import torch.nn.functional as F
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from abalone_core.losses import (
+from abalone_core.method.losses import (
     NonFiniteError,
     OTHER_CONTRASTIVE,
     SUPERVISED_LOSSES,
@@ -564,7 +564,7 @@ def test_db_bad_input_raises(kw, match):
 
 def test_label_overlap_and_msc_counts_follow_their_definition_on_tensors_and_arrays():
     """The pair weights the losses use, and analysis.term_counts with them on numpy arrays."""
-    from abalone_core.losses import label_overlap, msc_counts
+    from abalone_core.method.losses import label_overlap, msc_counts
 
     rng = np.random.default_rng(0)
     a = (rng.random((5, 4)) < 0.4).astype(np.float64)

@@ -2,8 +2,8 @@ import pytest
 import torch
 from torch import nn
 
-from abalone_core.memory import LabelQueue, MomentumEncoder, gather
-from abalone_core.model import Prototypes
+from abalone_core.method.memory import LabelQueue, MomentumEncoder, gather
+from abalone_core.method.model import Prototypes
 
 
 def batch(start, n, dim=2, L=3):

@@ -2,7 +2,7 @@ import numpy as np
 import pytest
 from sklearn.metrics import f1_score, hamming_loss
 
-from abalone_core.metrics import frequency_groups, grouped_f1, multilabel_scores, per_label_f1
+from abalone_core.evaluation.metrics import frequency_groups, grouped_f1, multilabel_scores, per_label_f1
 
 
 @pytest.mark.parametrize("seed", range(5))
@@ -68,7 +68,7 @@ import math  # noqa: E402
 
 from sklearn.metrics import average_precision_score, ndcg_score  # noqa: E402
 
-from abalone_core.metrics import best_global_threshold, propensities, ranking_scores  # noqa: E402
+from abalone_core.evaluation.metrics import best_global_threshold, propensities, ranking_scores  # noqa: E402
 
 
 def random_case(seed, n=40, n_labels=8, empty_docs=True):
@@ -250,7 +250,7 @@ def test_global_threshold_micro_versus_macro():
 
 
 def test_example_labels_pick_the_label_nearest_the_median_with_test_documents():
-    from abalone_core.metrics import example_labels
+    from abalone_core.evaluation.metrics import example_labels
 
     train = np.array([100, 90, 80, 40, 30, 20, 5, 4, 3])       # thirds: head 0-2, medium 3-5, tail 6-8
     test = np.array([10, 9, 8, 4, 3, 2, 0, 1, 1])

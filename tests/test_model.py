@@ -1,11 +1,11 @@
-"""abalone_core.model: pooling, projection head, the parts of each contrastive variant, the classifier."""
+"""abalone_core.method.model: pooling, projection head, the parts of each contrastive variant, the classifier."""
 import pytest
 import torch
 from torch import nn
 
-from abalone_core.losses import contrastive_loss, mulsupcon_loss
-from abalone_core.memory import LabelQueue, MomentumEncoder
-from abalone_core.model import ContrastiveModel, Prototypes, ProjectionHead, TextClassifier
+from abalone_core.method.losses import contrastive_loss, mulsupcon_loss
+from abalone_core.method.memory import LabelQueue, MomentumEncoder
+from abalone_core.method.model import ContrastiveModel, Prototypes, ProjectionHead, TextClassifier
 from helpers import tiny_bert, tiny_encoder
 
 HIDDEN, DIM, LABELS = 16, 8, 5

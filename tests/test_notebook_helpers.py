@@ -84,7 +84,7 @@ def test_grid_settings_of_a_dataset_include_its_own_budget(tmp_path):
 def test_checkpoints_lists_the_run_files_only(tmp_path):
     """The run folder's lock and a write in progress are not listed."""
     from abalone_core import atomic
-    from abalone_core.run_folder import LOCK_NAME
+    from abalone_core.training.run_folder import LOCK_NAME
 
     atomic.write_text(tmp_path / "config.yaml", "seed: 0\n")
     (tmp_path / "checkpoint.pt").write_bytes(b"\0" * 2 ** 20)
@@ -97,19 +97,20 @@ def test_checkpoints_lists_the_run_files_only(tmp_path):
 
 
 def test_time_estimate_multiplies_steps_by_the_step_time():
-    from abalone_core.config import Config
+    from abalone_core.training.config import Config
+    from abalone_core.training.timing import planned_steps, time_estimate
 
-    table = nb.time_estimate(0.5, {"L_Base": 30, "L_MSC": 90})
+    table = time_estimate(0.5, {"L_Base": 30, "L_MSC": 90})
     assert table["steps"].tolist() == [30, 90, 120]
     assert table["steps"].dtype.kind == "i"
     assert table["minutes"].tolist() == pytest.approx([0.25, 0.75, 1.0])
     # the paper-sized profile counts epochs: 20 passes over 1,000 documents in batches of 32
     gpu = nb.config_for("gpu", "msc", runs_dir="runs")
     assert gpu.epochs == 20 and gpu.batch_size == 32
-    assert nb.planned_steps(gpu, 1000) == 20 * 32
-    assert nb.planned_steps(Config(max_steps=30), 1000) == 30
+    assert planned_steps(gpu, 1000) == 20 * 32
+    assert planned_steps(Config(max_steps=30), 1000) == 30
     with pytest.raises(ValueError, match="positive"):
-        nb.time_estimate(0.0, {"x": 1})
+        time_estimate(0.0, {"x": 1})
 
 
 def test_device_timing_is_skipped_quickly_on_a_cpu():

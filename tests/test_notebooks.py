@@ -166,7 +166,7 @@ def test_importing_the_helpers_changes_nothing_in_the_process():
     setup(), for the kernel that calls it, not by ``import abalone_core.notebook``."""
     code = """
 import logging, sys, warnings
-import numpy, pandas, abalone_core.config, abalone_core.paper  # what the module imports anyway
+import numpy, pandas, abalone_core.training.config, abalone_core.report.paper  # what the module imports anyway
 import plotly.io as pio
 pio.renderers.default  # plotly loads its renderers (and their warnings filters) on first use
 before = (list(warnings.filters), pio.renderers.default, list(pio.renderers),
@@ -215,7 +215,7 @@ def test_setup_picks_renderer_and_detects_colab(monkeypatch):
 
 def test_paper_rows_and_tables_come_from_paper_py():
     from abalone_core import notebook as nb
-    from abalone_core import paper
+    from abalone_core.report import paper
 
     assert not [n for n in dir(nb) if n.startswith("PAPER_") or n == "LOSS_NAMES"], "no copies of paper.py"
     assert all(nb.row_name(o) == name for o, name in paper.NAMES.items())
@@ -286,7 +286,7 @@ def test_config_for_merges_profile_and_ignores_none(tmp_path):
 def _fake_training(monkeypatch, checkpoint_only=()):
     """runs.run replaced by a recorder that writes config.yaml and (unless the run's folder is
     in ``checkpoint_only``) metrics.json."""
-    from abalone_core import runs
+    from abalone_core.training import runs
 
     calls = []
 
@@ -347,7 +347,7 @@ def test_run_or_load_compares_configurations_as_the_trainer_resumes(tmp_path, ch
     from types import SimpleNamespace
 
     from abalone_core import notebook as nb
-    from abalone_core.train import Trainer
+    from abalone_core.training.train import Trainer
 
     class Accepted(Exception):
         pass
@@ -450,7 +450,7 @@ def test_collect_results_counts_a_head_learning_rate_grid_once(tmp_path):
 
 
 def test_label_group_of_docs_uses_the_rarest_label():
-    from abalone_core.metrics import label_group_of_docs
+    from abalone_core.evaluation.metrics import label_group_of_docs
 
     counts = np.array([100, 50, 10, 5, 2, 1])          # head: 0, 1; medium: 2, 3; tail: 4, 5
     y = np.array([[1, 0, 0, 0, 0, 0], [1, 0, 1, 0, 0, 0], [0, 1, 0, 0, 0, 1], [0, 0, 0, 0, 0, 0]])

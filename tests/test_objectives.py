@@ -4,8 +4,8 @@ import subprocess
 import pytest
 import torch
 
-from abalone_core import objectives
-from abalone_core.losses import contrastive_loss
+from abalone_core.method import objectives
+from abalone_core.method.losses import contrastive_loss
 
 
 def test_the_table_says_what_each_objective_is():
@@ -34,8 +34,8 @@ def half_msc():
 
 
 def test_an_objective_added_to_the_table_trains_and_is_scored_like_the_others(tiny_config, half_msc):
-    from abalone_core.model import ContrastiveModel
-    from abalone_core.runs import run
+    from abalone_core.method.model import ContrastiveModel
+    from abalone_core.training.runs import run
     from helpers import tiny_encoder
 
     model = ContrastiveModel(tiny_encoder(), 6, half_msc, queue_size=8)

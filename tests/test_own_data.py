@@ -34,7 +34,7 @@ def test_the_page_is_in_the_book_and_its_files_exist():
 
 
 def test_the_example_file_is_a_small_multi_label_dataset(monkeypatch):
-    from abalone_core.config import Config
+    from abalone_core.training.config import Config
     from abalone_core.data import load_dataset
 
     monkeypatch.chdir(ROOT)

@@ -1,4 +1,5 @@
-from abalone_core import notebook, paper, sweep
+from abalone_core import notebook, sweep
+from abalone_core.report import paper
 
 
 def test_scores_prefer_table3_and_carry_table4():

@@ -1,9 +1,9 @@
-"""abalone_core.per_label: support per split and per-label F1 tables."""
+"""abalone_core.evaluation.per_label: support per split and per-label F1 tables."""
 import numpy as np
 import pytest
 
 from abalone_core.data import MultiLabelDataset
-from abalone_core.per_label import grid_records, mean_over_seeds, per_label_frame, support
+from abalone_core.evaluation.per_label import grid_records, mean_over_seeds, per_label_frame, support
 
 
 def dataset():

@@ -5,8 +5,9 @@ import pandas as pd
 import plotly.graph_objects as go
 import pytest
 
-from abalone_core import analysis, maps, plots
-from abalone_core.metrics import frequency_groups
+from abalone_core import analysis
+from abalone_core.analysis import maps, plots
+from abalone_core.evaluation.metrics import frequency_groups
 
 
 @pytest.fixture
@@ -157,8 +158,8 @@ def test_seed_scores():
 
 
 def test_balance_slider_frames_steps_and_values(y, groups):
-    from abalone_core.balance import balance_grid
-    from abalone_core.losses import base_loss
+    from abalone_core.analysis.balance import balance_grid
+    from abalone_core.method.losses import base_loss
 
     rng = np.random.default_rng(2)
     z = rng.normal(size=(len(y), 6))
@@ -285,7 +286,7 @@ def test_claims_forest_draws_each_difference_with_its_interval():
 
 
 def test_a_slider_figure_opens_on_its_chosen_step_without_playing(y, groups):
-    from abalone_core.balance import balance_grid
+    from abalone_core.analysis.balance import balance_grid
     from abalone_core.notebook import _figure_html
 
     rng = np.random.default_rng(3)

@@ -2,8 +2,8 @@
 import pytest
 import torch
 
-from abalone_core import devices
-from abalone_core.config import Config
+from abalone_core.training import devices
+from abalone_core.training.config import Config
 
 TEXTS = [
     "We need water and food in the shelter near the river, the bridge is gone.",
@@ -41,9 +41,9 @@ def test_cpu_support_comes_from_torchs_own_checks(monkeypatch):
 def test_a_bfloat16_step_of_minilm_stays_close_to_float32():
     """One BCE step of the whole MiniLM classifier on a real batch: the loss within 1 % and
     every gradient within cosine 0.99 (norm within 5 %) of float32's. The loss itself is
-    computed in float32 under autocast (abalone_core.losses)."""
-    from abalone_core.losses import bce_loss
-    from abalone_core.model import TextClassifier, TextEncoder, load_backbone
+    computed in float32 under autocast (abalone_core.method.losses)."""
+    from abalone_core.method.losses import bce_loss
+    from abalone_core.method.model import TextClassifier, TextEncoder, load_backbone
 
     torch.manual_seed(0)
     backbone, tok = load_backbone("minilm", dropout=0.0)
@@ -73,8 +73,8 @@ def test_a_bfloat16_step_of_minilm_stays_close_to_float32():
 
 
 def test_a_run_under_bfloat16_trains_resumes_and_records_its_precision(tiny_config):
-    from abalone_core.runs import run
-    from abalone_core.run_folder import read_history
+    from abalone_core.training.runs import run
+    from abalone_core.training.run_folder import read_history
 
     cfg = tiny_config(objective="msc", mixed_precision="bf16", max_steps=6, eval_every=2, save_every=2)
     m = run(cfg, progress=False)

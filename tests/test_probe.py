@@ -1,11 +1,11 @@
-"""Tests of the batched linear probe (abalone_core.probe)."""
+"""Tests of the batched linear probe (abalone_core.evaluation.probe)."""
 import numpy as np
 import pytest
 import torch
 from scipy.special import expit
 
-from abalone_core.metrics import per_label_f1
-from abalone_core.probe import ProbeConfig, ProbeResult, init_heads, linear_probe, train_grid
+from abalone_core.evaluation.metrics import per_label_f1
+from abalone_core.evaluation.probe import ProbeConfig, ProbeResult, init_heads, linear_probe, train_grid
 
 FAST = dict(lrs=(0.1, 0.01), weight_decays=(0.1, 1e-4), heads=2, epochs=5, batch_size=32)
 
@@ -316,7 +316,7 @@ def mixed_scales(n=500, seed=0):
 
 
 def test_global_selection_keeps_the_setting_with_best_validation_micro_f1():
-    from abalone_core.metrics import multilabel_scores
+    from abalone_core.evaluation.metrics import multilabel_scores
 
     x, y = mixed_scales()
     xt, yt, xv, yv = x[:350], y[:350], x[350:], y[350:]
@@ -348,7 +348,7 @@ def test_global_selection_with_untrained_heads():
     cfg = ProbeConfig(**FAST, selection="global", untrained_heads=2)
     res = linear_probe(x[:200], y[:200], x[200:], y[200:], cfg, progress=False)
     assert res.weight.shape == (8, 3, 4) and len(set(res.best_setting.tolist())) == 1
-    from abalone_core.metrics import multilabel_scores
+    from abalone_core.evaluation.metrics import multilabel_scores
 
     assert multilabel_scores(y[200:], res.predict(x[200:]))["micro_f1"] == pytest.approx(res.grid_micro_f1.max())
 
@@ -369,7 +369,7 @@ def test_switch_validation(kwargs, message):
 
 
 def test_switches_pass_through_the_run_configuration():
-    from abalone_core.config import Config
+    from abalone_core.training.config import Config
 
     cfg = Config(probe={"selection": "global", "untrained_heads": 2})
     probe = ProbeConfig(**cfg.probe)

@@ -3,7 +3,7 @@ import math
 
 import pytest
 
-from abalone_core import prose
+from abalone_core.report import prose
 
 
 def test_converged_runs_counts_only_trained_runs():
@@ -77,7 +77,7 @@ def test_lead_sentence_tells_a_lead_that_disappears_from_one_that_holds():
 
 
 def test_asl_sentence_states_the_configuration():
-    from abalone_core.config import Config
+    from abalone_core.training.config import Config
 
     c = Config()
     text = prose.asl_sentence(c.asl_gamma_pos, c.asl_gamma_neg, c.asl_margin)

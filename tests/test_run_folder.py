@@ -1,13 +1,13 @@
-"""The run folder's one owner: what a restore keeps (abalone_core.run_folder)."""
+"""The run folder's one owner: what a restore keeps (abalone_core.training.run_folder)."""
 from pathlib import Path
 
 import pytest
 import torch
 
-from abalone_core import train as train_module
+from abalone_core.training import train as train_module
 from abalone_core.errors import NonFiniteLoss
-from abalone_core.run_folder import read_history
-from abalone_core.runs import run
+from abalone_core.training.run_folder import read_history
+from abalone_core.training.runs import run
 
 
 digest = train_module._state_digest  # the trainer's own digest of a state dict

@@ -2,10 +2,10 @@
 import numpy as np
 import torch
 
-from abalone_core.batching import collate
-from abalone_core.evaluate import embed
-from abalone_core.memory import MomentumEncoder
-from abalone_core.model import ContrastiveModel
+from abalone_core.data.batching import collate
+from abalone_core.evaluation.evaluate import embed
+from abalone_core.method.memory import MomentumEncoder
+from abalone_core.method.model import ContrastiveModel
 from helpers import tiny_encoder  # 2 layers, hidden 16, vocabulary 50, no dropout, seed 0
 
 

@@ -13,7 +13,7 @@ import pandas as pd
 import pytest
 import yaml
 
-from abalone_core import claims, paper
+from abalone_core.report import claims, paper
 from abalone_core import sweep as sw
 from test_sweep_support import ROOT, fake_results
 
@@ -250,7 +250,7 @@ def test_the_cpu_grid_export_is_reproduced_byte_for_byte(tmp_path):
 
 
 def test_export_copies_each_runs_scores_once(tmp_path):
-    from abalone_core.evaluate import save_scores
+    from abalone_core.evaluation.evaluate import save_scores
 
     rows = []
     for s in range(2):

@@ -6,7 +6,7 @@ from sklearn.metrics import f1_score
 
 pytest.importorskip("libmultilabel.linear", reason="the tfidf-linear baseline needs the 'baselines' extra")
 
-from abalone_core.tfidf import DEFAULTS, TfidfResult, _LabelMatrix, tfidf_linear  # noqa: E402
+from abalone_core.evaluation.tfidf import DEFAULTS, TfidfResult, _LabelMatrix, tfidf_linear  # noqa: E402
 
 NOISE = [f"w{i}" for i in range(200)]
 
@@ -202,8 +202,8 @@ def test_real_disaster_subset():
 def test_both_tfidf_rows_score_under_every_decision_rule_and_save_their_scores(tiny_config):
     from pathlib import Path
 
-    from abalone_core.evaluate import read_scores
-    from abalone_core.runs import cut_texts, run
+    from abalone_core.evaluation.evaluate import read_scores
+    from abalone_core.training.runs import cut_texts, run
 
     whole = run(tiny_config(objective="tfidf-linear", output_dir=str(Path(tiny_config().output_dir) / "whole")))
     # the cut row tokenises with the backbone's tokenizer: the real MiniLM one (no weights are loaded)
@@ -220,7 +220,7 @@ def test_both_tfidf_rows_score_under_every_decision_rule_and_save_their_scores(t
     # the cut keeps at most max_length tokens, special tokens included
     from transformers import AutoTokenizer
 
-    from abalone_core.model import resolve_backbone
+    from abalone_core.method.model import resolve_backbone
 
     tok = AutoTokenizer.from_pretrained(resolve_backbone("minilm"))
     long_text = "word " * 50

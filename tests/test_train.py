@@ -6,10 +6,10 @@ import numpy as np
 import pytest
 import torch
 
-from abalone_core.config import CONTRASTIVE, OBJECTIVES, TFIDF, TFIDF_OBJECTIVES, Config
-from abalone_core.runs import run
+from abalone_core.training.config import CONTRASTIVE, OBJECTIVES, TFIDF, TFIDF_OBJECTIVES, Config
+from abalone_core.training.runs import run
 from abalone_core.errors import Interrupted
-from abalone_core.train import Trainer, param_groups
+from abalone_core.training.train import Trainer, param_groups
 
 
 def read_history(path):
@@ -157,8 +157,8 @@ def test_token_cache_is_safe_for_concurrent_runs(tiny_config, tmp_path):
     temporary file before the atomic rename, so none finds its file taken by another."""
     import threading
 
-    from abalone_core.model import load_backbone
-    from abalone_core.run_data import _cached_tokens
+    from abalone_core.method.model import load_backbone
+    from abalone_core.data.run_data import _cached_tokens
 
     config = tiny_config()
     _, tokenizer = load_backbone(config.backbone)
@@ -212,7 +212,7 @@ def test_resume_with_changes_applies_the_new_learning_rates(tiny_config, monkeyp
 
 
 def test_allow_changes_names_only_optimisation_settings(tiny_config):
-    from abalone_core.runs import allowed_changes
+    from abalone_core.training.runs import allowed_changes
 
     assert allowed_changes(True) == ("lr_backbone", "lr_head", "weight_decay", "grad_clip", "mixed_precision")
     with pytest.raises(ValueError, match="temperature"):
@@ -244,7 +244,7 @@ def test_no_step_is_applied_and_no_weights_written_after_a_non_finite_loss(tiny_
 
 
 def test_hardware_reports_the_runs_device(tiny_config):
-    from abalone_core import provenance, runs
+    from abalone_core.training import provenance, runs
 
     assert runs.hardware is provenance.hardware
     cpu = provenance.hardware("cpu")
@@ -257,7 +257,7 @@ def test_hardware_reports_the_runs_device(tiny_config):
 
 
 def test_hardware_names_the_gpu_of_the_configured_index(monkeypatch):
-    from abalone_core import provenance
+    from abalone_core.training import provenance
 
     monkeypatch.setattr(provenance, "gpu_names", lambda: ("GPU A", "GPU B"))
     monkeypatch.delenv("CUDA_VISIBLE_DEVICES", raising=False)
@@ -271,7 +271,7 @@ def test_hardware_names_the_gpu_of_the_configured_index(monkeypatch):
 def test_max_length_is_checked_against_the_backbone(tiny_config):
     from transformers import RobertaConfig, RobertaModel
 
-    from abalone_core.encoders import max_positions
+    from abalone_core.training.encoders import max_positions
 
     roberta = RobertaModel(RobertaConfig(vocab_size=20, hidden_size=8, num_hidden_layers=1, num_attention_heads=2,
                                          intermediate_size=16, max_position_embeddings=34))
@@ -282,7 +282,7 @@ def test_max_length_is_checked_against_the_backbone(tiny_config):
 
 
 def test_backbone_checks_fail_fast_offline(monkeypatch, tmp_path):
-    from abalone_core.encoders import check_backbone
+    from abalone_core.training.encoders import check_backbone
 
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     with pytest.raises(ValueError, match="HF_HUB_OFFLINE=1"):
@@ -298,7 +298,7 @@ def test_backbone_checks_fail_fast_offline(monkeypatch, tmp_path):
 def test_history_lines_are_whole_after_resume(tiny_config, monkeypatch):
     """The history is rewritten atomically: a record is whole or absent, and records newer
     than the checkpoint are dropped on resume."""
-    from abalone_core.run_folder import read_history
+    from abalone_core.training.run_folder import read_history
 
     cfg = tiny_config(objective="bce", max_steps=6, eval_every=1, save_every=3)
     original = Trainer._step
@@ -321,7 +321,7 @@ def test_history_lines_are_whole_after_resume(tiny_config, monkeypatch):
 def test_a_run_leaves_the_process_deterministic_setting_as_it_was(tiny_config, monkeypatch):
     """Deterministic algorithms are on while a run trains and evaluates, and the kernel's own
     setting (and cuDNN's flags) are back afterwards, also after a run that raises."""
-    from abalone_core.devices import deterministic_mode
+    from abalone_core.training.devices import deterministic_mode
 
     seen = []
     original = Trainer._step

@@ -1,4 +1,4 @@
-"""The worked example of chapter 0 (abalone_core.worked_example): its tables against the
+"""The worked example of chapter 0 (abalone_core.analysis.worked_example): its tables against the
 library's losses, an independent loop reference (tests/reference.py) and autograd; the
 numbers quoted in the chapter's prose; the real-batch grid behind the slider figure; the
 chapter's structure."""
@@ -13,10 +13,11 @@ import numpy as np
 import pytest
 import torch
 
-from abalone_core import analysis, losses
-from abalone_core import worked_example as we
-from abalone_core.balance import balance_grid, repulsion_by_label
-from abalone_core.metrics import frequency_groups
+from abalone_core import analysis
+from abalone_core.method import losses
+from abalone_core.analysis import worked_example as we
+from abalone_core.analysis.balance import balance_grid, repulsion_by_label
+from abalone_core.evaluation.metrics import frequency_groups
 from reference import loop_loss
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -1,4 +1,5 @@
-"""Multi-label text datasets: one container, a registry of loaders, one module per source.
+"""Multi-label text datasets: one container, a registry of loaders, one module per source;
+the checks of label matrices, tokens and batches, and the data of a run.
 
 Every loader returns a :class:`MultiLabelDataset` (texts, an (N, L) 0/1 label matrix,
 label names and a train / validation / test split per document) through the single
@@ -16,6 +17,9 @@ Modules
 ``debtags``   ``debtags``: Debian packages labelled by their debtags, from the release's index
 ``files``     ``csv``, ``jsonl``: local files, one file or one per split
 ``hub``       ``hub``: any Hugging Face Hub dataset; ``aapd``, ``rcv1``, ``uk-lex``: the paper's
+``labels``    checks of (N, L) 0/1 label matrices, used by every module that takes labels
+``batching``  tokenise once, length-bucketed batches, dynamic padding
+``run_data``  a run's data: loaded, subsampled, tokenised once and cached, and its digest
 
 Register another loader with :func:`register_dataset`.
 """

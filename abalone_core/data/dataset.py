@@ -18,8 +18,6 @@ from dataclasses import dataclass, field
 import numpy as np
 import pandas as pd
 
-from abalone_core.metrics import frequency_groups
-
 from .splits import SPLITS
 
 logger = logging.getLogger(__name__)
@@ -248,8 +246,11 @@ class MultiLabelDataset:
             unlabelled documents, mean words per document), and ``"labels"``:
             DataFrame indexed by label name with the document count per split and the
             head / medium / tail group from the training counts
-            (:func:`abalone_core.metrics.frequency_groups`), sorted by training count.
+            (:func:`abalone_core.evaluation.metrics.frequency_groups`), sorted by training count.
         """
+        # imported here: the metrics import this package (their label checks are data.labels)
+        from abalone_core.evaluation.metrics import frequency_groups
+
         rows = {}
         words = np.array([len(t.split()) for t in self.texts])
         for s in SPLITS:

@@ -37,7 +37,7 @@ the notebook is executed with the cell's values, the fixed parameters, and
 
 * ``result_path = <output_dir>/results/<run id>.json``: **the notebook must write its
   metrics there as a JSON object** (for ``notebooks/run.ipynb``: ``metrics.json`` of
-  :func:`abalone_core.runs.run`, scores under ``test``);
+  :func:`abalone_core.training.runs.run`, scores under ``test``);
 * ``run_dir = <output_dir>/runs/<run id>`` (if the notebook declares it): its working folder;
 * ``device`` (when devices are given): the device of the worker running it;
 * for ``depends_on`` entries: the ``run_dir`` of the cell it depends on (the same cell with
@@ -47,7 +47,7 @@ Local paths in ``dataset_kwargs`` (``path``, a file or ``{split: file}``, ``data
 start at the grid file's folder too; they are recorded as written and made absolute for the
 notebook. The executed notebooks go to ``<output_dir>/notebooks/<run id>.ipynb`` and one row
 per run to ``<output_dir>/results.sqlite`` (parameters, status, metrics, error, timestamps;
-hardware, versions and git revision from :mod:`abalone_core.provenance`). A rerun skips
+hardware, versions and git revision from :mod:`abalone_core.training.provenance`). A rerun skips
 finished runs; failed ones (an exception, a stopped sweep, or a ``running`` row whose
 process is gone) run again with ``retry_failed``. A finished run whose parameters the grid
 file has changed since (``changed``) stops the sweep before anything runs; with
@@ -87,7 +87,7 @@ from .check import check_runs
 from .cli import add_parser, cmd_sweep
 from .executors import ExecutorSpec
 from .grid import STATUSES, Sweep, run_id
-from ..provenance import git_state, gpu_names, hardware, versions
+from ..training.provenance import git_state, gpu_names, hardware, versions
 from .store import records
 from .tables import (RECORD_METRICS, aggregate, dataset_label, export, export_scores, finished, metric_value,
                      read_export_scores, records_table, write_table)

@@ -1,7 +1,7 @@
 """Checking every run of a grid before running it (``abalone sweep GRID --dry-run``).
 
-For a notebook that builds its configuration with :func:`abalone_core.rows.row_config` (as
-``notebooks/run.ipynb`` does), each run's :class:`~abalone_core.config.Config` is built the
+For a notebook that builds its configuration with :func:`abalone_core.report.rows.row_config` (as
+``notebooks/run.ipynb`` does), each run's :class:`~abalone_core.training.config.Config` is built the
 way the notebook builds it: its ``row_config(...)`` call is read from the notebook and
 evaluated with the run's parameters (the notebook's defaults, the grid's values and what the
 sweep injects), so a bad value or an unknown key in ``overrides`` is reported per run. The
@@ -78,11 +78,11 @@ def check_dataset(config) -> str | None:
 
 
 def run_config(sweep: "Sweep", rid: str):
-    """The :class:`~abalone_core.config.Config` that run ``rid``'s notebook will build: its
+    """The :class:`~abalone_core.training.config.Config` that run ``rid``'s notebook will build: its
     ``row_config(...)`` call evaluated with the run's parameters. Raises what the notebook
     would raise (ValueError for a bad value or key); LookupError when the notebook has no
     such call."""
-    from ..rows import row_config
+    from ..report.rows import row_config
 
     call = config_call(sweep.notebook)
     if call is None:

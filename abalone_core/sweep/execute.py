@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
 
-from ..provenance import hardware
+from ..training.provenance import hardware
 
 _ANSI = re.compile(r"\x1b\[[0-9;]*[A-Za-z]")
 # Linux: papermill gets SIGKILL when the process that started it dies, even by SIGKILL; the

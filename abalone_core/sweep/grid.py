@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING
 from .check import check_runs
 from .executors import ExecutorSpec
 from .runner import import_export, run_sweep
-from ..config import resolve_data_paths
+from ..training.config import resolve_data_paths
 from .store import DEPENDS_ON, as_seen, read_rows
 from .tables import aggregate
 
@@ -152,7 +152,7 @@ class Sweep:
         try:
             spec = yaml.safe_load(path.read_text()) or {}
         except yaml.YAMLError as err:
-            from ..config import yaml_syntax_error
+            from ..training.config import yaml_syntax_error
 
             raise yaml_syntax_error(path, err) from None
         if not isinstance(spec, dict):

@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING
 from .. import atomic
 from .execute import Task
 from .executors import ExecutorSpec, LocalPool, SubmititPool
-from ..provenance import git_state, hardware, versions
+from ..training.provenance import git_state, hardware, versions
 from .store import Store, records
 from .tables import export, export_lines
 

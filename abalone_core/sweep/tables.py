@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from .. import atomic
-from .. import paper as _paper
+from ..report import paper as _paper
 from .store import DEPENDS_ON, db_path, records
 
 if TYPE_CHECKING:
@@ -107,7 +107,7 @@ def aggregate(source, rows="objective", columns=("dataset",), metrics=("micro_f1
         columns: parameters whose values head column groups (``("dataset",)``), or ``()``.
             ``dataset`` values are :func:`dataset_label` s.
         metrics: names read by :func:`metric_value` (F1 in percent, Hamming x 10^3 for
-            :func:`abalone_core.runs.run`; ``silhouette``, ``davies_bouldin`` at the top level).
+            :func:`abalone_core.training.runs.run`; ``silhouette``, ``davies_bouldin`` at the top level).
         over: the parameter averaged over. Any other parameter that varies within a column
             (between the rows of one dataset, say) raises ValueError:
             put it in rows or columns, or keep one value with ``where``.
@@ -115,11 +115,11 @@ def aggregate(source, rows="objective", columns=("dataset",), metrics=("micro_f1
         stat: ``"text"`` (``"mean ± std"``, sample std over ``over``; the mean alone for one run
             or when every run gave the same value),
             ``"interval"`` (``"mean ± h (n)"``: h is the half-width of the 95 % Student-t interval
-            of the mean over the n values of ``over``, :func:`abalone_core.claims.t_interval`;
+            of the mean over the n values of ``over``, :func:`abalone_core.report.claims.t_interval`;
             ``"mean (n)"`` for one run or when every run gave the same value), ``"mean"``, ``"std"``, ``"half_width"`` or ``"count"``
             (numbers).
         paper: ``"matching"``: beside each metric of a dataset the paper reports (aapd, rcv1,
-            uk-lex), a ``(paper)`` column from :func:`abalone_core.paper.scores`; ``"all"``:
+            uk-lex), a ``(paper)`` column from :func:`abalone_core.report.paper.scores`; ``"all"``:
             also the paper's other datasets as extra columns; ``"none"``.
         digits: decimals of the text cells.
     Returns:
@@ -129,7 +129,7 @@ def aggregate(source, rows="objective", columns=("dataset",), metrics=("micro_f1
     import numpy as np
     import pandas as pd
 
-    from ..claims import interval_text, t_interval
+    from ..report.claims import interval_text, t_interval
 
     if stat not in ("text", "interval", "mean", "std", "half_width", "count"):
         raise ValueError(f"stat must be text, interval, mean, std, half_width or count, got {stat!r}")
@@ -232,7 +232,7 @@ def records_table(source, metrics=RECORD_METRICS) -> "pd.DataFrame":
     :func:`metric_value`; NaN where a run lacks it), ``converged`` (True / False, None when the
     record cannot tell or nothing was trained), ``gain_vs_tolerance`` (the last-quarter
     improvement of the run's selection metric divided by the rule's tolerance,
-    :mod:`abalone_core.convergence`: below 1 is converged, 3 means still improving at three
+    :mod:`abalone_core.training.convergence`: below 1 is converged, 3 means still improving at three
     times the tolerance; NaN without a record), ``minutes`` (wall time of the run) and
     ``hardware`` (the GPU, else the CPU threads)."""
     import pandas as pd
@@ -306,7 +306,7 @@ def export(source, dest: str | Path, **aggregate_kwargs) -> list[Path]:
 
 def export_scores(recs: "pd.DataFrame", dest: str | Path) -> list[Path]:
     """Copy each finished run's ``scores.npz`` (its validation and test scores, float16:
-    :func:`abalone_core.evaluate.save_scores`) to ``dest/<run_id>.npz``, so that an export
+    :func:`abalone_core.evaluation.evaluate.save_scores`) to ``dest/<run_id>.npz``, so that an export
     can be scored again under any decision rule without its run folders. Runs without the
     file (older records, or run folders on another machine) are skipped; a copy already
     there with the same bytes is left alone. Returns the paths written."""
@@ -330,7 +330,7 @@ def export_scores(recs: "pd.DataFrame", dest: str | Path) -> list[Path]:
 def read_export_scores(export_dir: str | Path, run_id: str) -> dict | None:
     """``{"validation": (M, L), "test": (T, L)}`` scores of one exported run, or None when
     the export holds none for it."""
-    from ..evaluate import read_scores
+    from ..evaluation.evaluate import read_scores
 
     path = Path(export_dir) / "scores" / f"{run_id}.npz"
     return read_scores(path) if path.is_file() else None
