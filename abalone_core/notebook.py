@@ -564,8 +564,10 @@ def _run_folder(f: Path, m: dict) -> Path:
     """The run directory a result belongs to: a metrics.json's folder; for another record its
     ``config.output_dir`` (the sweep writes ``results/<run id>.json`` for the run in
     ``runs/<run id>``), else the file's folder."""
+    from .training.run_folder import METRICS
+
     out = (m.get("config") or {}).get("output_dir")
-    return Path(out).resolve() if out and f.name != "metrics.json" else f.parent.resolve()
+    return Path(out).resolve() if out and f.name != METRICS else f.parent.resolve()
 
 
 def collect_results(*roots) -> pd.DataFrame:
@@ -583,6 +585,8 @@ def collect_results(*roots) -> pd.DataFrame:
         (None for rows that train nothing: ``frozen``, ``tfidf-linear``), seed, train_minutes, hardware,
         source (file path).
     """
+    from .training.run_folder import METRICS
+
     found = []
     for root in roots:
         root = Path(root)
@@ -594,7 +598,7 @@ def collect_results(*roots) -> pd.DataFrame:
                 continue
             if isinstance(m, dict) and "objective" in m and isinstance(m.get("test"), dict):
                 found.append((f, m))
-    written = [(f, m) for f, m in found if f.name != "metrics.json"]
+    written = [(f, m) for f, m in found if f.name != METRICS]
 
     def recorded(f: Path, m: dict) -> bool:
         """A metrics.json whose run has a record of its own: the record names the run's folder,
@@ -607,7 +611,7 @@ def collect_results(*roots) -> pd.DataFrame:
     # a run with a grid of head learning rates keeps one sub-run per rate in its folder: the run counts once
     searched = {_run_folder(f, m) for f, m in found if "lr_head_search" in m}
     rows = [_record(m, str(f)) for f, m in found
-            if not (f.name == "metrics.json" and recorded(f, m)) and _run_folder(f, m).parent not in searched]
+            if not (f.name == METRICS and recorded(f, m)) and _run_folder(f, m).parent not in searched]
     columns = list(_record({"objective": "", "test": {}}, "").keys())
     return pd.DataFrame(rows, columns=columns)
 
