@@ -27,7 +27,7 @@
 # * `supervised_overrides`: settings for the rows that train a classifier end to end (BCE,
 #   focal, asymmetric, fine-tuning) and not for the contrastive rows, whose classifier is the
 #   linear probe with its own grid of learning rates.
-# * The JSON is the `metrics.json` of `abalone_core.training.train.run` (scores under `test` and
+# * The JSON is the `metrics.json` of `abalone_core.training.runs.run` (scores under `test` and
 #   `validation`), with `objective` set to the name above and, when `clustering` is on,
 #   the silhouette and Davies-Bouldin scores of the test embeddings (half of the label
 #   combinations, as in the paper's Table 4) at the top level.
