@@ -498,7 +498,7 @@ def shipped_embeddings(files, split: str = "test", pretrained: str | None = "fro
             raise ValueError(f"shipped encoders {first_name!r} and {name!r} differ in {differ}: embed them apart")
     if pretrained:
         loaded = {pretrained: (build_encoder(cfg)[0].eval(), tokenizer, cfg, first_meta), **loaded}
-    data = prepare_data(cfg, tokenizer)
+    data = prepare_data(cfg, tokenizer, progress=False)
     data.ids = {split: data.ids[split]}
     device = resolve_device(cfg.device)
     ids = data.ids
@@ -523,7 +523,7 @@ def _embeddings(encoder, tokenizer, cfg, split: str, batch_size: int) -> dict:
     from .training.devices import resolve_device
     from .training.encoders import cache_frozen_layers
 
-    data = prepare_data(cfg, tokenizer)
+    data = prepare_data(cfg, tokenizer, progress=False)
     device = resolve_device(cfg.device)
     data.ids = {split: data.ids[split]}
     cache_frozen_layers(cfg, encoder, tokenizer, data, device, progress=False)

@@ -213,3 +213,11 @@ def test_the_token_cache_tells_apart_tokenizers_of_one_class_and_size(tiny_confi
     assert _cached_tokens(texts, wordpiece(["alpha", "beta", "gamma"]), config, "train") == ids_a  # read back
     # the digest is the tokenizer's content: not moved by the truncation a call sets, nor by the object
     assert tokenizer_digest(a) == tokenizer_digest(wordpiece(["alpha", "beta", "gamma"])) != tokenizer_digest(b)
+
+
+def test_tokenize_hides_its_progress_bar_when_asked(tokenizer, capsys):
+    texts = ["alpha beta"] * 50
+    tokenize(texts, tokenizer, 8, batch_size=2)
+    assert "tokenize" in capsys.readouterr().err  # 25 batches: a bar by default
+    tokenize(texts, tokenizer, 8, batch_size=2, progress=False)
+    assert capsys.readouterr().err == ""

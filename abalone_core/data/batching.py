@@ -21,14 +21,15 @@ from torch.utils.data import DataLoader, Dataset, Sampler
 from tqdm.auto import tqdm
 
 
-def tokenize(texts, tokenizer, max_length: int, batch_size: int = 1000) -> list:
+def tokenize(texts, tokenizer, max_length: int, batch_size: int = 1000, progress: bool = True) -> list:
     """Token ids of each text, special tokens included, truncated to ``max_length``, unpadded.
 
     Args:
         texts: sequence of N strings.
         tokenizer: a Hugging Face tokenizer (a fast one tokenises batches in Rust).
         max_length: maximum number of tokens per text.
-        batch_size: texts per tokenizer call; a progress bar shows for long lists.
+        batch_size: texts per tokenizer call; a progress bar shows for long lists (unless
+            ``progress`` is False).
     Returns:
         list of N lists of ints.
     """
@@ -40,7 +41,7 @@ def tokenize(texts, tokenizer, max_length: int, batch_size: int = 1000) -> list:
         raise ValueError(f"{len(bad)} texts are not strings (first rows: {bad[:5]})")
     ids = []
     starts = range(0, len(texts), batch_size)
-    for start in tqdm(starts, desc="tokenize", unit="batch", disable=len(texts) < 10 * batch_size):
+    for start in tqdm(starts, desc="tokenize", unit="batch", disable=not progress or len(texts) < 10 * batch_size):
         enc = tokenizer(texts[start:start + batch_size], truncation=True, max_length=max_length,
                         padding=False, return_attention_mask=False, return_token_type_ids=False)
         ids.extend(list(map(list, enc["input_ids"])))

@@ -80,8 +80,9 @@ def _warn_duplicates(ds: MultiLabelDataset) -> None:
                        " and ".join(f"{n} of the {sizes[s]} {s} texts" for s, n in copies.items() if n))
 
 
-def prepare_data(config: Config, tokenizer) -> Data:
-    """Load, subsample and tokenise the dataset named by the configuration (cached)."""
+def prepare_data(config: Config, tokenizer, progress: bool = True) -> Data:
+    """Load, subsample and tokenise the dataset named by the configuration (cached); ``progress``
+    False hides the tokeniser's progress bar (the chapters)."""
     ds = load_run_dataset(config)
     for s in SPLITS:
         if not (ds.splits == s).any():
@@ -89,7 +90,7 @@ def prepare_data(config: Config, tokenizer) -> Data:
     ids = {}
     for s in SPLITS:
         part = ds.split(s)
-        ids[s] = _cached_tokens(part.texts, tokenizer, config, s)
+        ids[s] = _cached_tokens(part.texts, tokenizer, config, s, progress)
     labels = {s: ds.split(s).labels.astype(np.float32) for s in SPLITS}
     check_labels(ds, labels, config)
     pad = tokenizer.pad_token_id
@@ -115,7 +116,7 @@ def check_labels(ds: MultiLabelDataset, labels: dict, config: Config) -> None:
                          "predicted or ranked; check label_column and label_sep in dataset_kwargs, or the data")
 
 
-def _cached_tokens(texts, tokenizer, config: Config, split: str):
+def _cached_tokens(texts, tokenizer, config: Config, split: str, progress: bool = True):
     """Token ids of ``texts`` (see :func:`abalone_core.data.batching.tokenize`), cached under
     ``$ABALONE_DATA_DIR/tokens`` by the tokenizer's content (:func:`tokenizer_digest`),
     ``max_length`` and the texts."""
@@ -137,7 +138,7 @@ def _cached_tokens(texts, tokenizer, config: Config, split: str):
                 return torch.load(path)
             except Exception as err:  # noqa: BLE001 - a damaged cache file: tokenise again
                 logger.warning("token cache %s is unreadable (%s); tokenising again", path, err)
-        ids = tokenize(texts, tokenizer, config.max_length)
+        ids = tokenize(texts, tokenizer, config.max_length, progress=progress)
         atomic.save_torch(ids, path)
         return ids
 
