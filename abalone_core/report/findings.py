@@ -219,8 +219,14 @@ def _claim_phrase(r: pd.Series) -> str:
     if isinstance(r.get("p_holm"), float) and not math.isnan(r["p_holm"]) and r["verdict"] in ("holds", "fails"):
         text += f", Holm-adjusted p = {r['p_holm']:.2g}"
     if r["verdict"] == "inconclusive" and isinstance(r.get("resolvable"), float) and not math.isnan(r["resolvable"]):
-        text += (f"; these seeds resolve only differences larger than "
-                 f"{_number(r['resolvable'], metric, signed=False)}{unit}")
+        held_back = (isinstance(r.get("p_holm"), float) and not math.isnan(r["p_holm"])
+                     and abs(r["difference"]) > r["resolvable"])
+        if held_back:  # the interval alone excludes zero: the correction is what keeps it open
+            text += (f"; its interval excludes zero, but not after Holm's correction for the claims judged with it "
+                     f"(adjusted p = {r['p_holm']:.2g})")
+        else:
+            text += (f"; these seeds resolve only differences larger than "
+                     f"{_number(r['resolvable'], metric, signed=False)}{unit}")
     if r["verdict"] == "not testable" and r.get("caveat"):
         text += f"; {r['caveat']}"
     return text + ")"
