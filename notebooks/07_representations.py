@@ -115,12 +115,14 @@ print(f"{first['x'].shape[0]} test documents, {first['x'].shape[1]}-dimensional 
 
 # %% tags=["hide-input"]
 if converged:
+    chosen_by = {"best_val_loss": "lowest validation loss", None: "best validation micro-F1"}
     source = pd.DataFrame([{
-        "encoder": runs[o], "run": m["run"], "steps": m["steps"], "converged": m["converged"],
-        "checkpoint": m["selected_candidate"] or "best validation micro-F1", "trained parameters": f"{m['parameters']:,}",
-        "file (MB)": round(files[o].stat().st_size / 2**20, 1),
-        "code": (m["record"].get("git_revision") or "")[:10], "sha256": m["sha256"][:12],
+        "encoder": runs[o], "seed": m["seed"], "stopped at step": m["steps"], "converged": m["converged"],
+        "weights kept": chosen_by.get(m["selected_candidate"], m["selected_candidate"]),
+        "MB": round(files[o].stat().st_size / 2**20, 1),
+        "code": (m["record"].get("git_revision") or "")[:8], "sha256": m["sha256"][:8],
     } for o in ("base", "msc", "bce") for m in [emb[o]["provenance"]]]).set_index("encoder")
+    display(Markdown(f"Runs of `results/{grid}` (one trained layer, disaster); files in `results/{grid}/encoders/`"))
     display(source)
 else:
     display(Markdown("Demonstration runs of chapters 4 and 6 (the `cpu` profile), not converged encoders."))
@@ -465,5 +467,5 @@ print(f"A random map would keep about {k / (len(pick) - 1):.1%}; the maps keep b
 #   not results.
 
 # %% tags=["hide-input"]
-display(Markdown("**The grid's verdicts on the geometry.** " + (" ".join(paragraphs) if paragraphs
+display(Markdown("**The grid's verdicts on the geometry.**\n\n" + ("\n\n".join(paragraphs) if paragraphs
                  else "No clustering claim can be judged on the committed runs yet.")))
