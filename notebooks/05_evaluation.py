@@ -379,8 +379,8 @@ for d in datasets:
                      + (f" (finished so far: {', '.join(f'{r} {int(n[r])}' for r in rows)})." if n.sum() else "."))
         continue
     mean, std = means[d].loc[rows].astype(float).to_dict(), stds[d].loc[rows].astype(float).to_dict()
-    against = " ".join(f"Table 2, {paper}: {prose.paper_verdict(mean, std, order)}"
-                       for paper, order in paper_orders.items())
+    verdict = {paper: prose.paper_verdict(mean, std, order) for paper, order in paper_orders.items()}
+    against = " ".join(f"Against the paper's Table 2 on {paper}, {v[0].lower() + v[1:]}" for paper, v in verdict.items())
     lines.append(f"- **{d}**, over at least two seeds per row. {prose.order_sentence(mean, std)} {against}")
 display(Markdown("\n".join(lines)))
 

@@ -588,9 +588,10 @@ if not tables:
 # %% [markdown]
 # ## What we saw
 #
-# - The book keeps three kinds of results apart: demonstration runs, the undertrained short grid,
-#   and the converged grid that carries the evidence; a mean is only ever taken over the seeds of
-#   one experiment.
+# - The book keeps its kinds of results apart: demonstration runs, the undertrained short grid,
+#   the earlier converged grid (one budget for every row), and the comparison grids
+#   (`results/encoder_depth`, `results/debtags`) that give the answer at the top of this chapter;
+#   a mean is only ever taken over the seeds of one experiment.
 # - Each comparison is a table per dataset with the mean, the 95 % interval and the number of
 #   seeds, next to a count of the runs that converged; a claim is judged from paired per-seed
 #   differences, and its verdict is one of holds, fails, inconclusive or not testable.
@@ -601,6 +602,7 @@ if not tables:
 # - Below the averages, tail labels rest on a handful of test documents, some on none: a
 #   macro-F1 difference of a point can come from one or two documents of one label, which is
 #   why the seeds, the pairing and the per-label table matter more than any single number.
-# - To extend the evidence, add seeds or rows to `sweeps/cpu_converged.yaml` and run
-#   `abalone sweep sweeps/cpu_converged.yaml --workers 2`: finished runs are skipped, and the new
-#   ones appear in this chapter at the next build.
+# - To extend the evidence, add seeds or rows to `sweeps/encoder_depth.yaml` (or
+#   `sweeps/debtags.yaml`) and run `abalone sweep sweeps/encoder_depth.yaml --workers 2`: finished
+#   runs are skipped, and the new ones appear in this chapter, and in the README after
+#   `python scripts/write_findings.py`, at the next build.
