@@ -534,6 +534,11 @@ def _embeddings(encoder, tokenizer, cfg, split: str, batch_size: int) -> dict:
 
 
 # --------------------------------------------------------------------------- results
+def _cpu_threads(n) -> str:
+    """``CPU (1 thread)``, ``CPU (2 threads)``, ``CPU`` when the count is not recorded."""
+    return "CPU" if n is None else f"CPU ({n} thread{'' if n == 1 else 's'})"
+
+
 def _record(m: dict, source: str) -> dict:
     cfg = m.get("config") or {}
     test = m["test"]
@@ -555,7 +560,7 @@ def _record(m: dict, source: str) -> dict:
         "budget": budget,
         "seed": cfg.get("seed"),
         "train_minutes": (m.get("train_seconds") or 0.0) / 60,
-        "hardware": hw.get("gpu") or f"CPU ({hw.get('cpu_threads', '?')} threads)" if hw else None,
+        "hardware": hw.get("gpu") or _cpu_threads(hw.get("cpu_threads")) if hw else None,
         "source": source,
     }
 

@@ -395,6 +395,8 @@ def test_collect_results_reads_records_and_skips_others(tmp_path):
     assert row["objective"] == "msc-ft" and row["micro_f1"] == 50.0 and row["train_minutes"] == 2.0
     assert row["hardware"] == "CPU (2 threads)"
     assert row["budget"] == 30
+    one = _write(tmp_path / "b" / "metrics.json", {**_record(), "hardware": {"cpu_threads": 1}})
+    assert nb.collect_results(one).iloc[0]["hardware"] == "CPU (1 thread)"
 
 
 def test_a_row_that_trains_nothing_has_no_step_budget(tmp_path):
