@@ -96,7 +96,7 @@ print(f"{len(found)} finished single runs: {int(found['source'].str.startswith(s
 #   threshold tuned on validation, and at one threshold *per label* tuned on validation, for every
 #   row alike (the linear probe's probabilities, BCE's probabilities, TF-IDF's decision values);
 # - **the same text**: the first 64 tokens of MiniLM's tokenizer, for the neural rows and for
-#   TF-IDF (cut); TF-IDF (whole) reads whole documents with its library's own thresholds, as shipped;
+#   TF-IDF (cut); the row TF-IDF reads whole documents with its library's own thresholds, as shipped;
 # - **one convergence rule**: a run stops once its selection metric has not improved by more than
 #   1 % (0.5 F1 points) for three evaluations in a row, 100 steps apart, under a learning rate that
 #   stays constant, and one cap of 4000 steps for every row; a run that reaches the cap has not
