@@ -441,14 +441,11 @@ def run_encoder(run_dir):
 
 
 def run_embeddings(run_dir, split: str = "test", batch_size: int = 64) -> dict:
-    """Representations (head discarded) of one split with the encoder of a run.
+    """Representations of one split with the encoder of a run
+    (:func:`abalone_core.analysis.representations.run_embeddings`; imported on call, after :func:`setup`)."""
+    from .analysis.representations import run_embeddings as embeddings
 
-    Returns:
-        dict with ``x`` (N, hidden) float32 embeddings, ``y`` (N, L) 0/1 labels, ``texts``
-        (N,), ``label_names`` (L,) and ``train_counts`` (L,) of the run's data.
-    """
-    encoder, tokenizer, cfg = run_encoder(run_dir)
-    return _embeddings(encoder, tokenizer, cfg, split, batch_size)
+    return embeddings(run_dir, split, batch_size)
 
 
 def shipped_encoders(grid: str = "encoder_depth", dataset: str = "disaster", results=None) -> dict:
@@ -458,79 +455,21 @@ def shipped_encoders(grid: str = "encoder_depth", dataset: str = "disaster", res
     Returns:
         ``{objective: path of the .pt file}``, empty when none is shipped.
     """
-    import json
-
-    folder = results_dir(results) / grid / "encoders"
     found = {}
-    for path in sorted(folder.glob("*.pt")):
+    for path in sorted((results_dir(results) / grid / "encoders").glob("*.pt")):
         meta = path.with_suffix(".json")
-        if meta.is_file() and json.loads(meta.read_text()).get("dataset") == dataset:
-            found[json.loads(meta.read_text())["objective"]] = path
+        record = json.loads(meta.read_text()) if meta.is_file() else {}
+        if record.get("dataset") == dataset:
+            found[record["objective"]] = path
     return found
 
 
 def shipped_embeddings(files, split: str = "test", pretrained: str | None = "frozen", batch_size: int = 64) -> dict:
-    """Representations of one split with encoders shipped in ``results/`` (chapter 7; see
-    :func:`abalone_core.training.encoders.load_exported`), and, under the key ``pretrained``, with the
-    pre-trained backbone they were trained from (L_MLM on the same documents). The data is
-    read and the frozen bottom's states computed once for all of them.
+    """Representations of one split with shipped encoders and their pre-trained backbone
+    (:func:`abalone_core.analysis.representations.shipped_embeddings`; imported on call)."""
+    from .analysis.representations import shipped_embeddings as embeddings
 
-    Args:
-        files: ``{name: path of a shipped .pt file}`` (:func:`shipped_encoders`), all trained on
-            the same data and backbone.
-    Returns:
-        ``{name: dict}``, each dict as :func:`run_embeddings` gives it plus ``provenance``
-        (the shipped file's record; for ``pretrained``, the record of the first file).
-    """
-    from .data.run_data import prepare_data
-    from .evaluation.evaluate import embed
-    from .training.devices import resolve_device
-    from .training.encoders import build_encoder, cache_frozen_layers, load_exported
-
-    loaded = {name: load_exported(path) for name, path in files.items()}
-    if not loaded:
-        raise ValueError("no shipped encoder given")
-    shared = ("dataset", "dataset_kwargs", "subset", "max_length", "backbone", "train_layers")
-    first_name, (_, tokenizer, cfg, first_meta) = next(iter(loaded.items()))
-    for name, (_, _, other, _) in loaded.items():
-        differ = [k for k in shared if getattr(other, k) != getattr(cfg, k)]
-        if differ:
-            raise ValueError(f"shipped encoders {first_name!r} and {name!r} differ in {differ}: embed them apart")
-    if pretrained:
-        loaded = {pretrained: (build_encoder(cfg)[0].eval(), tokenizer, cfg, first_meta), **loaded}
-    data = prepare_data(cfg, tokenizer, progress=False)
-    data.ids = {split: data.ids[split]}
-    device = resolve_device(cfg.device)
-    ids = data.ids
-    out = {}
-    for name, (encoder, _, _, meta) in loaded.items():
-        data.ids = ids
-        cache_frozen_layers(cfg, encoder, tokenizer, data, device, progress=False)  # cached after the first
-        x = embed(encoder.to(device), data.ids[split], data.pad_token_id, batch_size=batch_size, device=device,
-                  progress=False)
-        out[name] = {"x": x, "y": data.labels[split].astype(np.int64),
-                     "texts": list(data.dataset.split(split).texts), "label_names": list(data.dataset.label_names),
-                     "train_counts": data.train_counts.astype(np.int64), "provenance": meta}
-    return out
-
-
-def _embeddings(encoder, tokenizer, cfg, split: str, batch_size: int) -> dict:
-    """Representations of one split (the other splits are not embedded); with ``train_layers``
-    set, through the frozen bottom's cached states (:mod:`abalone_core.training.layer_cache`), as in
-    training."""
-    from .data.run_data import prepare_data
-    from .evaluation.evaluate import embed
-    from .training.devices import resolve_device
-    from .training.encoders import cache_frozen_layers
-
-    data = prepare_data(cfg, tokenizer, progress=False)
-    device = resolve_device(cfg.device)
-    data.ids = {split: data.ids[split]}
-    cache_frozen_layers(cfg, encoder, tokenizer, data, device, progress=False)
-    x = embed(encoder.to(device), data.ids[split], data.pad_token_id, batch_size=batch_size, device=device,
-              progress=False)
-    return {"x": x, "y": data.labels[split].astype(np.int64), "texts": list(data.dataset.split(split).texts),
-            "label_names": list(data.dataset.label_names), "train_counts": data.train_counts.astype(np.int64)}
+    return embeddings(files, split, pretrained, batch_size)
 
 
 # --------------------------------------------------------------------------- results
