@@ -206,7 +206,7 @@ def export_trained(run_dir, path, record: dict | None = None, dtype: torch.dtype
     (:func:`frozen_digest`), the sha256 of the weights file, and ``record`` (e.g. the grid's
     row of the run: git revision, finish time) when given.
     """
-    from ..atomic import write_text
+    from ..atomic import save_torch, write_text
 
     encoder, _, cfg = load_run_encoder(run_dir)
     if cfg.train_layers is None:
@@ -215,9 +215,7 @@ def export_trained(run_dir, path, record: dict | None = None, dtype: torch.dtype
     part = {k: p.detach().to(dtype).clone() for k, p in encoder.named_parameters() if p.requires_grad}
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    torch.save(part, tmp)
-    os.replace(tmp, path)
+    save_torch(part, path)
     metrics = read_metrics(run_dir)
     provenance = {
         "run": Path(run_dir).name,
