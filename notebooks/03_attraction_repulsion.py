@@ -519,7 +519,7 @@ from abalone_core.report import prose
 
 rho = check.loc["L_MSC: rank correlation with frequency", "value"]
 display(Markdown(
-    f"- L_MSC's per-anchor attraction is the mean of $1/|y_i|$ over the documents carrying the label, so "
+    f"- L_MSC's per-anchor attraction is the mean of 1/|yᵢ| over the documents carrying the label, so "
     f"labels that come with many others get less. Frequency is not in that formula, yet on {dataset} the "
     f"attraction {prose.trend_phrase(rho)}, through the co-labels (under L_Base: "
     f"{check.loc['L_Base: rank correlation with frequency', 'value']:.2f})."))

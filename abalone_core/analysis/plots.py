@@ -178,13 +178,14 @@ def attraction_repulsion_bars(frame: pd.DataFrame, title: str = "Attraction and 
             a ``group`` column (pass ``groups=``).
     Returns:
         Figure with three traces per group: −S_att and S_rep markers (top), gap bars (bottom).
+        A label carried by a single document has no pair, hence no −S_att and no bar.
     """
     _need(frame, ["label", "group", "n_anchors", "s_att", "s_rep"], "attraction_repulsion_bars")
     frame = frame.sort_values(["n_anchors", "label"], ascending=[False, True])
     x = _label_axis(frame)
     within, rest = -frame["s_att"], frame["s_rep"]
     gap = within - rest
-    fig = make_subplots(rows=2, cols=1, shared_xaxes=True, vertical_spacing=0.1,
+    fig = make_subplots(rows=2, cols=1, shared_xaxes=True, vertical_spacing=0.14,
                         subplot_titles=("mean cosine: within the label (−S_att, filled) and to the rest "
                                         "(S_rep, open)", "gap −S_att − S_rep (higher: the label's documents "
                                         "are closer to each other than to the rest)"))
@@ -198,13 +199,19 @@ def attraction_repulsion_bars(frame: pd.DataFrame, title: str = "Attraction and 
                                      hovertemplate="%{x}: " + what + " %{y:.3f}<br>%{customdata} documents"
                                                    "<extra></extra>"), row=1, col=1)
         fig.add_trace(go.Bar(x=x[sel], y=gap[sel], name=g, legendgroup=g, showlegend=False, marker_color=color,
-                             text=[f"{v:.2f}" for v in gap[sel]], textposition="outside",
+                             text=["" if np.isnan(v) else f"{v:.2f}" for v in gap[sel]], textposition="outside",
+                             textfont=dict(size=10), textangle=-90,
                              hovertemplate="%{x}: gap %{y:.3f}<extra></extra>"), row=2, col=1)
     fig.update_yaxes(range=_fitted_range(pd.concat([within, rest]), least=0.05), title_text="mean cosine",
                      row=1, col=1)
-    fig.update_yaxes(range=_fitted_range(pd.concat([gap, pd.Series([0.0])]), least=0.05), title_text="gap",
-                     row=2, col=1)
-    fig.update_layout(title=title, template=_TEMPLATE, height=620)
+    low, high = _fitted_range(pd.concat([gap, pd.Series([0.0])]), least=0.05)
+    room = 0.3 * (high - low)  # for the value written beyond each bar's end
+    fig.update_yaxes(range=[low - room, high + room], title_text="gap", row=2, col=1)
+    # outside bar labels shrink to the bar's width unless a minimum size is set
+    fig.update_layout(title=title, template=_TEMPLATE, height=660, margin=dict(t=110),
+                      uniformtext=dict(minsize=10, mode="show"))
+    # the panel titles sit just above their panels: lift them clear of the top tick labels
+    fig.update_annotations(yshift=12, font_size=13)
     fig.update_xaxes(type="category", categoryorder="array", categoryarray=list(x))
     fig.update_xaxes(title_text="label (most frequent first)", row=2, col=1)
     return fig
