@@ -572,7 +572,7 @@ display(Markdown("\n".join(lead) if lead else "L_MSC or BCE has no finished run 
 # finished seeds. A tail label with no test document scores 0 under every loss; that zero is not
 # evidence.
 
-# %% tags=["hide-input"]
+# %% tags=["hide-input", "full-width"]
 for d in datasets:
     counts_d = support(load_run_dataset(Config(dataset=d)))
     runs = {}

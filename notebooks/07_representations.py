@@ -267,7 +267,7 @@ display(Markdown(
 # explains the interval), and how many of those runs converged. TF-IDF has no encoder and no
 # row; BCE's encoder is scored the same way, its classifier discarded.
 
-# %% tags=["hide-input"]
+# %% tags=["hide-input", "full-width"]
 records = findings.grid_records(nb.results_dir(results_dir), grids=(grid,))
 geometry = ("silhouette", "davies_bouldin")
 claims = findings.depth_claims(records) if not records.empty else pd.DataFrame()

@@ -127,10 +127,14 @@ display(Markdown(findings.report(depth)))
 #
 # Each cell is the mean over seeds ± the half-width of its 95 % interval, with the number of seeds
 # in brackets; a row whose seeds all agree (TF-IDF is deterministic) shows its value alone. Each
-# column names its decision rule. `steps` is where the runs stopped (mean over seeds), `converged`
-# how many of them the convergence rule let stop before the cap.
+# column names its decision rule: *at 0.5*, a label is predicted when its probability reaches 0.5
+# (the released code's rule; for both TF-IDF rows, the library's own decision: a decision value
+# above its per-label threshold, cross-validated on the training split); *per-label thresholds*,
+# one threshold per label tuned on the validation split, for every row; mAP needs no threshold. `steps` is where the
+# runs stopped (mean over seeds), `converged` how many of them the convergence rule let stop
+# before the cap.
 
-# %% tags=["hide-input"]
+# %% tags=["hide-input", "full-width"]
 if depth.empty:
     display(Markdown("No run of the comparison grids is committed yet."))
 for dataset in (depth["dataset"].unique() if not depth.empty else []):
@@ -149,9 +153,9 @@ for dataset in (depth["dataset"].unique() if not depth.empty else []):
 depth_claims = findings.depth_claims(depth) if not depth.empty else pd.DataFrame()
 if not depth_claims.empty:
     shown = depth_claims[depth_claims["verdict"] != "not run"]
-    display(shown[["dataset", "train_layers", "claim", "difference", "ci_low", "ci_high", "resolvable", "seeds",
-                   "p_holm", "verdict"]].assign(train_layers=shown["train_layers"].map(findings.layers_label))
-            .style.format(precision=3, na_rep="").hide(axis="index"))
+    for dataset, part in shown.groupby("dataset", sort=False):
+        display(Markdown(f"**{dataset}**"))
+        display(findings.claims_table(part).style.hide(axis="index"))
     for (dataset, layers), part in shown.groupby(["dataset", "train_layers"], sort=False):
         if part["difference"].notna().any():
             plots.claims_forest(part, title=f"{dataset}, {findings.layers_label(layers)}: paired differences "
@@ -420,8 +424,9 @@ for name, part in runs.items():
     claims = check_claims(part, require_converged=True)
     verdicts[name] = claims
     display(Markdown(f"**{name}**"))
-    display(claims[["dataset", "claim", "difference", "ci_low", "ci_high", "seeds", "verdict"]]
-            .style.format(precision=2, na_rep="").hide(axis="index"))
+    for dataset, part in claims.groupby("dataset", sort=False):
+        display(Markdown(f"*{dataset}*"))
+        display(findings.claims_table(part).style.hide(axis="index"))
     for dataset, per_dataset in claims.groupby("dataset", sort=False):
         if per_dataset["difference"].notna().any():
             plots.claims_forest(per_dataset, title=f"{name}, {dataset}: paired differences (first row minus "

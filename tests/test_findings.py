@@ -173,3 +173,21 @@ def test_an_open_claim_whose_interval_excludes_zero_names_the_correction():
     assert f"its interval excludes zero, but not after Holm's correction" in text
     assert f"adjusted p = {row['p_holm']:.2g}" in text
     assert findings.paragraph_verdicts(text)["L_MSC above L_Base in macro-F1"] == "inconclusive"
+
+
+def test_the_claims_table_writes_each_number_as_the_paragraph_does():
+    claims = findings.depth_claims(pd.concat([records(layers="1"), records(msc_gain=(2.0,), bce_micro=(70,))]))
+    table = findings.claims_table(claims)
+    assert list(table.columns) == ["trained", "claim", "difference", "95 % interval", "resolvable", "seeds",
+                                   "Holm p", "verdict"]
+    row = table[(table["trained"] == "1 layer") & (table["claim"] == "L_MSC above L_Base in macro-F1")].iloc[0]
+    # known answer: the gains 2.0, 2.5, 1.5, 2.2, 1.8 average +2.00 points over 5 seeds
+    assert row["difference"] == "+2.00" and row["seeds"] == "5" and row["verdict"] == "holds"
+    low, high = row["95 % interval"].strip("[]").split(", ")
+    assert float(low) < 2.0 < float(high)
+    source = claims[(claims["train_layers"] == "1") & (claims["claim"] == row["claim"])].iloc[0]
+    assert row["Holm p"] == f"{source['p_holm']:.2g}"  # as the paragraph writes it, not rounded to 0.001
+    silhouette = table[(table["trained"] == "1 layer") & table["claim"].str.contains("silhouette")].iloc[0]
+    assert silhouette["difference"] == "+0.024"  # scores without units keep three decimals
+    one = table[(table["trained"] == "whole encoder") & (table["claim"] == "L_MSC above L_Base in macro-F1")].iloc[0]
+    assert one["seeds"] == "1" and one["95 % interval"] == "" and one["difference"] == "+2.00"

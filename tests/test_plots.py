@@ -210,11 +210,23 @@ def test_color_by_loss_one_colour_per_loss():
 def test_f1_vs_frequency_coloured_by_loss(y, groups):
     f1 = np.linspace(10, 90, y.shape[1])
     fig = plots.f1_vs_frequency({"BCE": f1, "L_MSC": f1[::-1]}, y.sum(axis=0), groups=groups, color_by="loss")
-    assert len(fig.data) == 6
+    points = [t for t in fig.data if t.x[0] is not None]
+    assert len(points) == 6 and not any(t.showlegend for t in points)
     assert {t.marker.color for t in fig.data if t.name.startswith("BCE")} == {plots.LOSS_COLORS["BCE"]}
-    assert len({t.marker.symbol for t in fig.data if t.name.startswith("L_MSC")}) == 3
+    assert len({t.marker.symbol for t in points if t.name.startswith("L_MSC")}) == 3
+    # the legend: one entry per run, one per group (2 + 3), not one per (run, group)
+    legend = [t.name for t in fig.data if t.showlegend is not False]
+    assert legend == ["BCE", "L_MSC", "head labels", "medium labels", "tail labels"]
     with pytest.raises(ValueError, match="color_by"):
         plots.f1_vs_frequency(f1, y.sum(axis=0), color_by="run")
+
+
+def test_long_titles_are_broken_into_lines_that_fit():
+    long = "Converged encoders (seed 0): the same 1500 test documents under each encoder (maps aligned)"
+    fig = plots.f1_vs_frequency(np.ones(3), np.array([1, 2, 3]), title=long)
+    lines = fig.layout.title.text.split("<br>")
+    assert fig.layout.margin.t == 124 and len(lines) == 2 and max(map(len, lines)) <= 75 and " ".join(lines) == long
+    assert plots.f1_vs_frequency(np.ones(3), np.array([1, 2, 3]), title="short").layout.title.text == "short"
 
 
 def test_loss_gradient_curves_colour_per_loss_dash_per_target():

@@ -73,10 +73,10 @@ def label_frequency(label_counts, groups=None, names=None, title: str = "Label f
         fig.add_trace(go.Scatter(x=rank[sel], y=counts[sel], mode="markers", name=g, text=names[sel],
                                  marker=dict(color=_color(g, i)),
                                  hovertemplate="%{text}<br>rank %{x}<br>%{y} documents<extra></extra>"))
-    fig.update_layout(title=title, template=_TEMPLATE, xaxis_title="label rank (most frequent first)",
+    fig.update_layout(title=_title(title), template=_TEMPLATE, xaxis_title="label rank (most frequent first)",
                       yaxis_title="training documents")
     fig.update_yaxes(type="log")
-    return fig
+    return _fit_title(fig)
 
 
 def labels_per_document(labels, title: str = "Labels per document") -> go.Figure:
@@ -96,9 +96,9 @@ def labels_per_document(labels, title: str = "Labels per document") -> go.Figure
         sizes, counts = np.unique(y.sum(axis=1), return_counts=True)
         values = counts / counts.sum() if share else counts
         fig.add_trace(go.Bar(x=sizes, y=values, name=str(name), marker_color=_PALETTE[i % len(_PALETTE)]))
-    fig.update_layout(title=title, template=_TEMPLATE, barmode="group", xaxis_title="labels per document",
+    fig.update_layout(title=_title(title), template=_TEMPLATE, barmode="group", xaxis_title="labels per document",
                       yaxis_title="share of documents" if share else "documents")
-    return fig
+    return _fit_title(fig)
 
 
 def cooccurrence_heatmap(labels, groups, names=None, rows: str = "head", cols: str = "tail",
@@ -133,10 +133,10 @@ def cooccurrence_heatmap(labels, groups, names=None, rows: str = "head", cols: s
         both = both / np.maximum(counts[c], 1)[None, :]
     fig = go.Figure(go.Heatmap(z=both, x=names[c], y=names[r], colorscale="Blues",
                                colorbar=dict(title="P(row | col)" if normalize else "documents")))
-    fig.update_layout(title=title or f"{rows} x {cols} label co-occurrence", template=_TEMPLATE,
+    fig.update_layout(title=_title(title or f"{rows} x {cols} label co-occurrence"), template=_TEMPLATE,
                       xaxis_title=f"{cols} labels", yaxis_title=f"{rows} labels")
     fig.update_yaxes(autorange="reversed")
-    return fig
+    return _fit_title(fig)
 
 
 def lack_of_positives_curves(frame: pd.DataFrame, value: str = "pairs_without_positive",
@@ -161,10 +161,10 @@ def lack_of_positives_curves(frame: pd.DataFrame, value: str = "pairs_without_po
             fig.add_trace(go.Scatter(x=part["batch_size"], y=part[value], mode="lines+markers",
                                      name=f"{g}, queue {k}", legendgroup=str(g),
                                      line=dict(color=_color(g, i), dash=_DASHES[j % len(_DASHES)])))
-    fig.update_layout(title=title, template=_TEMPLATE, xaxis_title="batch size B",
+    fig.update_layout(title=_title(title), template=_TEMPLATE, xaxis_title="batch size B",
                       yaxis_title=value.replace("_", " "), yaxis_tickformat=".0%")
     fig.update_xaxes(type="log")
-    return fig
+    return _fit_title(fig)
 
 
 def attraction_repulsion_bars(frame: pd.DataFrame, title: str = "Attraction and repulsion per label") -> go.Figure:
@@ -208,13 +208,13 @@ def attraction_repulsion_bars(frame: pd.DataFrame, title: str = "Attraction and 
     room = 0.3 * (high - low)  # for the value written beyond each bar's end
     fig.update_yaxes(range=[low - room, high + room], title_text="gap", row=2, col=1)
     # outside bar labels shrink to the bar's width unless a minimum size is set
-    fig.update_layout(title=title, template=_TEMPLATE, height=660, margin=dict(t=110),
+    fig.update_layout(title=_title(title), template=_TEMPLATE, height=660, margin=dict(t=110),
                       uniformtext=dict(minsize=10, mode="show"))
     # the panel titles sit just above their panels: lift them clear of the top tick labels
     fig.update_annotations(yshift=12, font_size=13)
     fig.update_xaxes(type="category", categoryorder="array", categoryarray=list(x))
     fig.update_xaxes(title_text="label (most frequent first)", row=2, col=1)
-    return fig
+    return _fit_title(fig)
 
 
 def term_share_bars(frames: dict, columns=("attraction_share", "repulsion_from_share"), by: str = "group",
@@ -253,9 +253,9 @@ def term_share_bars(frames: dict, columns=("attraction_share", "repulsion_from_s
             fig.add_trace(go.Bar(x=x, y=table[col].to_numpy(), name=str(name), legendgroup=str(name),
                                  showlegend=j == 0, marker_color=_PALETTE[i % len(_PALETTE)]),
                           row=1, col=j + 1)
-    fig.update_layout(title=title, template=_TEMPLATE, barmode="group")
+    fig.update_layout(title=_title(title), template=_TEMPLATE, barmode="group")
     fig.update_xaxes(type="category")
-    return fig
+    return _fit_title(fig)
 
 
 def f1_vs_frequency(f1, train_counts, groups=None, names=None,
@@ -270,9 +270,11 @@ def f1_vs_frequency(f1, train_counts, groups=None, names=None,
         names: (L,) label names for hover text.
         color_by: ``"group"`` (colour = label group, symbol = run) or ``"loss"`` (colour =
             the run's loss, :data:`LOSS_COLORS`, symbol = label group; traces are named
-            ``"<run> (<group>)"`` so :func:`color_by_loss` keeps them apart).
+            ``"<run> (<group>)"`` so :func:`color_by_loss` keeps them apart, and the legend has
+            one entry per run and one per group, drawn by empty traces).
     Returns:
-        Figure with one trace per (run, group).
+        Figure with one trace per (run, group), then (``color_by="loss"``) one legend-only
+        trace per run and per group.
     """
     if color_by not in ("group", "loss"):
         raise ValueError(f"color_by must be 'group' or 'loss', got {color_by!r}")
@@ -295,12 +297,23 @@ def f1_vs_frequency(f1, train_counts, groups=None, names=None,
                 symbol = _SYMBOLS[r % len(_SYMBOLS)]
             fig.add_trace(go.Scatter(x=counts[sel], y=values[sel], mode="markers", name=label, text=names[sel],
                                      legendgroup=str(run) if color_by == "loss" else None,
-                                     marker=dict(color=color, symbol=symbol),
+                                     showlegend=color_by != "loss", marker=dict(color=color, symbol=symbol),
                                      hovertemplate="%{text}<br>%{x} training docs<br>F1 %{y:.1f}<extra></extra>"))
-    fig.update_layout(title=title, template=_TEMPLATE, xaxis_title="training documents",
+    if color_by == "loss":
+        # a legend of (runs + groups) entries, not runs x groups: a colour per run, a symbol per group
+        for r, run in enumerate(runs):
+            fig.add_trace(go.Scatter(x=[None], y=[None], mode="markers", name=str(run), legendgroup=str(run),
+                                     marker=dict(color=loss_color(run) or _PALETTE[r % len(_PALETTE)],
+                                                 symbol="circle", size=9), hoverinfo="skip"))
+        for i, g in enumerate(_ordered(groups)):
+            fig.add_trace(go.Scatter(x=[None], y=[None], mode="markers", name=f"{g} labels", legendgroup="groups",
+                                     legendgrouptitle_text="symbol" if i == 0 else None,
+                                     marker=dict(color="#777", symbol=_SYMBOLS[i % len(_SYMBOLS)], size=9),
+                                     hoverinfo="skip"))
+    fig.update_layout(title=_title(title), template=_TEMPLATE, xaxis_title="training documents",
                       yaxis_title="F1 (%)")
     fig.update_xaxes(type="log")
-    return fig
+    return _fit_title(fig)
 
 
 def training_curves(frame: pd.DataFrame, x: str = "step", y: str = "loss", by: str = "run",
@@ -319,7 +332,29 @@ def training_curves(frame: pd.DataFrame, x: str = "step", y: str = "loss", by: s
         part = part.sort_values(x)
         fig.add_trace(go.Scatter(x=part[x], y=part[y], mode="lines", name=str(name),
                                  line=dict(color=_PALETTE[i % len(_PALETTE)])))
-    fig.update_layout(title=title, template=_TEMPLATE, xaxis_title=x, yaxis_title=y)
+    fig.update_layout(title=_title(title), template=_TEMPLATE, xaxis_title=x, yaxis_title=y)
+    return _fit_title(fig)
+
+
+def _title(text: str, width: int = 75) -> str:
+    """``text`` broken with ``<br>`` at word boundaries into lines of at most ``width``
+    characters: plotly does not wrap titles, and a long one runs past the figure's edge.
+    :func:`_fit_title` then makes room for the extra lines."""
+    if not text or "<br>" in text or len(text) <= width:
+        return text
+    import textwrap
+
+    return "<br>".join(textwrap.wrap(text, width))
+
+
+def _fit_title(fig: go.Figure) -> go.Figure:
+    """Widen the top margin by one line's height per extra line of the title, so that a
+    wrapped title stays clear of the panels' own titles."""
+    text = fig.layout.title.text or ""
+    extra = text.count("<br>")
+    if extra:
+        top = fig.layout.margin.t if fig.layout.margin.t is not None else 100
+        fig.update_layout(margin_t=top + 24 * extra)
     return fig
 
 
@@ -374,8 +409,8 @@ def seed_scores(frame: pd.DataFrame, metrics=("micro_f1", "macro_f1"), by: str =
             fig.update_yaxes(range=_fitted_range(part[metric]), nticks=6, tickformat=".1f", row=r, col=c)
     fig.update_xaxes(showticklabels=True, tickangle=-45, type="category", categoryorder="array",
                      categoryarray=[names.get(o, o) for o in order])
-    fig.update_layout(title=title, template=_TEMPLATE, height=380 * len(metrics) + 140)
-    return fig
+    fig.update_layout(title=_title(title), template=_TEMPLATE, height=380 * len(metrics) + 140)
+    return _fit_title(fig)
 
 
 METRIC_TITLES = {  # a metric as a panel title reads it, with its decision rule
@@ -434,9 +469,9 @@ def claims_forest(claims: pd.DataFrame, title: str = "Paired differences between
             fig.add_vline(x=bound, line_dash="dot", line_color="#ff7f0e", row=r, col=1)
         fig.update_yaxes(autorange="reversed", row=r, col=1)
         fig.update_xaxes(title_text="difference (first row minus second)", row=r, col=1)
-    fig.update_layout(title=title, template=_TEMPLATE, height=140 + 60 * len(shown) + 60 * len(metrics),
+    fig.update_layout(title=_title(title), template=_TEMPLATE, height=140 + 60 * len(shown) + 60 * len(metrics),
                       margin=dict(l=20))
-    return fig
+    return _fit_title(fig)
 
 
 def balance_slider(frame: pd.DataFrame, columns=("attraction_share", "repulsion_share", "gradient_share"),
@@ -490,11 +525,11 @@ def balance_slider(frame: pd.DataFrame, columns=("attraction_share", "repulsion_
     steps = [dict(method="animate", label=name(p),
                   args=[[name(p)], {"mode": "immediate", "frame": {"duration": 0, "redraw": True},
                                     "transition": {"duration": 0}}]) for p in pairs]
-    fig.update_layout(title=title, template=_TEMPLATE, barmode="group", height=480,
+    fig.update_layout(title=_title(title), template=_TEMPLATE, barmode="group", height=480,
                       sliders=[dict(active=start, steps=steps, currentvalue={"prefix": ""}, pad={"t": 50})])
     fig.update_yaxes(range=[0, 1], tickformat=".0%")
     fig.update_xaxes(type="category")
-    return fig
+    return _fit_title(fig)
 
 
 # One colour per loss across the whole book; settings of the same loss (L_MSC with two betas)
@@ -554,6 +589,6 @@ def loss_gradient_curves(frame: pd.DataFrame, x: str = "p", y: str = "gradient",
                                  legendgroup=str(loss),
                                  line=dict(color=loss_color(loss) or "#333333",
                                            dash="solid" if target == "positive" else "dash")))
-    fig.update_layout(title=title, template=_TEMPLATE, xaxis_title="predicted probability of the label",
+    fig.update_layout(title=_title(title), template=_TEMPLATE, xaxis_title="predicted probability of the label",
                       yaxis_title="gradient size |dL/dlogit|")
-    return fig
+    return _fit_title(fig)

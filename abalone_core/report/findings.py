@@ -33,6 +33,13 @@ F1_RULES = {
     "map": "mAP (no threshold)",
 }
 
+# The same rules in a table's column header, where the chapter's text spells them out.
+HEADERS = {**F1_RULES, "macro_f1_label_tuned": "macro-F1, per-label thresholds",
+           "micro_f1_label_tuned": "micro-F1, per-label thresholds",
+           "f1_tail_label_tuned": "tail macro-F1, per-label thresholds",
+           "macro_f1_tuned": "macro-F1, one tuned threshold", "micro_f1_tuned": "micro-F1, one tuned threshold",
+           "map": "mAP"}
+
 DEPTH_CLAIMS = (
     Claim("L_MSC above L_Base in macro-F1", "msc", "base", "macro_f1"),
     Claim("L_MSC above L_Base in macro-F1 (per-label thresholds)", "msc", "base", "macro_f1_label_tuned"),
@@ -103,7 +110,7 @@ def depth_table(runs: pd.DataFrame, dataset: str, metrics=("macro_f1", "macro_f1
                 continue
             name = row_name(o)
             for m in metrics:
-                table.setdefault((layers_label(k), F1_RULES.get(m, m)), {})[name] = cell(
+                table.setdefault((layers_label(k), HEADERS.get(m, m)), {})[name] = cell(
                     r[m], 3 if m in UNITS else 2)
             steps = r["steps"].dropna() if "steps" in r else pd.Series(dtype=float)
             table.setdefault((layers_label(k), "steps"), {})[name] = (
@@ -122,6 +129,39 @@ def depth_claims(runs: pd.DataFrame, claims=DEPTH_CLAIMS) -> pd.DataFrame:
     evidence, Holm's correction over the claims of each (dataset, layers)."""
     runs = runs.assign(train_layers=runs["train_layers"].astype(str))
     return check_claims(runs, claims=claims, group=["train_layers"], require_converged=True)
+
+
+def claims_table(claims: pd.DataFrame) -> pd.DataFrame:
+    """The claims of one dataset as chapter 8 shows them: one row per depth and claim, with the
+    difference, its 95 % interval in one cell, the smallest difference the seeds resolve, the
+    seeds, the Holm-adjusted p-value (two significant digits, as the paragraphs write it) and
+    the verdict, every number as text in the claim's units (F1 in points, two decimals; scores
+    without units, three). Rows whose claim was not run are left out.
+
+    Args:
+        claims: rows of :func:`depth_claims` or :func:`abalone_core.report.claims.check_claims`
+            (any number of datasets and depths).
+    Returns:
+        Frame of strings with columns ``trained`` (when ``claims`` has ``train_layers``), ``claim``, ``difference``, ``95 % interval``,
+        ``resolvable``, ``seeds``, ``Holm p``, ``verdict``.
+    """
+    rows = []
+    for _, r in claims[claims["verdict"] != "not run"].iterrows():
+        m = r["metric"]
+        has = lambda key: isinstance(r.get(key), (int, float)) and not math.isnan(r[key])  # noqa: E731
+        rows.append({
+            **({"trained": layers_label(r["train_layers"])} if "train_layers" in claims else {}),
+            "claim": r["claim"],
+            "difference": _number(r["difference"], m) if has("difference") else "",
+            "95 % interval": (f"[{_number(r['ci_low'], m)}, {_number(r['ci_high'], m)}]"
+                              if has("ci_low") and has("ci_high") else ""),
+            "resolvable": _number(r["resolvable"], m, signed=False) if has("resolvable") else "",
+            "seeds": str(int(r["seeds"])) if has("seeds") else "0",
+            "Holm p": f"{r['p_holm']:.2g}" if has("p_holm") else "",
+            "verdict": r["verdict"],
+        })
+    columns = ["claim", "difference", "95 % interval", "resolvable", "seeds", "Holm p", "verdict"]
+    return pd.DataFrame(rows, columns=(["trained"] if "train_layers" in claims else []) + columns)
 
 
 def tfidf_decomposition(runs: pd.DataFrame, dataset: str, neural: str = "bce", layers="all",
@@ -348,5 +388,5 @@ def paragraph_verdicts(paragraph: str) -> dict:
     return found
 
 
-__all__ = ["DEPTH_CLAIMS", "F1_RULES", "cell", "depth_table", "depth_claims", "tfidf_decomposition",
+__all__ = ["DEPTH_CLAIMS", "F1_RULES", "HEADERS", "cell", "depth_table", "depth_claims", "tfidf_decomposition",
            "decomposition_sentence", "seeds_needed", "power_sentence", "grid_records", "report", "GRIDS", "finding_paragraph", "what_we_found", "paragraph_verdicts", "layers_label"]
