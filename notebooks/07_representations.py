@@ -225,7 +225,8 @@ table4 = pd.concat([analysis.clustering_scores(e["x"], e["y"], shares=[0.5], met
                     for o, e in emb.items()]).set_index("run")
 display(Markdown("**Converged encoders** (seed 0, one trained layer), whole test split, share 0.5" if converged
                  else "**Demonstration** (cpu profile), test split of the subset, share 0.5"))
-table4[["n_docs", "n_classes", "silhouette", "davies_bouldin"]].round(3)
+(table4[["n_docs", "n_classes", "silhouette", "davies_bouldin"]].round(3).rename_axis("encoder")
+ .rename(columns={"n_docs": "documents", "n_classes": "label combinations", "davies_bouldin": "Davies-Bouldin"}))
 
 # %%
 nb.paper_table("clustering").set_index("loss").drop(columns="objective")

@@ -38,7 +38,7 @@ HEADERS = {**F1_RULES, "macro_f1_label_tuned": "macro-F1, per-label thresholds",
            "micro_f1_label_tuned": "micro-F1, per-label thresholds",
            "f1_tail_label_tuned": "tail macro-F1, per-label thresholds",
            "macro_f1_tuned": "macro-F1, one tuned threshold", "micro_f1_tuned": "micro-F1, one tuned threshold",
-           "map": "mAP"}
+           "map": "mAP", "davies_bouldin": "Davies-Bouldin"}
 
 DEPTH_CLAIMS = (
     Claim("L_MSC above L_Base in macro-F1", "msc", "base", "macro_f1"),
