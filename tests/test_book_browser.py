@@ -49,7 +49,7 @@ BROWSER = [pytest.mark.browser, pytest.mark.slow, needs_chromium]
 # window's right edge, or past the edge of a box around it that hides what overflows.
 TABLE_PROBE = """<script>(function () {
   function check() {
-    var cut = [], tables = document.querySelectorAll("table");
+    var cut = [], wide = [], tables = document.querySelectorAll("table");
     for (var i = 0; i < tables.length; i++) {
       var t = tables[i], right = t.getBoundingClientRect().right, scrolls = false, clipped = false;
       for (var a = t.parentElement; a && a !== document.documentElement; a = a.parentElement) {
@@ -57,14 +57,15 @@ TABLE_PROBE = """<script>(function () {
         if (o === "auto" || o === "scroll") { scrolls = true; break; }
         if (o !== "visible" && right > a.getBoundingClientRect().right + 1) { clipped = true; break; }
       }
-      var wide = t.scrollWidth > t.parentElement.clientWidth + 1 || right > document.documentElement.clientWidth + 1;
-      if (!scrolls && (clipped || wide)) {
-        var head = (t.querySelector("th, td") || t).textContent.trim().slice(0, 40);
-        cut.push("table " + (i + 1) + " (" + head + "): " + Math.round(t.scrollWidth) + " px in " +
-                 Math.round(t.parentElement.clientWidth) + " px");
-      }
+      var over = t.scrollWidth > t.parentElement.clientWidth + 1 || right > document.documentElement.clientWidth + 1;
+      var head = (t.querySelector("th, td") || t).textContent.trim().slice(0, 40);
+      var what = "table " + (i + 1) + " (" + head + "): " + Math.round(t.scrollWidth) + " px in " +
+                 Math.round(t.parentElement.clientWidth) + " px";
+      if (!scrolls && (clipped || over)) cut.push(what);
+      if (over || clipped) wide.push(what);
     }
     document.documentElement.setAttribute("data-cut-tables", JSON.stringify(cut));
+    document.documentElement.setAttribute("data-wide-tables", JSON.stringify(wide));
   }
   window.addEventListener("load", function () { setTimeout(check, 1000); });
 })();</script>"""
@@ -103,15 +104,16 @@ def js_errors(log: str) -> list[str]:
     return [line for line in log.splitlines() if "Uncaught" in line or "CONSOLE" in line and "Error" in line]
 
 
-def rendered_dom(path: Path) -> tuple[str, list[str]]:
-    """The DOM of ``path`` after its scripts ran, and the JavaScript errors it raised (the probe's
-    and chromium's console log). Loads a copy of the page with :data:`ERROR_PROBE` beside the
-    original, so that its relative links still resolve."""
+def rendered_dom(path: Path, width: int = 1280) -> tuple[str, list[str]]:
+    """The DOM of ``path`` after its scripts ran in a window ``width`` px wide (a desktop
+    reader's), and the JavaScript errors it raised (the probe's and chromium's console log).
+    Loads a copy of the page with :data:`ERROR_PROBE` beside the original, so that its relative
+    links still resolve."""
     source = path.read_text()
     probed = path.with_name(f".probe-{path.name}")
     probed.write_text(re.sub(r"<head([^>]*)>", lambda m: m.group(0) + ERROR_PROBE, source, count=1))
     try:
-        done = chromium(probed.as_uri(), "--dump-dom")
+        done = chromium(probed.as_uri(), "--dump-dom", f"--window-size={width},900")
     finally:
         probed.unlink(missing_ok=True)
     assert done.returncode == 0, done.stderr[-2000:]
@@ -122,6 +124,15 @@ def _attribute_list(dom: str, name: str) -> list[str] | None:
     """The JSON list a probe wrote into the attribute ``name`` of <html>; None when it is absent."""
     found = re.search(name + r'="([^"]*)"', dom)
     return json.loads(found.group(1).replace("&quot;", '"').replace("&amp;", "&")) if found else None
+
+
+def wide_tables(dom: str) -> list[str]:
+    """The tables of a rendered page that are wider than their box, whether the box scrolls
+    them or not: at a desktop reader's width the book's tables fit, and a reader never has to
+    scroll sideways to find a column (on a narrow screen they scroll, see :func:`cut_tables`)."""
+    found = _attribute_list(dom, "data-wide-tables")
+    assert found is not None, "the table probe did not run (the page never finished loading)"
+    return found
 
 
 def cut_tables(dom: str) -> list[str]:
@@ -258,6 +269,7 @@ def test_page_renders_without_javascript_errors(html, opened, page):
     assert undrawn_figures(dom) == 0, f"{undrawn_figures(dom)} of {figures} figures not drawn"
     assert not raw_tex(dom), f"formulas left untypeset by MathJax: {raw_tex(dom)}"
     assert not cut_tables(dom), f"tables cut off (widen their box or let it scroll): {cut_tables(dom)}"
+    assert not wide_tables(dom), f"tables wider than their box at 1280 px (narrow them): {wide_tables(dom)}"
     leaks = machine_paths(page_text(dom))
     assert not leaks or page in KNOWN_PATH_LEAKS, f"paths of the build machine on the page: {leaks}"
     if page.startswith("notebooks/"):
@@ -372,15 +384,16 @@ WIDE_TABLE = "<table><tr>" + "".join(f"<th>column number {i}</th>" for i in rang
 
 @pytest.mark.browser
 @needs_chromium
-@pytest.mark.parametrize("box, cut", [
-    ("<div style='width:300px; overflow:hidden'>{}</div>", True),             # a wide table cut off
-    ("<div style='width:300px; overflow-x:auto'>{}</div>", False),            # the same table scrolls
-    ("<div style='width:300px'>{}</div>", True),                              # it spills out of its box
-    ("<div style='width:300px'><table><tr><th>a</th><th>b</th></tr></table></div>", False),  # it fits
+@pytest.mark.parametrize("box, cut, wide", [
+    ("<div style='width:300px; overflow:hidden'>{}</div>", True, True),       # a wide table cut off
+    ("<div style='width:300px; overflow-x:auto'>{}</div>", False, True),      # the same table scrolls
+    ("<div style='width:300px'>{}</div>", True, True),                        # it spills out of its box
+    ("<div style='width:300px'><table><tr><th>a</th><th>b</th></tr></table></div>", False, False),  # it fits
 ])
-def test_cut_tables_finds_a_table_that_is_cut_off(tmp_path, box, cut):
-    """The check of the book's pages on hand-made pages: it must fail on a page whose wide table is
-    cut off, and pass where the table scrolls inside its box or fits."""
+def test_cut_tables_finds_a_table_that_is_cut_off(tmp_path, box, cut, wide):
+    """The checks of the book's pages on hand-made pages: ``cut_tables`` must fail on a page whose
+    wide table is cut off, and pass where the table scrolls inside its box or fits;
+    ``wide_tables`` fails wherever the table does not fit, scrolling or not."""
     page = tmp_path / "page.html"
     page.write_text(f"<!DOCTYPE html><html><head><meta charset='utf-8'></head><body style='margin:0'>"
                     f"{box.format(WIDE_TABLE)}</body></html>")
@@ -388,6 +401,7 @@ def test_cut_tables_finds_a_table_that_is_cut_off(tmp_path, box, cut):
     assert not errors, errors
     found = cut_tables(dom)
     assert bool(found) == cut, found
+    assert bool(wide_tables(dom)) == wide, wide_tables(dom)
     if cut:
         assert "px in 300 px" in found[0] or "column number 0" in found[0]
 
