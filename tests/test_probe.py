@@ -361,6 +361,7 @@ def test_global_selection_with_untrained_heads():
         (dict(untrained_heads=-1), "untrained_heads"),
         (dict(untrained_heads=1.5), "untrained_heads"),
         (dict(untrained_heads=True), "untrained_heads"),
+        (dict(precision="fp16"), "precision must be one of"),
     ],
 )
 def test_switch_validation(kwargs, message):
@@ -374,3 +375,20 @@ def test_switches_pass_through_the_run_configuration():
     cfg = Config(probe={"selection": "global", "untrained_heads": 2})
     probe = ProbeConfig(**cfg.probe)
     assert (probe.selection, probe.untrained_heads) == ("global", 2)
+
+
+def test_bfloat16_probe_scores_like_float32():
+    # 40 labels, long-tailed; the same grid, seed and batches in both precisions
+    x, y = separable(n=1500, dim=32, n_labels=40, seed=3)
+    tx, ty, vx, vy = x[:1000], y[:1000], x[1000:], y[1000:]
+    config = dict(lrs=(0.1, 0.01), weight_decays=(1e-4,), heads=2, epochs=8, batch_size=64)
+    full = linear_probe(tx, ty, vx, vy, ProbeConfig(**config), progress=False)
+    half = linear_probe(tx, ty, vx, vy, ProbeConfig(**config, precision="bf16"), progress=False)
+    p_full, p_half = full.predict_proba(vx), half.predict_proba(vx)
+    assert not np.array_equal(p_full, p_half)  # bfloat16 did run
+    assert np.abs(p_full - p_half).max() < 0.05  # probabilities within 5 points
+    # the scores a table reports move by a fraction of a point
+    assert abs(per_label_f1(vy, full.predict(vx)).mean() - per_label_f1(vy, half.predict(vx)).mean()) < 1.0
+    cfg_probe = ProbeConfig(**__import__("abalone_core.training.config", fromlist=["Config"]).Config(
+        probe={"precision": "bf16"}).probe)
+    assert cfg_probe.precision == "bf16"  # set from a run's configuration: probe: {precision: bf16}
