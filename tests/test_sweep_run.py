@@ -439,3 +439,18 @@ def test_an_exported_run_recorded_without_what_it_depends_on_runs_again_with_it(
     assert sweep.import_export() == []
     assert (sweep.run(progress=False)["status"] == "done").all()
     assert {p.stem for p in (clone / "out" / "notebooks").glob("*.ipynb")} == {"objective=msc", "objective=msc-ft"}
+
+
+def test_a_record_states_the_threads_its_notebook_ran_with(monkeypatch):
+    # two workers on one machine: each notebook gets cores // 2 threads, and its record says so,
+    # not the threads of the sweep's own process, which measures the hardware
+    from abalone_core.sweep.runner import run_hardware, thread_env
+
+    monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
+    monkeypatch.setattr(os, "cpu_count", lambda: 8)
+    env = thread_env(2)
+    assert env["OMP_NUM_THREADS"] == "4"
+    assert run_hardware(None, env)["cpu_threads"] == 4
+    import torch
+
+    assert run_hardware(None, {})["cpu_threads"] == torch.get_num_threads()  # one worker: the notebook's own

@@ -57,6 +57,16 @@ def thread_env(workers: int) -> dict:
     return {"OMP_NUM_THREADS": threads, "MKL_NUM_THREADS": threads}
 
 
+def run_hardware(device, env: dict) -> dict:
+    """:func:`abalone_core.provenance.hardware` as the notebook sees it: this process measures
+    it, but the notebook runs with the pool's ``env``, whose ``OMP_NUM_THREADS`` (several
+    workers on one machine) sets the threads it computes with, and so its numbers."""
+    hw = hardware(device)
+    if env.get("OMP_NUM_THREADS"):
+        hw["cpu_threads"] = int(env["OMP_NUM_THREADS"])
+    return hw
+
+
 def local_devices(workers: int | None, devices) -> list[str | None]:
     """One device per worker; None: the notebook keeps its own ``device`` default."""
     if isinstance(devices, str):
@@ -158,7 +168,8 @@ def run_sweep(sweep: "Sweep", workers: int | None = None, devices=None, retry_fa
                     waiting.remove(rid)
                     device = pool.next_device()
                     info = {**common, "device": device, "notebook": str(sweep.paths(rid)["notebook"]),
-                            "hardware": hardware(device) if spec.name == "local" else None}
+                            "hardware": run_hardware(device, getattr(pool, "env", {})) if spec.name == "local"
+                            else None}
                     if not store.claim(rid, params[rid], retry_failed, info):
                         note(f"skipped {rid}: done or running in another process")
                         bar.update(1)
@@ -276,4 +287,4 @@ def _blocked(sweep: "Sweep", rid: str, store: Store, coming: set[str]) -> str | 
     return None
 
 
-__all__ = ["run_sweep", "supersede", "import_export", "make_pool", "local_devices", "thread_env"]
+__all__ = ["run_sweep", "supersede", "import_export", "make_pool", "local_devices", "thread_env", "run_hardware"]
