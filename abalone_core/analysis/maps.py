@@ -12,7 +12,7 @@ import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
 from ..evaluation.metrics import frequency_groups
-from .plots import _PALETTE, _SYMBOLS, _TEMPLATE, _color, _names, _need, _ordered, _title, _fit_title
+from .plots import _PALETTE, _SYMBOLS, _TEMPLATE, _color, _names, _need, _ordered, _fit_title
 
 
 def clustering_curves(frame: pd.DataFrame, by: str = "loss",
@@ -36,7 +36,7 @@ def clustering_curves(frame: pd.DataFrame, by: str = "loss",
             fig.add_trace(go.Scatter(x=100 * part["share"], y=part[col], mode="lines+markers", name=str(name),
                                      legendgroup=str(name), showlegend=j == 0,
                                      line=dict(color=_PALETTE[i % len(_PALETTE)])), row=1, col=j + 1)
-    fig.update_layout(title=_title(title), template=_TEMPLATE)
+    fig.update_layout(title=title, template=_TEMPLATE)
     fig.update_xaxes(title_text="label combinations kept (%)")
     return _fit_title(fig)
 
@@ -63,7 +63,7 @@ def umap_scatter(xy, color, hover=None, title: str = "UMAP of the embeddings") -
                                  text=None if hover is None else hover[sel],
                                  hoverinfo="text" if hover is not None else "x+y+name",
                                  marker=dict(size=5, opacity=0.7, color=_color(c, i))))
-    fig.update_layout(title=_title(title), template=_TEMPLATE, xaxis_title="UMAP 1", yaxis_title="UMAP 2")
+    fig.update_layout(title=title, template=_TEMPLATE, xaxis_title="UMAP 1", yaxis_title="UMAP 2")
     return _fit_title(fig)
 
 
@@ -167,7 +167,7 @@ def umap_panels(maps: dict, labels, chosen, names=None, groups=None, unlabelled:
     fig.update_xaxes(range=[low[0] - pad[0], high[0] + pad[0]], title_text="UMAP 1", showticklabels=False)
     fig.update_yaxes(range=[low[1] - pad[1], high[1] + pad[1]], showticklabels=False)
     fig.update_yaxes(title_text="UMAP 2", row=1, col=1)
-    fig.update_layout(title=_title(title), template=_TEMPLATE, height=420, legend=dict(orientation="h", y=-0.15))
+    fig.update_layout(title=title, template=_TEMPLATE, height=420, legend=dict(orientation="h", y=-0.15))
     return _fit_title(fig)
 
 

@@ -73,7 +73,7 @@ def label_frequency(label_counts, groups=None, names=None, title: str = "Label f
         fig.add_trace(go.Scatter(x=rank[sel], y=counts[sel], mode="markers", name=g, text=names[sel],
                                  marker=dict(color=_color(g, i)),
                                  hovertemplate="%{text}<br>rank %{x}<br>%{y} documents<extra></extra>"))
-    fig.update_layout(title=_title(title), template=_TEMPLATE, xaxis_title="label rank (most frequent first)",
+    fig.update_layout(title=title, template=_TEMPLATE, xaxis_title="label rank (most frequent first)",
                       yaxis_title="training documents")
     fig.update_yaxes(type="log")
     return _fit_title(fig)
@@ -96,7 +96,7 @@ def labels_per_document(labels, title: str = "Labels per document") -> go.Figure
         sizes, counts = np.unique(y.sum(axis=1), return_counts=True)
         values = counts / counts.sum() if share else counts
         fig.add_trace(go.Bar(x=sizes, y=values, name=str(name), marker_color=_PALETTE[i % len(_PALETTE)]))
-    fig.update_layout(title=_title(title), template=_TEMPLATE, barmode="group", xaxis_title="labels per document",
+    fig.update_layout(title=title, template=_TEMPLATE, barmode="group", xaxis_title="labels per document",
                       yaxis_title="share of documents" if share else "documents")
     return _fit_title(fig)
 
@@ -133,7 +133,7 @@ def cooccurrence_heatmap(labels, groups, names=None, rows: str = "head", cols: s
         both = both / np.maximum(counts[c], 1)[None, :]
     fig = go.Figure(go.Heatmap(z=both, x=names[c], y=names[r], colorscale="Blues",
                                colorbar=dict(title="P(row | col)" if normalize else "documents")))
-    fig.update_layout(title=_title(title or f"{rows} x {cols} label co-occurrence"), template=_TEMPLATE,
+    fig.update_layout(title=title or f"{rows} x {cols} label co-occurrence", template=_TEMPLATE,
                       xaxis_title=f"{cols} labels", yaxis_title=f"{rows} labels")
     fig.update_yaxes(autorange="reversed")
     return _fit_title(fig)
@@ -161,7 +161,7 @@ def lack_of_positives_curves(frame: pd.DataFrame, value: str = "pairs_without_po
             fig.add_trace(go.Scatter(x=part["batch_size"], y=part[value], mode="lines+markers",
                                      name=f"{g}, queue {k}", legendgroup=str(g),
                                      line=dict(color=_color(g, i), dash=_DASHES[j % len(_DASHES)])))
-    fig.update_layout(title=_title(title), template=_TEMPLATE, xaxis_title="batch size B",
+    fig.update_layout(title=title, template=_TEMPLATE, xaxis_title="batch size B",
                       yaxis_title=value.replace("_", " "), yaxis_tickformat=".0%")
     fig.update_xaxes(type="log")
     return _fit_title(fig)
@@ -208,7 +208,7 @@ def attraction_repulsion_bars(frame: pd.DataFrame, title: str = "Attraction and 
     room = 0.3 * (high - low)  # for the value written beyond each bar's end
     fig.update_yaxes(range=[low - room, high + room], title_text="gap", row=2, col=1)
     # outside bar labels shrink to the bar's width unless a minimum size is set
-    fig.update_layout(title=_title(title), template=_TEMPLATE, height=660, margin=dict(t=110),
+    fig.update_layout(title=title, template=_TEMPLATE, height=660, margin=dict(t=110),
                       uniformtext=dict(minsize=10, mode="show"))
     # the panel titles sit just above their panels: lift them clear of the top tick labels
     fig.update_annotations(yshift=12, font_size=13)
@@ -253,7 +253,7 @@ def term_share_bars(frames: dict, columns=("attraction_share", "repulsion_from_s
             fig.add_trace(go.Bar(x=x, y=table[col].to_numpy(), name=str(name), legendgroup=str(name),
                                  showlegend=j == 0, marker_color=_PALETTE[i % len(_PALETTE)]),
                           row=1, col=j + 1)
-    fig.update_layout(title=_title(title), template=_TEMPLATE, barmode="group")
+    fig.update_layout(title=title, template=_TEMPLATE, barmode="group")
     fig.update_xaxes(type="category")
     return _fit_title(fig)
 
@@ -310,7 +310,7 @@ def f1_vs_frequency(f1, train_counts, groups=None, names=None,
                                      legendgrouptitle_text="symbol" if i == 0 else None,
                                      marker=dict(color="#777", symbol=_SYMBOLS[i % len(_SYMBOLS)], size=9),
                                      hoverinfo="skip"))
-    fig.update_layout(title=_title(title), template=_TEMPLATE, xaxis_title="training documents",
+    fig.update_layout(title=title, template=_TEMPLATE, xaxis_title="training documents",
                       yaxis_title="F1 (%)")
     fig.update_xaxes(type="log")
     return _fit_title(fig)
@@ -332,29 +332,22 @@ def training_curves(frame: pd.DataFrame, x: str = "step", y: str = "loss", by: s
         part = part.sort_values(x)
         fig.add_trace(go.Scatter(x=part[x], y=part[y], mode="lines", name=str(name),
                                  line=dict(color=_PALETTE[i % len(_PALETTE)])))
-    fig.update_layout(title=_title(title), template=_TEMPLATE, xaxis_title=x, yaxis_title=y)
+    fig.update_layout(title=title, template=_TEMPLATE, xaxis_title=x, yaxis_title=y)
     return _fit_title(fig)
 
 
-def _title(text: str, width: int = 75) -> str:
-    """``text`` broken with ``<br>`` at word boundaries into lines of at most ``width``
-    characters: plotly does not wrap titles, and a long one runs past the figure's edge.
-    :func:`_fit_title` then makes room for the extra lines."""
-    if not text or "<br>" in text or len(text) <= width:
-        return text
+def _fit_title(fig: go.Figure, width: int = 75) -> go.Figure:
+    """Break a title longer than ``width`` characters into lines at word boundaries (plotly
+    does not wrap titles, and a long one runs past the figure's edge), and widen the top
+    margin by one line's height per extra line, so that it stays clear of the panels' titles."""
     import textwrap
 
-    return "<br>".join(textwrap.wrap(text, width))
-
-
-def _fit_title(fig: go.Figure) -> go.Figure:
-    """Widen the top margin by one line's height per extra line of the title, so that a
-    wrapped title stays clear of the panels' own titles."""
     text = fig.layout.title.text or ""
-    extra = text.count("<br>")
-    if extra:
-        top = fig.layout.margin.t if fig.layout.margin.t is not None else 100
-        fig.update_layout(margin_t=top + 24 * extra)
+    lines = text.split("<br>") if "<br>" in text or len(text) <= width else textwrap.wrap(text, width)
+    if len(lines) < 2:
+        return fig
+    top = fig.layout.margin.t if fig.layout.margin.t is not None else 100
+    fig.update_layout(title_text="<br>".join(lines), margin_t=top + 24 * (len(lines) - 1))
     return fig
 
 
@@ -409,7 +402,7 @@ def seed_scores(frame: pd.DataFrame, metrics=("micro_f1", "macro_f1"), by: str =
             fig.update_yaxes(range=_fitted_range(part[metric]), nticks=6, tickformat=".1f", row=r, col=c)
     fig.update_xaxes(showticklabels=True, tickangle=-45, type="category", categoryorder="array",
                      categoryarray=[names.get(o, o) for o in order])
-    fig.update_layout(title=_title(title), template=_TEMPLATE, height=380 * len(metrics) + 140)
+    fig.update_layout(title=title, template=_TEMPLATE, height=380 * len(metrics) + 140)
     return _fit_title(fig)
 
 
@@ -469,7 +462,7 @@ def claims_forest(claims: pd.DataFrame, title: str = "Paired differences between
             fig.add_vline(x=bound, line_dash="dot", line_color="#ff7f0e", row=r, col=1)
         fig.update_yaxes(autorange="reversed", row=r, col=1)
         fig.update_xaxes(title_text="difference (first row minus second)", row=r, col=1)
-    fig.update_layout(title=_title(title), template=_TEMPLATE, height=140 + 60 * len(shown) + 60 * len(metrics),
+    fig.update_layout(title=title, template=_TEMPLATE, height=140 + 60 * len(shown) + 60 * len(metrics),
                       margin=dict(l=20))
     return _fit_title(fig)
 
@@ -525,7 +518,7 @@ def balance_slider(frame: pd.DataFrame, columns=("attraction_share", "repulsion_
     steps = [dict(method="animate", label=name(p),
                   args=[[name(p)], {"mode": "immediate", "frame": {"duration": 0, "redraw": True},
                                     "transition": {"duration": 0}}]) for p in pairs]
-    fig.update_layout(title=_title(title), template=_TEMPLATE, barmode="group", height=480,
+    fig.update_layout(title=title, template=_TEMPLATE, barmode="group", height=480,
                       sliders=[dict(active=start, steps=steps, currentvalue={"prefix": ""}, pad={"t": 50})])
     fig.update_yaxes(range=[0, 1], tickformat=".0%")
     fig.update_xaxes(type="category")
@@ -589,6 +582,6 @@ def loss_gradient_curves(frame: pd.DataFrame, x: str = "p", y: str = "gradient",
                                  legendgroup=str(loss),
                                  line=dict(color=loss_color(loss) or "#333333",
                                            dash="solid" if target == "positive" else "dash")))
-    fig.update_layout(title=_title(title), template=_TEMPLATE, xaxis_title="predicted probability of the label",
+    fig.update_layout(title=title, template=_TEMPLATE, xaxis_title="predicted probability of the label",
                       yaxis_title="gradient size |dL/dlogit|")
     return _fit_title(fig)
