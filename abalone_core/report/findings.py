@@ -17,6 +17,7 @@ Used by chapter 8 and the README's results section.
 from __future__ import annotations
 
 import math
+import numbers
 
 import numpy as np
 import pandas as pd
@@ -148,16 +149,15 @@ def claims_table(claims: pd.DataFrame) -> pd.DataFrame:
     rows = []
     for _, r in claims[claims["verdict"] != "not run"].iterrows():
         m = r["metric"]
-        has = lambda key: isinstance(r.get(key), (int, float)) and not math.isnan(r[key])  # noqa: E731
         rows.append({
             **({"trained": layers_label(r["train_layers"])} if "train_layers" in claims else {}),
             "claim": r["claim"],
-            "difference": _number(r["difference"], m) if has("difference") else "",
+            "difference": _number(r["difference"], m) if _given(r, "difference") else "",
             "95 % interval": (f"[{_number(r['ci_low'], m)}, {_number(r['ci_high'], m)}]"
-                              if has("ci_low") and has("ci_high") else ""),
-            "resolvable": _number(r["resolvable"], m, signed=False) if has("resolvable") else "",
-            "seeds": str(int(r["seeds"])) if has("seeds") else "0",
-            "Holm p": f"{r['p_holm']:.2g}" if has("p_holm") else "",
+                              if _given(r, "ci_low") and _given(r, "ci_high") else ""),
+            "resolvable": _number(r["resolvable"], m, signed=False) if _given(r, "resolvable") else "",
+            "seeds": str(int(r["seeds"])) if _given(r, "seeds") else "0",
+            "Holm p": f"{r['p_holm']:.2g}" if _given(r, "p_holm") else "",
             "verdict": r["verdict"],
         })
     columns = ["claim", "difference", "95 % interval", "resolvable", "seeds", "Holm p", "verdict"]
@@ -247,6 +247,12 @@ def power_sentence(p: dict) -> str:
             f"t(n − 1) · {p['std']:.2f} / √n ≤ {p['target']:g}, and never fewer than 5).")
 
 
+def _given(r: pd.Series, key: str) -> bool:
+    """Whether claim row ``r`` holds a number under ``key`` (not missing, not NaN)."""
+    value = r.get(key)
+    return isinstance(value, numbers.Real) and not math.isnan(value)
+
+
 def _claim_phrase(r: pd.Series) -> str:
     metric = r["metric"]
     unit = "" if metric in UNITS else " points"
@@ -256,11 +262,10 @@ def _claim_phrase(r: pd.Series) -> str:
                 f"two, a verdict three)")
     text = (f"*{r['claim']}* ({_number(r['difference'], metric)}{unit}, 95 % interval "
             f"[{_number(r['ci_low'], metric)}, {_number(r['ci_high'], metric)}], {n} seeds")
-    if isinstance(r.get("p_holm"), float) and not math.isnan(r["p_holm"]) and r["verdict"] in ("holds", "fails"):
+    if _given(r, "p_holm") and r["verdict"] in ("holds", "fails"):
         text += f", Holm-adjusted p = {r['p_holm']:.2g}"
-    if r["verdict"] == "inconclusive" and isinstance(r.get("resolvable"), float) and not math.isnan(r["resolvable"]):
-        held_back = (isinstance(r.get("p_holm"), float) and not math.isnan(r["p_holm"])
-                     and abs(r["difference"]) > r["resolvable"])
+    if r["verdict"] == "inconclusive" and _given(r, "resolvable"):
+        held_back = _given(r, "p_holm") and abs(r["difference"]) > r["resolvable"]
         if held_back:  # the interval alone excludes zero: the correction is what keeps it open
             text += (f"; its interval excludes zero, but not after Holm's correction for the claims judged with it "
                      f"(adjusted p = {r['p_holm']:.2g})")
