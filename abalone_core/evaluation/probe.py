@@ -93,10 +93,11 @@ class ProbeConfig:
 
     ``precision``: ``"fp32"`` (default) or ``"bf16"``, the product of a batch with every
     regression's weights under bfloat16 autocast (weights, optimiser and loss stay in
-    float32). With hundreds of labels that product is most of the probe's time, and a CPU
-    with AMX or AVX512-BF16 computes it about 2.5 times faster
-    (``benchmarks/bench_probe.py --precision fp32 bf16``); the scores move by a fraction
-    of a point (``tests/test_probe.py``). Every row of one comparison must use the same value.
+    float32). With hundreds of labels that product is most of the probe's time: on a CPU
+    with AMX or AVX512-BF16 the whole probe ran 1.86 times faster with 469 labels
+    (``benchmarks/bench_probe.py --labels 469 --precision fp32 bf16``,
+    ``benchmarks/results/probe_469_labels.json``); the scores move by a fraction of a point
+    (``tests/test_probe.py``). Every row of one comparison must use the same value.
     """
 
     lrs: tuple = (1.0, 0.1, 0.01)

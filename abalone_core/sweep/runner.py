@@ -168,8 +168,7 @@ def run_sweep(sweep: "Sweep", workers: int | None = None, devices=None, retry_fa
                     waiting.remove(rid)
                     device = pool.next_device()
                     info = {**common, "device": device, "notebook": str(sweep.paths(rid)["notebook"]),
-                            "hardware": run_hardware(device, getattr(pool, "env", {})) if spec.name == "local"
-                            else None}
+                            "hardware": run_hardware(device, pool.env) if spec.name == "local" else None}
                     if not store.claim(rid, params[rid], retry_failed, info):
                         note(f"skipped {rid}: done or running in another process")
                         bar.update(1)
