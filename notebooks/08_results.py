@@ -424,10 +424,9 @@ for name, part in runs.items():
     claims = check_claims(part, require_converged=True)
     verdicts[name] = claims
     display(Markdown(f"**{name}**"))
-    for dataset, part in claims.groupby("dataset", sort=False):
-        display(Markdown(f"*{dataset}*"))
-        display(findings.claims_table(part).style.hide(axis="index"))
     for dataset, per_dataset in claims.groupby("dataset", sort=False):
+        display(Markdown(f"*{dataset}*"))
+        display(findings.claims_table(per_dataset).style.hide(axis="index"))
         if per_dataset["difference"].notna().any():
             plots.claims_forest(per_dataset, title=f"{name}, {dataset}: paired differences (first row minus "
                                                    "second) with their 95 % interval").show()
