@@ -129,21 +129,23 @@ def _attribute_list(dom: str, name: str) -> list[str] | None:
     return json.loads(found.group(1).replace("&quot;", '"').replace("&amp;", "&")) if found else None
 
 
+def _table_probe(dom: str, name: str) -> list[str]:
+    found = _attribute_list(dom, name)
+    assert found is not None, "the table probe did not run (the page never finished loading)"
+    return found
+
+
 def wide_tables(dom: str) -> list[str]:
     """The tables of a rendered page that are wider than their box, whether the box scrolls
     them or not: at a desktop reader's width the book's tables fit, and a reader never has to
     scroll sideways to find a column (on a narrow screen they scroll, see :func:`cut_tables`)."""
-    found = _attribute_list(dom, "data-wide-tables")
-    assert found is not None, "the table probe did not run (the page never finished loading)"
-    return found
+    return _table_probe(dom, "data-wide-tables")
 
 
 def cut_tables(dom: str) -> list[str]:
     """The tables of a rendered page (:func:`rendered_dom`) that are cut off (:data:`TABLE_PROBE`):
     wider than their box, which neither scrolls nor wraps them."""
-    found = _attribute_list(dom, "data-cut-tables")
-    assert found is not None, "the table probe did not run (the page never finished loading)"
-    return found
+    return _table_probe(dom, "data-cut-tables")
 
 
 class _Text(HTMLParser):
