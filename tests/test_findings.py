@@ -191,3 +191,25 @@ def test_the_claims_table_writes_each_number_as_the_paragraph_does():
     assert silhouette["difference"] == "+0.024"  # scores without units keep three decimals
     one = table[(table["trained"] == "whole encoder") & (table["claim"] == "L_MSC above L_Base in macro-F1")].iloc[0]
     assert one["seeds"] == "1" and one["95 % interval"] == "" and one["difference"] == "+2.00"
+
+
+def test_the_claim_summary_names_where_each_claim_holds_fails_or_stays_open():
+    runs = pd.concat([records(layers="all"), records(layers="1", msc_gain=(3.0, -2.0, 2.5, -1.5, 0.5)),
+                      records(dataset="e", layers="1", converged=False)])
+    claims = findings.depth_claims(runs)
+    text = findings.claim_summary(claims)
+    lines = {line.split("*")[1]: line for line in text.splitlines()}
+    assert list(lines) == list(claims["claim"].unique())
+    gain = lines["L_MSC above L_Base in macro-F1"]
+    # known answers: a steady gain with the whole encoder, a noisy one with one layer, no convergence on e
+    assert "holds on d (whole encoder)" in gain and "stays open on d (1 layer)" in gain
+    assert "is not testable on e (1 layer)" in gain and "fails" not in gain
+    assert "fails on d (whole encoder) and d (1 layer)" in lines["L_MSC on par with BCE in micro-F1 (at most 1 point below)"]
+    words = {"holds": "holds on ", "fails": "fails on ", "inconclusive": "stays open on ",
+             "not testable": "is not testable on ", "not run": "has not run yet on "}
+    for _, r in claims.iterrows():  # every verdict of check_claims stands at its place, and only there
+        place = f"{r['dataset']} ({findings.layers_label(r['train_layers'])})"
+        segments = lines[r["claim"]].split("* ", 1)[1].rstrip(".").split("; ")
+        holding = [s for s in segments if place in s]
+        assert len(holding) == 1 and holding[0].startswith(words[r["verdict"]])
+    assert findings.claim_summary(claims.iloc[0:0]) == "No claim has been judged yet."

@@ -10,7 +10,8 @@ the records it is given, through :func:`abalone_core.report.claims.check_claims`
 * :func:`tfidf_decomposition`: how much of TF-IDF's macro-F1 lead over a neural row is the
   decision rule, how much the text length, and how much remains;
 * :func:`finding_paragraph` / :func:`what_we_found`: the verdicts as a paragraph per dataset
-  and depth, with differences, intervals, the smallest resolvable difference and the correction.
+  and depth, with differences, intervals, the smallest resolvable difference and the correction;
+* :func:`claim_summary`: the same verdicts claim by claim, across datasets and depths.
 
 Used by chapter 8 and the README's results section.
 """
@@ -327,6 +328,38 @@ def what_we_found(claims: pd.DataFrame) -> str:
     return "\n\n".join(out)
 
 
+def claim_summary(claims: pd.DataFrame) -> str:
+    """The verdicts across datasets and depths, claim by claim, as a Markdown list: for each
+    claim, where it holds, where it fails, where it stays open, where it is not testable and
+    where it has not run, each place named as "dataset (depth)". Chapter 8's "What we saw".
+
+    Args:
+        claims: rows of :func:`depth_claims` (columns ``claim``, ``dataset``, ``train_layers``,
+            ``verdict``), in the order the claims should be listed.
+    """
+    if claims.empty:
+        return "No claim has been judged yet."
+    words = {"holds": "holds on", "fails": "fails on", "inconclusive": "stays open on",
+             "not testable": "is not testable on", "not run": "has not run yet on"}
+    order = {d: i for i, d in enumerate(claims["dataset"].unique())}
+    lines = []
+    for name in claims["claim"].unique():
+        rows = claims[claims["claim"] == name]
+        places = sorted(rows.itertuples(), key=lambda r: (order[r.dataset], str(r.train_layers) != "all",
+                                                          str(r.train_layers)))
+        parts = []
+        for verdict, word in words.items():
+            where = [f"{r.dataset} ({layers_label(r.train_layers)})" for r in places if r.verdict == verdict]
+            if where:
+                parts.append(f"{word} {_join(where)}")
+        lines.append(f"- *{name}* " + "; ".join(parts) + ".")
+    return "\n".join(lines)
+
+
+def _join(items: list) -> str:
+    return items[0] if len(items) == 1 else ", ".join(items[:-1]) + " and " + items[-1]
+
+
 GRIDS = ("encoder_depth", "debtags")  # results/<grid>/runs.jsonl read by chapter 8 and the README
 
 
@@ -394,4 +427,5 @@ def paragraph_verdicts(paragraph: str) -> dict:
 
 
 __all__ = ["DEPTH_CLAIMS", "F1_RULES", "HEADERS", "cell", "depth_table", "depth_claims", "tfidf_decomposition",
-           "decomposition_sentence", "seeds_needed", "power_sentence", "grid_records", "report", "GRIDS", "finding_paragraph", "what_we_found", "paragraph_verdicts", "layers_label"]
+           "decomposition_sentence", "seeds_needed", "power_sentence", "grid_records", "report", "GRIDS", "finding_paragraph", "what_we_found", "paragraph_verdicts", "layers_label",
+           "claim_summary"]
