@@ -143,6 +143,8 @@ if depth.empty:
 for dataset in (depth["dataset"].unique() if not depth.empty else []):
     display(Markdown(f"**{dataset}**"))
     display(findings.depth_table(depth, dataset))
+display(Markdown("\n".join(f"- {findings.cost_sentence(depth, g)}" for g in findings.GRIDS) if not depth.empty
+                 else ""))
 
 # %% [markdown]
 # ### The claims at each depth

@@ -213,3 +213,11 @@ def test_the_claim_summary_names_where_each_claim_holds_fails_or_stays_open():
         holding = [s for s in segments if place in s]
         assert len(holding) == 1 and holding[0].startswith(words[r["verdict"]])
     assert findings.claim_summary(claims.iloc[0:0]) == "No claim has been judged yet."
+
+
+def test_the_cost_sentence_sums_the_wall_times_of_one_grid():
+    runs = pd.DataFrame({"grid": ["g", "g", "g", "h"], "minutes": [30.0, 45.0, np.nan, 600.0],
+                         "hardware": ["CPU (2 cores)", "CPU (2 cores)", None, "H100"]})
+    assert findings.cost_sentence(runs, "g") == ("results/g: 3 runs, 1.2 hours of run time (the sum of the runs' "
+                                                 "wall times) on CPU (2 cores).")
+    assert findings.cost_sentence(runs, "x") == "results/x: no run committed yet."

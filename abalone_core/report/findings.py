@@ -386,6 +386,19 @@ def grid_records(results="results", grids=GRIDS) -> pd.DataFrame:
     return runs
 
 
+def cost_sentence(runs: pd.DataFrame, grid: str) -> str:
+    """What one comparison grid cost so far: its runs, the sum of their wall times in hours,
+    and the hardware the records name (columns ``grid``, ``minutes``, ``hardware`` of
+    :func:`grid_records`)."""
+    part = runs[runs["grid"] == grid]
+    if part.empty:
+        return f"results/{grid}: no run committed yet."
+    hours = float(part["minutes"].fillna(0).sum()) / 60
+    where = ", ".join(sorted(set(part["hardware"].dropna().astype(str)))) or "unrecorded hardware"
+    return (f"results/{grid}: {len(part)} runs, {hours:.1f} hours of run time (the sum of the runs' wall times) "
+            f"on {where}.")
+
+
 def report(runs: pd.DataFrame) -> str:
     """The whole answer in Markdown: :func:`what_we_found` over every dataset and depth of
     ``runs``, then, per dataset, TF-IDF's lead taken apart (:func:`tfidf_decomposition`, at the
@@ -428,4 +441,4 @@ def paragraph_verdicts(paragraph: str) -> dict:
 
 __all__ = ["DEPTH_CLAIMS", "F1_RULES", "HEADERS", "cell", "depth_table", "depth_claims", "tfidf_decomposition",
            "decomposition_sentence", "seeds_needed", "power_sentence", "grid_records", "report", "GRIDS", "finding_paragraph", "what_we_found", "paragraph_verdicts", "layers_label",
-           "claim_summary"]
+           "claim_summary", "cost_sentence"]
