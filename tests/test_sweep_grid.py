@@ -154,7 +154,7 @@ def test_run_notebook_is_clean_and_declares_the_sweep_parameters():
     assert [cell["seed"] for _, cell in cpu.runs()][:18] == [0] * 18  # seeds first
 
 
-@pytest.mark.parametrize("name", ["cpu_grid", "cpu_converged", "gpu_grid", "paper_grid", "encoder_depth", "gpu_depth", "debtags"])
+@pytest.mark.parametrize("name", ["cpu_grid", "cpu_converged", "gpu_grid", "paper_grid", "encoder_depth", "gpu_depth", "debtags", "gpu_debtags"])
 def test_the_committed_grids_are_valid_run_by_run(name):
     sweep = sw.Sweep.from_file(ROOT / "sweeps" / f"{name}.yaml")
     bad = {rid: why for rid, why in sweep.check().items() if why is not None}
