@@ -268,3 +268,27 @@ def test_the_committed_export_keeps_the_ids_and_parameters_of_its_independent_ru
             assert {k: v for k, v in recorded.items() if k != "depends_on"} == r["parameters"]
             assert recorded["depends_on"] == {"init_from": {
                 "run_id": needs["init_from"], "parameters": digest(runs[needs["init_from"]])}}
+
+
+def test_a_dry_run_on_a_fresh_clone_counts_the_exported_runs_as_done_and_writes_nothing(tmp_path, capsys):
+    base = dict(grid={"seed": [0, 1, 2]}, parameters={"pause": 0.0}, export="committed",
+                estimate_minutes_per_run=10)
+    first = tmp_path / "first"
+    sw.Sweep.from_file(write_grid(first, **base)).run(progress=False)
+    lines = (first / "committed" / "runs.jsonl").read_text().splitlines()
+    clone = tmp_path / "clone"
+    (clone / "committed").mkdir(parents=True)
+    # seed 1 was exported with another parameter: it is not this grid's run, so it runs again
+    changed = json.loads(lines[1])
+    changed["parameters"]["pause"] = 0.5
+    (clone / "committed" / "runs.jsonl").write_text("\n".join([lines[0], json.dumps(changed), lines[2]]) + "\n")
+    path = write_grid(clone, **base)
+    assert cli(["sweep", str(path), "--dry-run"]) == 0
+    out = capsys.readouterr().out
+    status = {line.split()[0]: line.split()[1] for line in out.splitlines() if line.startswith("seed=")}
+    assert status == {"seed=0": "done", "seed=1": "pending", "seed=2": "done"}
+    assert "pending 1, done 2" in out and "1 to run x" in out and "mean of 2 finished runs" in out
+    assert not (clone / "out").exists()  # a dry run reads; the sweep itself imports
+    sweep = sw.Sweep.from_file(path)
+    assert sorted(sweep.import_export()) == ["seed=0", "seed=2"]
+    assert list(sweep.status()["status"]) == ["done", "pending", "done"]

@@ -75,10 +75,11 @@ def _minutes(x: float) -> str:
 
 def dry_run(sweep: Sweep, args, spec: ExecutorSpec) -> int:
     """Print each run's status and configuration check, and the time left; 1 when a run's
-    configuration is invalid."""
+    configuration is invalid. Runs finished in the grid's ``export`` (a fresh clone) read as
+    done, as the sweep would take them; nothing is written."""
     import pandas as pd
 
-    st = sweep.status()
+    st = sweep.status(exported=True)
     reasons = sweep.check()
     st["check"] = ["ok" if reasons[rid] is None else "INVALID" for rid in st.index]
     with pd.option_context("display.max_rows", None, "display.max_colwidth", 80, "display.width", 200):
@@ -90,7 +91,7 @@ def dry_run(sweep: Sweep, args, spec: ExecutorSpec) -> int:
         workers = len(local_devices(args.workers, args.devices))
     else:
         workers = args.workers or spec.max_parallel or max(len(st), 1)
-    e = sweep.estimate(workers, args.retry_failed)
+    e = sweep.estimate(workers, args.retry_failed, exported=True)
     print(f"\n{e['runs']} runs in {args.grid} (notebook {sweep.notebook}, output {sweep.output_dir}, "
           f"executor {spec.name})")
     print("  " + ", ".join(f"{s} {e[s]}" for s in STATUSES if e[s]))

@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING
 
 from .check import check_runs
 from .executors import ExecutorSpec
-from .runner import import_export, run_sweep
+from .runner import exported_done, import_export, run_sweep
 from ..training.config import resolve_data_paths
 from .store import DEPENDS_ON, as_seen, read_rows
 from .tables import aggregate
@@ -335,12 +335,21 @@ class Sweep:
             return "changed"
         return row["status"]
 
-    def status(self) -> "pd.DataFrame":
+    def status(self, exported: bool = False) -> "pd.DataFrame":
         """One row per run (index ``run_id``): grid values, ``status`` (pending / running / done /
         failed / changed: done with other parameters), ``started``, ``duration_s``, ``device``,
         ``attempts`` and the first line of ``error``. A ``running`` row whose process is gone
-        reads as failed. Reads the store only."""
+        reads as failed. Reads the store only; with ``exported``, the runs that a run of the
+        sweep would take as done from ``export`` (:func:`abalone_core.sweep.runner.exported_done`:
+        a fresh clone) read as done too, with their recorded duration."""
         import pandas as pd
+
+        if exported:
+            st = self.status()
+            for rid, row in exported_done(self).items():
+                st.loc[rid, ["status", "started", "duration_s", "attempts"]] = [
+                    "done", row.get("started"), row.get("duration_s"), row.get("attempts", 1)]
+            return st
 
         rows = as_seen(read_rows(self.db))
         out = []
@@ -353,7 +362,7 @@ class Sweep:
         columns = ["run_id", *self.grid, "status", "started", "duration_s", "device", "attempts", "error"]
         return pd.DataFrame(out, columns=columns).set_index("run_id")
 
-    def estimate(self, workers: int = 1, retry_failed: bool = False) -> dict:
+    def estimate(self, workers: int = 1, retry_failed: bool = False, exported: bool = False) -> dict:
         """Size of the grid and time left.
 
         Returns:
@@ -361,8 +370,9 @@ class Sweep:
             ``running``, ``changed``), ``to_run``, ``minutes_per_run`` (mean of finished runs
             when known, else ``estimate_minutes_per_run``, else None), ``source`` of that
             figure, ``minutes`` (to_run x minutes_per_run) and ``wall_minutes`` (/ workers).
+            ``exported``: count the runs of ``export`` that a run would take as done (:meth:`status`).
         """
-        st = self.status()
+        st = self.status(exported)
         counts = {s: int((st["status"] == s).sum()) for s in STATUSES}
         to_run = counts["pending"] + (counts["failed"] if retry_failed else 0)
         done = st.loc[st["status"] == "done", "duration_s"].dropna()

@@ -239,15 +239,15 @@ def supersede(sweep: "Sweep", rids: list[str]) -> "Path":
     return folder
 
 
-def import_export(sweep: "Sweep") -> list[str]:
-    """Record the finished runs of ``sweep.export``'s ``runs.jsonl`` as done in the sweep's store
-    when the store lacks them (a fresh clone). Only runs whose parameters equal the grid's
-    are taken, and a run that a pending run depends on only if its run folder exists.
-    Returns the ids taken."""
+def exported_done(sweep: "Sweep") -> dict:
+    """The finished runs of ``sweep.export``'s ``runs.jsonl`` that a run of the sweep would take
+    as done, ``{run id: record}``, without writing anything: runs the sweep's store does not
+    already hold as done, whose parameters equal the grid's, and, for a run that a pending run
+    depends on, only if its run folder exists (its weights are needed)."""
     if sweep.export is None or not (sweep.export / "runs.jsonl").is_file():
-        return []
-    store = Store(sweep.db)
-    have = store.rows()
+        return {}
+    st = sweep.status()
+    have = set(st.index[st["status"].isin(["done", "changed"])])
     params = dict(sweep.runs())
     exported = {}
     for line in (sweep.export / "runs.jsonl").read_text().splitlines():
@@ -256,17 +256,27 @@ def import_export(sweep: "Sweep") -> list[str]:
             exported[row["run_id"]] = row
     same = {rid for rid, row in exported.items() if rid in params and row.get("status") == "done"
             and json.dumps(row["parameters"], sort_keys=True) == json.dumps(params[rid], sort_keys=True)}
-    done = {rid for rid, r in have.items() if r["status"] == "done"} | same
-    taken = []
+    done = have | same
+    taken = {}
     for rid, row in exported.items():
-        if rid not in same or (have.get(rid) or {}).get("status") == "done":
+        if rid not in same or rid in have:
             continue  # made with other parameters (run it again), or already here
         needed_by = [r for r, _ in sweep.runs() if rid in sweep.needs(r).values() and r not in done]
         if needed_by and not sweep.paths(rid)["run_dir"].is_dir():
             continue  # its weights are needed and gone: run it again
-        store.insert_done(rid, row)
-        taken.append(rid)
+        taken[rid] = row
     return taken
+
+
+def import_export(sweep: "Sweep") -> list[str]:
+    """Record the finished runs of ``sweep.export``'s ``runs.jsonl`` as done in the sweep's store
+    when the store lacks them (a fresh clone): :func:`exported_done`. Returns the ids taken."""
+    taken = exported_done(sweep)
+    if taken:
+        store = Store(sweep.db)
+        for rid, row in taken.items():
+            store.insert_done(rid, row)
+    return list(taken)
 
 
 def _blocked(sweep: "Sweep", rid: str, store: Store, coming: set[str]) -> str | None:
@@ -286,4 +296,4 @@ def _blocked(sweep: "Sweep", rid: str, store: Store, coming: set[str]) -> str | 
     return None
 
 
-__all__ = ["run_sweep", "supersede", "import_export", "make_pool", "local_devices", "thread_env", "run_hardware"]
+__all__ = ["run_sweep", "supersede", "import_export", "exported_done", "make_pool", "local_devices", "thread_env", "run_hardware"]
