@@ -221,3 +221,25 @@ def test_the_cost_sentence_sums_the_wall_times_of_one_grid():
     assert findings.cost_sentence(runs, "g") == ("results/g: 3 runs, 1.2 hours of run time (the sum of the runs' "
                                                  "wall times) on CPU (2 cores).")
     assert findings.cost_sentence(runs, "x") == "results/x: no run committed yet."
+
+
+def test_the_ladder_claims_are_judged_only_where_a_grid_trains_its_rungs():
+    with_ladder = records(dataset="many", layers="1")
+    rungs = with_ladder[with_ladder["objective"] == "base"].copy()
+    queue = rungs.assign(objective="bqueue", macro_f1=rungs["macro_f1"] + 1.0 + 0.1 * rungs["seed"])
+    proto = rungs.assign(objective="bqproto", macro_f1=rungs["macro_f1"] + 1.0 + 0.1 * rungs["seed"]
+                         + np.array([0.5, -0.5, 0.3, -0.2, 0.1]))
+    runs = pd.concat([records(dataset="few", layers="1"), with_ladder, queue, proto])
+    claims = findings.depth_claims(runs)
+    names = {d: set(claims.loc[claims["dataset"] == d, "claim"]) for d in ("few", "many")}
+    ladder = {c.name for c in findings.LADDER_CLAIMS}
+    assert not names["few"] & ladder and ladder <= names["many"]
+    verdicts = claims[claims["dataset"] == "many"].set_index("claim")["verdict"]
+    # known answers: the queue adds about a point on every seed; the prototypes add nothing steady
+    assert verdicts["queue adds macro-F1 (L_BQueue above L_Base)"] == "holds"
+    assert verdicts["prototypes add macro-F1 (L_BQProto above L_BQueue)"] == "inconclusive"
+    # the correction counts the ladder where it is judged
+    many = claims[claims["dataset"] == "many"]
+    assert int(many["p_value"].notna().sum()) == len(findings.DEPTH_CLAIMS) + len(findings.LADDER_CLAIMS)
+    table = findings.depth_table(runs, "many", metrics=("macro_f1",))
+    assert list(table.index) == ["L_Base", "L_BQueue", "L_BQProto", "L_MSC", "BCE"]

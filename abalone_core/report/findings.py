@@ -4,7 +4,8 @@ Nothing here is typed by hand: every number, order and verdict a sentence states
 the records it is given, through :func:`abalone_core.report.claims.check_claims`.
 
 * :data:`DEPTH_CLAIMS`: the claims judged at each encoder depth (the paper's, and the same
-  comparisons under the per-label decision rule that every row shares);
+  comparisons under the per-label decision rule that every row shares); :data:`LADDER_CLAIMS`,
+  the paper's ladder, where a grid trains its rungs;
 * :func:`depth_table`: one dataset's rows x trained layers, mean ± 95 % half-width (seeds),
   steps used and converged runs;
 * :func:`tfidf_decomposition`: how much of TF-IDF's macro-F1 lead over a neural row is the
@@ -51,6 +52,13 @@ DEPTH_CLAIMS = (
     Claim("L_MSC clusters better than L_Base (Davies-Bouldin)", "msc", "base", "davies_bouldin", direction=-1),
 )
 
+# The paper's ladder (Table 2), judged where a grid trains its rungs (debtags).
+LADDER_CLAIMS = (
+    Claim("queue adds macro-F1 (L_BQueue above L_Base)", "bqueue", "base", "macro_f1"),
+    Claim("prototypes add macro-F1 (L_BQProto above L_BQueue)", "bqproto", "bqueue", "macro_f1"),
+    Claim("reweighting adds macro-F1 (L_MSC above L_BQProto)", "msc", "bqproto", "macro_f1"),
+)
+
 UNITS = {"silhouette": "", "davies_bouldin": ""}  # every other metric is in points
 
 
@@ -85,7 +93,7 @@ def cell(values, digits: int = 2) -> str:
 
 
 def depth_table(runs: pd.DataFrame, dataset: str, metrics=("macro_f1", "macro_f1_label_tuned", "micro_f1", "map"),
-                rows=("frozen", "tfidf-linear", "tfidf-cut", "base", "msc", "bce")) -> pd.DataFrame:
+                rows=("frozen", "tfidf-linear", "tfidf-cut", "base", "bqueue", "bqproto", "msc", "bce")) -> pd.DataFrame:
     """One dataset's comparison: a row per objective, a column group per number of trained
     layers (``train_layers``), each cell mean ± 95 % half-width over seeds (n), then the
     optimiser steps used (mean, whole steps) and how many runs converged.
@@ -126,11 +134,21 @@ def depth_table(runs: pd.DataFrame, dataset: str, metrics=("macro_f1", "macro_f1
     return out.loc[order].fillna("")
 
 
-def depth_claims(runs: pd.DataFrame, claims=DEPTH_CLAIMS) -> pd.DataFrame:
+def depth_claims(runs: pd.DataFrame, claims=DEPTH_CLAIMS, ladder=LADDER_CLAIMS) -> pd.DataFrame:
     """:func:`check_claims` per dataset and number of trained layers, only converged runs as
-    evidence, Holm's correction over the claims of each (dataset, layers)."""
+    evidence, Holm's correction over the claims of each (dataset, layers). The ``ladder``
+    claims are added for a dataset whose records hold a rung of the ladder (L_BQueue or
+    L_BQProto) at any depth, and counted in its correction."""
     runs = runs.assign(train_layers=runs["train_layers"].astype(str))
-    return check_claims(runs, claims=claims, group=["train_layers"], require_converged=True)
+    parts = []
+    for dataset in runs["dataset"].unique():
+        part = runs[runs["dataset"] == dataset]
+        rungs = {c.better for c in ladder} | {c.worse for c in ladder}
+        has_ladder = bool(set(part["objective"]) & (rungs - {c.better for c in claims} - {c.worse for c in claims}))
+        judged = tuple(claims) + (tuple(ladder) if has_ladder else ())
+        parts.append(check_claims(part, claims=judged, group=["train_layers"], require_converged=True))
+    return pd.concat(parts, ignore_index=True) if parts else check_claims(
+        runs, claims=claims, group=["train_layers"], require_converged=True)
 
 
 def claims_table(claims: pd.DataFrame) -> pd.DataFrame:
@@ -439,6 +457,6 @@ def paragraph_verdicts(paragraph: str) -> dict:
     return found
 
 
-__all__ = ["DEPTH_CLAIMS", "F1_RULES", "HEADERS", "cell", "depth_table", "depth_claims", "tfidf_decomposition",
+__all__ = ["DEPTH_CLAIMS", "LADDER_CLAIMS", "F1_RULES", "HEADERS", "cell", "depth_table", "depth_claims", "tfidf_decomposition",
            "decomposition_sentence", "seeds_needed", "power_sentence", "grid_records", "report", "GRIDS", "finding_paragraph", "what_we_found", "paragraph_verdicts", "layers_label",
            "claim_summary", "cost_sentence"]
