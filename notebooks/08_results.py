@@ -91,9 +91,9 @@ print(f"{len(found)} finished single runs: {int(found['source'].str.startswith(s
 # answer it like for like. MiniLM trains its top layer (k = 1) or all six layers (the whole
 # encoder); L_Base, L_MSC and BCE train at each depth, with the untrained encoder (L_MLM) and two
 # TF-IDF rows as references. Debtags, whose 469 labels make every run several times dearer (most of
-# it in the linear probe's 21,105 regressions), trains one layer on the CPU: L_Base, L_MSC, BCE and
-# L_MLM over five seeds, and both TF-IDF rows; its ladder (L_BQueue, L_BQProto) and its whole
-# encoder wait for a GPU (`sweeps/gpu_debtags.yaml`). Every row follows the same rules:
+# it in the linear probe's 21,105 regressions), trains one layer on the CPU: the paper's ladder
+# (L_Base, L_BQueue, L_BQProto, L_MSC), BCE and L_MLM over five seeds, and both TF-IDF rows; its
+# whole encoder waits for a GPU (`sweeps/gpu_debtags.yaml`). Every row follows the same rules:
 #
 # - **one decision rule**: F1 at 0.5 (the released code's rule; the paper states none), at one
 #   threshold tuned on validation, and at one threshold *per label* tuned on validation, for every
