@@ -93,7 +93,8 @@ print(f"{len(found)} finished single runs: {int(found['source'].str.startswith(s
 # TF-IDF rows as references. Debtags, whose 469 labels make every run several times dearer (most of
 # it in the linear probe's 21,105 regressions), trains one layer on the CPU: the paper's ladder
 # (L_Base, L_BQueue, L_BQProto, L_MSC), BCE and L_MLM over five seeds, and both TF-IDF rows; its
-# whole encoder waits for a GPU (`sweeps/gpu_debtags.yaml`). Every row follows the same rules:
+# whole encoder waits for a GPU (`sweeps/gpu_debtags.yaml`), and its linear probe runs under
+# bfloat16 for every row (`results/debtags/README.md`). Every row follows the same rules:
 #
 # - **one decision rule**: F1 at 0.5 (the released code's rule; the paper states none), at one
 #   threshold tuned on validation, and at one threshold *per label* tuned on validation, for every
