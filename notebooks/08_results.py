@@ -189,14 +189,15 @@ display(Markdown("\n".join(parts) if parts else "The TF-IDF and BCE rows of the 
 # ### How many seeds
 #
 # The seed count comes from a power computation on the paired spread measured so far: the smallest
-# number of seeds for which the 95 % half-width of L_MSC − L_Base in macro-F1 with the whole encoder
-# is at most one point, and never fewer than five.
+# number of seeds for which the 95 % half-width of L_MSC − L_Base in macro-F1 is at most one point,
+# and never fewer than five, computed at the deepest depth with two paired seeds so far (the whole
+# encoder where it has them; debtags trains one layer on the CPU).
 
 # %% tags=["hide-input"]
 powers = []
 for dataset in (depth["dataset"].unique() if not depth.empty else []):
     try:
-        powers.append("- " + findings.power_sentence(findings.seeds_needed(depth, dataset, "all")))
+        powers.append("- " + findings.power_sentence(findings.deepest_power(depth, dataset)))
     except ValueError as err:  # fewer than two paired seeds so far
         powers.append(f"- not yet: {err}.")
 display(Markdown("\n".join(powers) if powers else "No paired whole-encoder seeds are committed yet."))

@@ -243,3 +243,16 @@ def test_the_ladder_claims_are_judged_only_where_a_grid_trains_its_rungs():
     assert int(many["p_value"].notna().sum()) == len(findings.DEPTH_CLAIMS) + len(findings.LADDER_CLAIMS)
     table = findings.depth_table(runs, "many", metrics=("macro_f1",))
     assert list(table.index) == ["L_Base", "L_BQueue", "L_BQProto", "L_MSC", "BCE"]
+
+
+def test_the_power_computation_uses_the_deepest_depth_with_paired_seeds():
+    one_layer = records(layers="1", msc_gain=(1.0, 3.0, 2.0, 2.5, 1.5))
+    whole = records(layers="all")
+    p = findings.deepest_power(pd.concat([one_layer, whole]), "d")
+    assert p["layers"] == "all" and p["std"] == pytest.approx(np.std([2.0, 2.5, 1.5, 2.2, 1.8], ddof=1))
+    lone = whole[(whole["objective"] == "base") & (whole["seed"] == 0)]  # one whole-encoder run, no pair
+    p = findings.deepest_power(pd.concat([one_layer, lone]), "d")
+    assert p["layers"] == "1" and p["std"] == pytest.approx(np.std([1.0, 3.0, 2.0, 2.5, 1.5], ddof=1))
+    assert "(1 layer)" in findings.power_sentence(p)
+    with pytest.raises(ValueError, match="paired"):
+        findings.deepest_power(lone, "d")

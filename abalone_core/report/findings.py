@@ -257,6 +257,21 @@ def seeds_needed(runs: pd.DataFrame, dataset: str, layers="all", better: str = "
             "needed": seeds_for_half_width(sd, half_width, minimum=minimum)}
 
 
+def deepest_power(runs: pd.DataFrame, dataset: str, **kwargs) -> dict:
+    """:func:`seeds_needed` at the deepest depth of ``dataset`` with at least two paired seeds:
+    the whole encoder where it has them, else the most trained layers (debtags trains one
+    layer on the CPU). Raises ValueError naming what is missing when no depth has them."""
+    part = runs[runs["dataset"] == dataset]
+    depths = sorted(part["train_layers"].astype(str).unique(), key=lambda k: (k != "all", -int(k) if k.isdigit() else 0))
+    reasons = []
+    for k in depths:
+        try:
+            return seeds_needed(runs, dataset, k, **kwargs)
+        except ValueError as err:
+            reasons.append(str(err))
+    raise ValueError("; ".join(reasons) or f"no run of dataset {dataset!r}")
+
+
 def power_sentence(p: dict) -> str:
     """The power computation in words."""
     return (f"On {p['dataset']} ({layers_label(p['layers'])}), the {p['measured']} paired seeds measured so far give "
@@ -421,7 +436,8 @@ def report(runs: pd.DataFrame) -> str:
     """The whole answer in Markdown: :func:`what_we_found` over every dataset and depth of
     ``runs``, then, per dataset, TF-IDF's lead taken apart (:func:`tfidf_decomposition`, at the
     deepest trained BCE row committed) and the power computation of the seed count
-    (:func:`seeds_needed`, whole encoder). Parts whose runs are not committed yet are left out.
+    (:func:`deepest_power`: the whole encoder where it has paired seeds). Parts whose runs are
+    not committed yet are left out.
     The same text opens chapter 8 and the README's results."""
     if runs.empty:
         return "No run of the comparison grids is committed yet."
@@ -433,7 +449,7 @@ def report(runs: pd.DataFrame) -> str:
         if layers and {"tfidf-linear", "tfidf-cut"} <= set(part["objective"]):
             extra.append(decomposition_sentence(tfidf_decomposition(runs, dataset, "bce", layers[0])))
         try:
-            extra.append(power_sentence(seeds_needed(runs, dataset, "all")))
+            extra.append(power_sentence(deepest_power(runs, dataset)))
         except ValueError:
             pass
     if extra:
@@ -459,4 +475,4 @@ def paragraph_verdicts(paragraph: str) -> dict:
 
 __all__ = ["DEPTH_CLAIMS", "LADDER_CLAIMS", "F1_RULES", "HEADERS", "cell", "depth_table", "depth_claims", "tfidf_decomposition",
            "decomposition_sentence", "seeds_needed", "power_sentence", "grid_records", "report", "GRIDS", "finding_paragraph", "what_we_found", "paragraph_verdicts", "layers_label",
-           "claim_summary", "cost_sentence"]
+           "claim_summary", "cost_sentence", "deepest_power"]
