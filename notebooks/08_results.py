@@ -176,14 +176,9 @@ if not depth_claims.empty:
 # length and what remains (`abalone_core.report.findings.tfidf_decomposition`):
 
 # %% tags=["hide-input"]
-parts = []
-for dataset in (depth["dataset"].unique() if not depth.empty else []):
-    d = depth[depth["dataset"] == dataset]
-    layers = [k for k in ("all", "1") if ((d["objective"] == "bce") & (d["train_layers"] == k)).any()]
-    if layers and {"tfidf-linear", "tfidf-cut"} <= set(d["objective"]):
-        parts.append("- " + findings.decomposition_sentence(findings.tfidf_decomposition(depth, dataset, "bce",
-                                                                                         layers[0])))
-display(Markdown("\n".join(parts) if parts else "The TF-IDF and BCE rows of the comparison are not committed yet."))
+parts = findings.decomposition_sentences(depth) if not depth.empty else []
+display(Markdown("\n".join("- " + p for p in parts) if parts
+                 else "The TF-IDF and BCE rows of the comparison are not committed yet."))
 
 # %% [markdown]
 # ### How many seeds

@@ -256,3 +256,25 @@ def test_the_power_computation_uses_the_deepest_depth_with_paired_seeds():
     assert "(1 layer)" in findings.power_sentence(p)
     with pytest.raises(ValueError, match="paired"):
         findings.deepest_power(lone, "d")
+
+
+def test_depths_order_by_how_much_of_the_encoder_trains_everywhere():
+    # k = 3 and k = 10 expose a text sort ("10" < "3" < "all") or "whole encoder last" in sentences
+    assert findings.depths(["1", "all", "10", "3", "1"]) == ["all", "10", "3", "1"]
+    assert findings.depths(["1", "all", "10", "3"], deepest_first=False) == ["1", "3", "10", "all"]
+    runs = pd.concat([records(layers=k) for k in ("1", "3", "all")])
+    heads = [p.split(".**")[0] for p in findings.what_we_found(findings.depth_claims(runs)).split("\n\n")]
+    assert heads == ["**d, whole encoder", "**d, 3 layers", "**d, 1 layer"]
+    table = findings.depth_table(runs, "d", metrics=("macro_f1",))
+    assert list(table.columns.get_level_values(0).unique()) == ["1 layer", "3 layers", "whole encoder"]
+    summary = findings.claim_summary(findings.depth_claims(runs))
+    assert "d (whole encoder), d (3 layers) and d (1 layer)" in summary
+    # the decomposition and the power computation take the deepest depth that has the rows
+    refs = pd.DataFrame([{"objective": o, "seed": 0, "macro_f1": 50.0, "macro_f1_label_tuned": 52.0,
+                          "dataset": "d", "train_layers": "1"} for o in ("tfidf-linear", "tfidf-cut")])
+    no_whole_bce = pd.concat([runs[~((runs["objective"] == "bce") & (runs["train_layers"] == "all"))], refs])
+    assert findings.deepest_with(no_whole_bce, "d", "bce") == "3"
+    assert findings.deepest_with(no_whole_bce, "d", "bqueue") is None
+    (sentence,) = findings.decomposition_sentences(no_whole_bce)
+    assert "BCE (3 layers)" in sentence
+    assert findings.deepest_power(runs[runs["train_layers"] != "all"], "d")["layers"] == "3"

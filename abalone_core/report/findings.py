@@ -70,6 +70,24 @@ def layers_label(value) -> str:
     return f"{k} layer{'s' if k != 1 else ''}"
 
 
+def depths(values, deepest_first: bool = True) -> list:
+    """The distinct ``train_layers`` of ``values`` (as text, as :func:`grid_records` writes them:
+    ``all``, ``1``, ``3``), ordered by how much of the encoder trains: the whole encoder, then the
+    layers by number, descending (``deepest_first``, for sentences) or the reverse (for tables,
+    whose column groups grow left to right). Every ordering of depths in this module uses it."""
+    def size(k):
+        return math.inf if k in ("all", "None", "nan") else float(k)
+
+    return sorted({str(v) for v in values}, key=size, reverse=deepest_first)
+
+
+def deepest_with(runs: pd.DataFrame, dataset: str, objective: str = "bce"):
+    """The deepest ``train_layers`` at which ``dataset`` has a run of ``objective``, or None."""
+    part = runs[(runs["dataset"] == dataset) & (runs["objective"] == objective)]
+    found = depths(part["train_layers"])
+    return found[0] if found else None
+
+
 def _number(value: float, metric: str, signed: bool = True) -> str:
     if value is None or (isinstance(value, float) and math.isnan(value)):
         return "n/a"
@@ -110,7 +128,7 @@ def depth_table(runs: pd.DataFrame, dataset: str, metrics=("macro_f1", "macro_f1
     part = runs[runs["dataset"] == dataset]
     if part.empty:
         raise ValueError(f"no run of dataset {dataset!r}; the records hold {sorted(runs['dataset'].unique())}")
-    layers = sorted(part["train_layers"].astype(str).unique(), key=lambda k: (k == "all", k))
+    layers = depths(part["train_layers"], deepest_first=False)
     table = {}
     for k in layers:
         at = part[part["train_layers"].astype(str) == k]
@@ -262,9 +280,8 @@ def deepest_power(runs: pd.DataFrame, dataset: str, **kwargs) -> dict:
     the whole encoder where it has them, else the most trained layers (debtags trains one
     layer on the CPU). Raises ValueError naming what is missing when no depth has them."""
     part = runs[runs["dataset"] == dataset]
-    depths = sorted(part["train_layers"].astype(str).unique(), key=lambda k: (k != "all", -int(k) if k.isdigit() else 0))
     reasons = []
-    for k in depths:
+    for k in depths(part["train_layers"]):
         try:
             return seeds_needed(runs, dataset, k, **kwargs)
         except ValueError as err:
@@ -355,9 +372,8 @@ def what_we_found(claims: pd.DataFrame) -> str:
     """:func:`finding_paragraph` for every dataset and depth of ``claims``, whole encoder first."""
     out = []
     for dataset in claims["dataset"].unique():
-        ks = sorted(claims.loc[claims["dataset"] == dataset, "train_layers"].astype(str).unique(),
-                    key=lambda k: (k != "all", k))
-        out += [finding_paragraph(claims, dataset, k) for k in ks]
+        out += [finding_paragraph(claims, dataset, k)
+                for k in depths(claims.loc[claims["dataset"] == dataset, "train_layers"])]
     return "\n\n".join(out)
 
 
@@ -378,8 +394,8 @@ def claim_summary(claims: pd.DataFrame) -> str:
     lines = []
     for name in claims["claim"].unique():
         rows = claims[claims["claim"] == name]
-        places = sorted(rows.itertuples(), key=lambda r: (order[r.dataset], str(r.train_layers) != "all",
-                                                          str(r.train_layers)))
+        rank = {k: i for i, k in enumerate(depths(claims["train_layers"]))}
+        places = sorted(rows.itertuples(), key=lambda r: (order[r.dataset], rank[str(r.train_layers)]))
         parts = []
         for verdict, word in words.items():
             where = [f"{r.dataset} ({layers_label(r.train_layers)})" for r in places if r.verdict == verdict]
@@ -432,6 +448,19 @@ def cost_sentence(runs: pd.DataFrame, grid: str) -> str:
             f"on {where}.")
 
 
+def decomposition_sentences(runs: pd.DataFrame, datasets=None) -> list:
+    """:func:`decomposition_sentence` for each dataset (all of ``runs`` by default) that has both
+    TF-IDF rows and a BCE row, at the deepest depth BCE trained (:func:`deepest_with`).
+    Chapter 8's "Why TF-IDF leads" and :func:`report`."""
+    out = []
+    for dataset in (runs["dataset"].unique() if datasets is None else datasets):
+        part = runs[runs["dataset"] == dataset]
+        layers = deepest_with(runs, dataset, "bce")
+        if layers is not None and {"tfidf-linear", "tfidf-cut"} <= set(part["objective"]):
+            out.append(decomposition_sentence(tfidf_decomposition(runs, dataset, "bce", layers)))
+    return out
+
+
 def report(runs: pd.DataFrame) -> str:
     """The whole answer in Markdown: :func:`what_we_found` over every dataset and depth of
     ``runs``, then, per dataset, TF-IDF's lead taken apart (:func:`tfidf_decomposition`, at the
@@ -444,10 +473,7 @@ def report(runs: pd.DataFrame) -> str:
     out = [what_we_found(depth_claims(runs))]
     extra = []
     for dataset in runs["dataset"].unique():
-        part = runs[runs["dataset"] == dataset]
-        layers = [k for k in ("all", "3", "1") if ((part["objective"] == "bce") & (part["train_layers"] == k)).any()]
-        if layers and {"tfidf-linear", "tfidf-cut"} <= set(part["objective"]):
-            extra.append(decomposition_sentence(tfidf_decomposition(runs, dataset, "bce", layers[0])))
+        extra += decomposition_sentences(runs, [dataset])
         try:
             extra.append(power_sentence(deepest_power(runs, dataset)))
         except ValueError:
