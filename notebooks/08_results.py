@@ -407,9 +407,12 @@ for name, part in runs.items():
 # where both rows ran, the difference (first row minus second) is taken, and the verdict comes
 # from the 95 % t-interval of the mean difference over those seeds:
 #
-# - `holds` when the whole interval is above 0 (above −1 point for "on par");
-# - `fails` when the whole interval is below;
-# - `inconclusive` when the interval contains 0, or fewer than two seeds are paired;
+# - `holds` when the whole interval is above 0 (above −1 point for "on par") and the paired
+#   t-test still rejects that bound after Holm's correction over the claims of the dataset;
+# - `fails` when the whole interval is below, under the same correction;
+# - `inconclusive` otherwise: the interval contains the bound, or excludes it only before the
+#   correction, or fewer than three seeds are paired, or their differences do not vary (equal
+#   differences give an interval of width 0 that says nothing about the next seed);
 # - `not testable` when one of the two rows did not converge, has no record of converging (the
 #   short grid predates that record), or scores below the untrained encoder (L_MLM): a
 #   comparison with a row that may not have learnt says nothing about the losses.
@@ -446,7 +449,7 @@ for name, claims in verdicts.items():
     display(Markdown(f"**{name}**\n\n" + ("\n".join(lines) if lines else "No claim has both of its rows here.")))
 
 # %% [markdown]
-# A verdict is about this experiment: MiniLM with one trainable layer, 800 steps (1600 on FOLDOC), 64 tokens,
+# A verdict of the converged grid is about that experiment: MiniLM with one trainable layer, 800 steps (1600 on FOLDOC), 64 tokens,
 # these two corpora. "Fails" here does not refute the paper, whose encoder, budget and corpora
 # differ; it says that at this scale the ingredient does not add what the paper measured at its
 # scale. "Inconclusive" says that the seeds do not separate the rows: more seeds would narrow
