@@ -129,7 +129,7 @@ class Setting:
 
     def summary(self, args, device) -> dict:
         ids, mask, y = self.batch
-        with torch.no_grad():
+        with torch.no_grad(), self.ctx():  # the key forward in the setting's precision, as in training
             t_key = statistics.median(timed(lambda: self.cm.key_encoder(ids, mask), device)
                                       for _ in range(args.repeats))
         t_mom = statistics.median(timed(self.cm.momentum_update, device) for _ in range(args.repeats))
@@ -300,6 +300,9 @@ def by_precision(args, device, ctx, result) -> None:
         r["bf16_speedup_bce"] = ref["bce_step_s"] / r["bce_step_s"] if ref else None
     result["precision"] = rows
     result["machine"]["cpu_bf16"] = device.type == "cpu" and _cpu_bf16()
+    if device.type == "cpu" and "bf16" in args.precision and not result["machine"]["cpu_bf16"]:
+        print("note: this CPU has neither AMX nor AVX512-BF16, so bfloat16 is emulated here and much slower than "
+              "float32; mixed_precision auto trains in float32 on it")
     if hasattr(os, "getloadavg"):  # other work on the machine slows both precisions alike (round-robin)
         result["machine"]["load_average_1min_after"] = os.getloadavg()[0]
     print(f"{'trained layers':<16}{'precision':<11}{'L_MSC s':>10}{'BCE s':>10}{'speed-up L_MSC':>16}{'speed-up BCE':>14}")

@@ -221,6 +221,23 @@ def test_the_cost_sentence_sums_the_wall_times_of_one_grid():
     assert findings.cost_sentence(runs, "g") == ("results/g: 3 runs, 1.2 hours of run time (the sum of the runs' "
                                                  "wall times) on CPU (2 cores).")
     assert findings.cost_sentence(runs, "x") == "results/x: no run committed yet."
+    runs["precision"] = ["bf16", "bf16", None, "no"]
+    assert findings.cost_sentence(runs, "g").endswith("on CPU (2 cores), trained in bfloat16 autocast.")
+
+
+def test_records_of_two_precisions_in_one_comparison_are_refused():
+    runs = records().assign(grid="g", precision="bf16")
+    findings.check_one_precision(runs)  # one precision: nothing to say
+    tfidf = pd.DataFrame([{"objective": "tfidf-cut", "seed": 0, "macro_f1": 50.0, "dataset": "d",
+                           "train_layers": "all", "grid": "g", "precision": None}])
+    findings.check_one_precision(pd.concat([runs, tfidf]))  # a run that records none is not counted
+    other_depth = records(layers="1").assign(grid="g", precision="no")
+    findings.check_one_precision(pd.concat([runs, other_depth]))  # another depth is another comparison
+    mixed = runs.copy()
+    mixed.loc[mixed["seed"] >= 3, "precision"] = "no"
+    with pytest.raises(ValueError, match=r"grid=g, dataset=d, train_layers=all: the runs trained in two precisions "
+                                         r"\(9 in bfloat16 autocast, 6 in float32\)"):
+        findings.check_one_precision(mixed)
 
 
 def test_the_ladder_claims_are_judged_only_where_a_grid_trains_its_rungs():

@@ -454,3 +454,37 @@ def test_a_record_states_the_threads_its_notebook_ran_with(monkeypatch):
     import torch
 
     assert run_hardware(None, {})["cpu_threads"] == torch.get_num_threads()  # one worker: the notebook's own
+
+
+# --------------------------------------------------------------------------- precision
+def test_runs_left_in_another_precision_than_the_finished_ones_are_refused_before_running(tmp_path, capsys):
+    """A grid whose finished runs trained in one precision is not continued in another: the
+    sweep says so in one line naming the export before any notebook runs (--any-precision
+    overrides), and goes on where this machine resolves the grid's precision the same way."""
+    from abalone_core.sweep.precision import pinned_precision, precision_here
+
+    here = precision_here("auto")
+    other = "fp16" if here != "fp16" else "bf16"  # a CPU never resolves auto to float16
+    for folder, recorded, refused in (("differs", other, True), ("same", here, False)):
+        first = tmp_path / folder / "first"
+        sw.Sweep.from_file(write_grid(first, grid={"seed": [0]}, export="committed")).run(progress=False)
+        line = json.loads((first / "committed" / "runs.jsonl").read_text())
+        line["metrics"]["precision"] = recorded  # as the run notebook records it
+        clone = tmp_path / folder / "clone"
+        (clone / "committed").mkdir(parents=True)
+        (clone / "committed" / "runs.jsonl").write_text(json.dumps(line) + "\n")
+        grid = write_grid(clone, grid={"seed": [0, 1, 2]}, export="committed")
+        sweep = sw.Sweep.from_file(grid)
+        if refused:
+            assert cli(["sweep", str(grid), "--dry-run"]) == 0
+            assert "refused without --any-precision" in capsys.readouterr().out
+            with pytest.raises(ValueError, match=r"committed/runs.jsonl: its 1 finished runs trained in float16 "
+                                                 r"autocast, and this machine would train the 2 runs left in"):
+                sweep.run(progress=False)
+            assert not (clone / "out" / "notebooks").exists() or not list((clone / "out" / "notebooks").glob("*"))
+            st = sweep.run(progress=False, any_precision=True)
+        else:
+            st = sweep.run(progress=False)
+        assert (st["status"] == "done").all() and len(st) == 3
+    assert pinned_precision({"overrides": {"mixed_precision": "no"}, "seed": 0}) == "no"
+    assert pinned_precision({"seed": 0}) == "auto"

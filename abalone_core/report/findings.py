@@ -24,6 +24,7 @@ import numbers
 import numpy as np
 import pandas as pd
 
+from ..sweep.precision import PRECISION_NAMES
 from .claims import Claim, check_claims
 
 F1_RULES = {
@@ -432,7 +433,25 @@ def grid_records(results="results", grids=GRIDS) -> pd.DataFrame:
     runs = pd.concat(parts)
     runs["train_layers"] = runs["train_layers"].map(lambda v: "all" if v is None or str(v) in ("all", "None", "nan")
                                                     else str(int(float(v))))
+    check_one_precision(runs)
     return runs
+
+
+def check_one_precision(runs: pd.DataFrame) -> None:
+    """Refuse records that would average runs of two precisions: within one grid, dataset and
+    depth, every run that records a ``precision`` must record the same one. Raises ValueError
+    naming the grid, dataset, depth and the runs of each precision (``abalone sweep`` refuses to
+    add such runs unless told ``--any-precision``)."""
+    if "precision" not in runs:
+        return
+    keys = [k for k in ("grid", "dataset", "train_layers") if k in runs]
+    for key, part in runs.dropna(subset=["precision"]).groupby(keys):
+        counts = part["precision"].value_counts()
+        if len(counts) > 1:
+            where = ", ".join(f"{k}={v}" for k, v in zip(keys, key if isinstance(key, tuple) else (key,)))
+            kinds = ", ".join(f"{n} in {PRECISION_NAMES.get(p, p)}" for p, n in counts.items())
+            raise ValueError(f"{where}: the runs trained in two precisions ({kinds}) and would be averaged; "
+                             "keep one precision per grid (move the others to a grid folder of their own)")
 
 
 def cost_sentence(runs: pd.DataFrame, grid: str) -> str:
@@ -444,8 +463,10 @@ def cost_sentence(runs: pd.DataFrame, grid: str) -> str:
         return f"results/{grid}: no run committed yet."
     hours = float(part["minutes"].fillna(0).sum()) / 60
     where = ", ".join(sorted(set(part["hardware"].dropna().astype(str)))) or "unrecorded hardware"
+    kinds = sorted(set(part["precision"].dropna())) if "precision" in part else []
+    trained = f", trained in {', '.join(PRECISION_NAMES.get(p, p) for p in kinds)}" if kinds else ""
     return (f"results/{grid}: {len(part)} runs, {hours:.1f} hours of run time (the sum of the runs' wall times) "
-            f"on {where}.")
+            f"on {where}{trained}.")
 
 
 def decomposition_sentences(runs: pd.DataFrame, datasets=None) -> list:
@@ -501,4 +522,5 @@ def paragraph_verdicts(paragraph: str) -> dict:
 
 __all__ = ["DEPTH_CLAIMS", "LADDER_CLAIMS", "F1_RULES", "HEADERS", "cell", "depth_table", "depth_claims", "tfidf_decomposition",
            "decomposition_sentence", "seeds_needed", "power_sentence", "grid_records", "report", "GRIDS", "finding_paragraph", "what_we_found", "paragraph_verdicts", "layers_label",
-           "claim_summary", "cost_sentence", "deepest_power"]
+           "claim_summary", "cost_sentence", "deepest_power", "depths", "deepest_with", "decomposition_sentences",
+           "check_one_precision"]

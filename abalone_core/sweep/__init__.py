@@ -9,6 +9,7 @@ Modules
 ``executors``  where notebooks run: local processes, or Slurm jobs via submitit
 ``runner``     running a grid: claims, dependencies, the export kept up to date
 ``check``      each run's configuration checked without running it (``--dry-run``)
+``precision``  the runs left refused when this machine would train them in another precision
 ``tables``     :func:`aggregate`, :func:`records_table`, :func:`export`, :func:`write_table`
 ``cli``        ``abalone sweep``
 

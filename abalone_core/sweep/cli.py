@@ -7,7 +7,9 @@ from typing import TYPE_CHECKING
 
 from .executors import NAMES, ExecutorSpec
 from .grid import STATUSES, Sweep
-from .runner import local_devices
+from .precision import precision_mismatch
+from .runner import exported_done, local_devices
+from .store import read_rows as _read_rows
 from .tables import export, write_table
 
 if TYPE_CHECKING:
@@ -34,6 +36,9 @@ def add_parser(subparsers) -> "argparse.ArgumentParser":
     p.add_argument("--export", metavar="DIR",
                    help="write the finished runs (runs.jsonl) and their table (table.csv, table.md) to DIR, "
                         "e.g. to commit them; run nothing")
+    p.add_argument("--any-precision", action="store_true",
+                   help="run even when this machine would train in another precision (e.g. float32 on a CPU "
+                        "without bfloat16) than the grid's finished runs, which is refused by default")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     c = p.add_argument_group("cluster", "run each notebook as a Slurm job (submitit); these override the grid "
                                         "file's executor section")
@@ -73,6 +78,11 @@ def _minutes(x: float) -> str:
     return f"{x:.0f}" if x >= 10 else f"{x:.1f}"
 
 
+def sweep_rows(sweep: Sweep) -> dict:
+    """The store's rows, read only (none before the first run)."""
+    return _read_rows(sweep.db)
+
+
 def dry_run(sweep: Sweep, args, spec: ExecutorSpec) -> int:
     """Print each run's status and configuration check, and the time left; 1 when a run's
     configuration is invalid. Runs finished in the grid's ``export`` (a fresh clone) read as
@@ -104,6 +114,13 @@ def dry_run(sweep: Sweep, args, spec: ExecutorSpec) -> int:
         print(f"  {e['failed']} failed runs are not retried without --retry-failed")
     if bad:
         print(f"  {len(bad)} runs have an invalid configuration (above)")
+    if spec.name == "local":
+        wanted = {"pending", "failed"} if args.retry_failed else {"pending"}
+        waiting = [rid for rid in st.index if st.at[rid, "status"] in wanted]
+        mismatch = precision_mismatch(sweep, {**sweep_rows(sweep), **exported_done(sweep)}, waiting,
+                                      local_devices(args.workers, args.devices))
+        if mismatch:
+            print(f"  refused without --any-precision: {mismatch}")
     return 1 if bad else 0
 
 
@@ -125,7 +142,8 @@ def cmd_sweep(args) -> int:
         return code
     try:
         st = sweep.run(workers=args.workers, devices=args.devices, retry_failed=args.retry_failed,
-                       progress=not args.quiet, executor=spec, rerun_changed=args.rerun_changed)
+                       progress=not args.quiet, executor=spec, rerun_changed=args.rerun_changed,
+                       any_precision=args.any_precision)
     except KeyboardInterrupt:
         print(f"interrupted: the runs in progress were stopped and are recorded as failed in {sweep.db}; run the "
               "same command with --retry-failed to redo them", file=sys.stderr)

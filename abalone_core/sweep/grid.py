@@ -388,10 +388,10 @@ class Sweep:
 
     # ------------------------------------------------------------------ elsewhere
     def run(self, workers: int | None = None, devices=None, retry_failed: bool = False, progress: bool = True,
-            executor=None, rerun_changed: bool = False) -> "pd.DataFrame":
+            executor=None, rerun_changed: bool = False, any_precision: bool = False) -> "pd.DataFrame":
         """Execute every pending run: see :func:`abalone_core.sweep.runner.run_sweep`."""
         return run_sweep(self, workers=workers, devices=devices, retry_failed=retry_failed, progress=progress,
-                         executor=executor, rerun_changed=rerun_changed)
+                         executor=executor, rerun_changed=rerun_changed, any_precision=any_precision)
 
     def import_export(self) -> list[str]:
         """Take the finished runs of ``export`` as done: see :func:`abalone_core.sweep.runner.import_export`."""

@@ -21,6 +21,7 @@ from .execute import Task
 from .executors import ExecutorSpec, LocalPool, SubmititPool
 from ..training.provenance import git_state, hardware, versions
 from .store import Store, records
+from .precision import precision_mismatch
 from .tables import export, export_lines
 
 if TYPE_CHECKING:
@@ -96,7 +97,8 @@ def make_pool(sweep: "Sweep", spec: ExecutorSpec, workers: int | None, devices):
 
 
 def run_sweep(sweep: "Sweep", workers: int | None = None, devices=None, retry_failed: bool = False,
-              progress: bool = True, executor=None, rerun_changed: bool = False) -> "pd.DataFrame":
+              progress: bool = True, executor=None, rerun_changed: bool = False,
+              any_precision: bool = False) -> "pd.DataFrame":
     """Execute every pending run of ``sweep`` (and failed ones with ``retry_failed``); returns its status.
 
     Args:
@@ -113,9 +115,12 @@ def run_sweep(sweep: "Sweep", workers: int | None = None, devices=None, retry_fa
         progress: a progress bar and one line per failure.
         executor: an :class:`~abalone_core.sweep.ExecutorSpec`, a name or a mapping; None: the
             grid file's ``executor`` section, else local.
+        any_precision: run here even when this machine would train in another precision than
+            the finished runs (:func:`abalone_core.sweep.precision.precision_mismatch`).
     Raises:
         ValueError: a finished run was made with other parameters than the grid's now, and
-            ``rerun_changed`` is false.
+            ``rerun_changed`` is false; or, locally and without ``any_precision``, the runs left
+            would train in another precision than the finished ones (before any run starts).
     """
     from tqdm.auto import tqdm
 
@@ -145,6 +150,11 @@ def run_sweep(sweep: "Sweep", workers: int | None = None, devices=None, retry_fa
             print(f"{len(changed)} runs made with other parameters were moved to {folder}; they run again")
     wanted = {"pending", "failed"} if retry_failed else {"pending"}
     waiting = [rid for rid in st.index if st.at[rid, "status"] in wanted]
+    if spec.name == "local" and not any_precision:  # a cluster job's precision is its own node's
+        mismatch = precision_mismatch(sweep, store.rows(), waiting, local_devices(workers, devices))
+        if mismatch:
+            pool.close()
+            raise ValueError(mismatch)
     params = dict(sweep.runs())
     revision, dirty = git_state(sweep.notebook.parent)
     common = {"versions": versions(), "git_revision": revision, "git_dirty": None if dirty is None else int(dirty)}

@@ -233,8 +233,9 @@ def records_table(source, metrics=RECORD_METRICS) -> "pd.DataFrame":
     record cannot tell or nothing was trained), ``gain_vs_tolerance`` (the last-quarter
     improvement of the run's selection metric divided by the rule's tolerance,
     :mod:`abalone_core.training.convergence`: below 1 is converged, 3 means still improving at three
-    times the tolerance; NaN without a record), ``minutes`` (wall time of the run) and
-    ``hardware`` (the GPU, else the CPU threads)."""
+    times the tolerance; NaN without a record), ``minutes`` (wall time of the run),
+    ``hardware`` (the GPU, else the CPU threads) and ``precision`` (what the run trained in:
+    ``bf16``, ``fp16`` or ``no`` for float32; None for a run that records none, e.g. TF-IDF)."""
     import pandas as pd
 
     recs = finished(source)
@@ -248,7 +249,8 @@ def records_table(source, metrics=RECORD_METRICS) -> "pd.DataFrame":
                      "converged": result.get("converged"),
                      "gain_vs_tolerance": _gain_vs_tolerance(result.get("convergence")),
                      "minutes": (r["duration_s"] or float("nan")) / 60,
-                     "hardware": hw.get("gpu") or f"CPU ({hw.get('cpu_count', '?')} cores)"})
+                     "hardware": hw.get("gpu") or f"CPU ({hw.get('cpu_count', '?')} cores)",
+                     "precision": result.get("precision")})
     return pd.DataFrame(rows).set_index("run_id") if rows else pd.DataFrame()
 
 
