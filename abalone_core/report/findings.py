@@ -392,10 +392,10 @@ def claim_summary(claims: pd.DataFrame) -> str:
     words = {"holds": "holds on", "fails": "fails on", "inconclusive": "stays open on",
              "not testable": "is not testable on", "not run": "has not run yet on"}
     order = {d: i for i, d in enumerate(claims["dataset"].unique())}
+    rank = {k: i for i, k in enumerate(depths(claims["train_layers"]))}
     lines = []
     for name in claims["claim"].unique():
         rows = claims[claims["claim"] == name]
-        rank = {k: i for i, k in enumerate(depths(claims["train_layers"]))}
         places = sorted(rows.itertuples(), key=lambda r: (order[r.dataset], rank[str(r.train_layers)]))
         parts = []
         for verdict, word in words.items():

@@ -8,8 +8,8 @@ from typing import TYPE_CHECKING
 from .executors import NAMES, ExecutorSpec
 from .grid import STATUSES, Sweep
 from .precision import precision_mismatch
-from .runner import exported_done, local_devices
-from .store import read_rows as _read_rows
+from .runner import exported_done, local_devices, runs_to_do
+from .store import read_rows
 from .tables import export, write_table
 
 if TYPE_CHECKING:
@@ -78,11 +78,6 @@ def _minutes(x: float) -> str:
     return f"{x:.0f}" if x >= 10 else f"{x:.1f}"
 
 
-def sweep_rows(sweep: Sweep) -> dict:
-    """The store's rows, read only (none before the first run)."""
-    return _read_rows(sweep.db)
-
-
 def dry_run(sweep: Sweep, args, spec: ExecutorSpec) -> int:
     """Print each run's status and configuration check, and the time left; 1 when a run's
     configuration is invalid. Runs finished in the grid's ``export`` (a fresh clone) read as
@@ -115,10 +110,9 @@ def dry_run(sweep: Sweep, args, spec: ExecutorSpec) -> int:
     if bad:
         print(f"  {len(bad)} runs have an invalid configuration (above)")
     if spec.name == "local":
-        wanted = {"pending", "failed"} if args.retry_failed else {"pending"}
-        waiting = [rid for rid in st.index if st.at[rid, "status"] in wanted]
-        mismatch = precision_mismatch(sweep, {**sweep_rows(sweep), **exported_done(sweep)}, waiting,
-                                      local_devices(args.workers, args.devices))
+        # read-only: the store's rows and the runs the sweep would take from its export
+        mismatch = precision_mismatch(sweep, {**read_rows(sweep.db), **exported_done(sweep)},
+                                      runs_to_do(st, args.retry_failed), local_devices(args.workers, args.devices))
         if mismatch:
             print(f"  refused without --any-precision: {mismatch}")
     return 1 if bad else 0

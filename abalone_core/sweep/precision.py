@@ -9,6 +9,7 @@ use, so that ``abalone sweep`` refuses before any training (chapter 8's grids).
 """
 from __future__ import annotations
 
+import json
 from collections import Counter
 from types import SimpleNamespace
 
@@ -38,8 +39,6 @@ def precision_here(mode: str = "auto", device: str | None = None) -> str:
 def finished_precisions(rows: dict) -> Counter:
     """How many finished runs of a store's ``rows`` (:meth:`Store.rows`) trained in each precision;
     runs that do not record one (TF-IDF, older records) are not counted."""
-    import json
-
     count = Counter()
     for row in rows.values():
         if row.get("status") != "done":

@@ -96,6 +96,13 @@ def make_pool(sweep: "Sweep", spec: ExecutorSpec, workers: int | None, devices):
     return SubmititPool(spec, folder, max_parallel=workers)
 
 
+def runs_to_do(status: "pd.DataFrame", retry_failed: bool = False) -> list[str]:
+    """Ids of the runs a sweep would start, in grid order: pending ones, and failed ones with
+    ``retry_failed`` (``status``: :meth:`Sweep.status`)."""
+    wanted = {"pending", "failed"} if retry_failed else {"pending"}
+    return [rid for rid in status.index if status.at[rid, "status"] in wanted]
+
+
 def run_sweep(sweep: "Sweep", workers: int | None = None, devices=None, retry_failed: bool = False,
               progress: bool = True, executor=None, rerun_changed: bool = False,
               any_precision: bool = False) -> "pd.DataFrame":
@@ -148,8 +155,7 @@ def run_sweep(sweep: "Sweep", workers: int | None = None, devices=None, retry_fa
         st = sweep.status()
         if progress:
             print(f"{len(changed)} runs made with other parameters were moved to {folder}; they run again")
-    wanted = {"pending", "failed"} if retry_failed else {"pending"}
-    waiting = [rid for rid in st.index if st.at[rid, "status"] in wanted]
+    waiting = runs_to_do(st, retry_failed)
     if spec.name == "local" and not any_precision:  # a cluster job's precision is its own node's
         mismatch = precision_mismatch(sweep, store.rows(), waiting, local_devices(workers, devices))
         if mismatch:
@@ -306,4 +312,4 @@ def _blocked(sweep: "Sweep", rid: str, store: Store, coming: set[str]) -> str | 
     return None
 
 
-__all__ = ["run_sweep", "supersede", "import_export", "exported_done", "make_pool", "local_devices", "thread_env", "run_hardware"]
+__all__ = ["run_sweep", "runs_to_do", "supersede", "import_export", "exported_done", "make_pool", "local_devices", "thread_env", "run_hardware"]
