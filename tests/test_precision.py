@@ -20,21 +20,26 @@ TEXTS = [
 def test_auto_precision_is_bf16_exactly_where_the_cpu_computes_it(monkeypatch):
     cpu = torch.device("cpu")
     monkeypatch.setattr(devices, "cpu_supports_bf16", lambda: True)
-    assert devices.resolve_precision(Config(), cpu) == "bf16"
+    assert devices.resolve_precision("auto", cpu) == "bf16"
     monkeypatch.setattr(devices, "cpu_supports_bf16", lambda: False)
-    assert devices.resolve_precision(Config(), cpu) == "no"
+    assert devices.resolve_precision("auto", cpu) == "no"
     assert devices.autocast_for(Config(), cpu) == (devices.nullcontext, False)
     # an explicit choice is kept whatever the CPU
-    assert devices.resolve_precision(Config(mixed_precision="bf16"), cpu) == "bf16"
-    assert devices.resolve_precision(Config(mixed_precision="no"), cpu) == "no"
+    assert devices.resolve_precision("bf16", cpu) == "bf16"
+    assert devices.resolve_precision("no", cpu) == "no"
 
 
 def test_cpu_support_comes_from_torchs_own_checks(monkeypatch):
     monkeypatch.setattr(torch.cpu, "_is_amx_tile_supported", lambda: False, raising=False)
     monkeypatch.setattr(torch.cpu, "_is_avx512_bf16_supported", lambda: True, raising=False)
     assert devices.cpu_supports_bf16() is True
+    assert devices.cpu_bf16_paths() == ["avx512_bf16"]
+    monkeypatch.setattr(torch.cpu, "_is_amx_tile_supported", lambda: True, raising=False)
+    assert devices.cpu_bf16_paths() == ["amx", "avx512_bf16"]
+    monkeypatch.setattr(torch.cpu, "_is_amx_tile_supported", lambda: False, raising=False)
     monkeypatch.setattr(torch.cpu, "_is_avx512_bf16_supported", lambda: False, raising=False)
     assert devices.cpu_supports_bf16() is False
+    assert devices.cpu_bf16_paths() == []
 
 
 @pytest.mark.slow

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import json
 from collections import Counter
-from types import SimpleNamespace
 
 # what a reader calls each value of resolve_precision
 PRECISION_NAMES = {"bf16": "bfloat16 autocast", "fp16": "float16 autocast", "no": "float32"}
@@ -33,7 +32,7 @@ def precision_here(mode: str = "auto", device: str | None = None) -> str:
     training default, a GPU if there is one): ``bf16``, ``fp16`` or ``no``."""
     from ..training.devices import resolve_device, resolve_precision
 
-    return resolve_precision(SimpleNamespace(mixed_precision=mode), resolve_device(device or "auto"))
+    return resolve_precision(mode, resolve_device(device or "auto"))
 
 
 def finished_precisions(rows: dict) -> Counter:

@@ -73,30 +73,35 @@ def check_device(name: str) -> torch.device:
     return device
 
 
+def cpu_bf16_paths() -> list[str]:
+    """Which native bfloat16 paths torch reports on this CPU: a sublist of ``["amx", "avx512_bf16"]``."""
+    cpu = getattr(torch, "cpu", None)
+    found = []
+    for name, check in (("amx", "_is_amx_tile_supported"), ("avx512_bf16", "_is_avx512_bf16_supported")):
+        fn = getattr(cpu, check, None)
+        try:
+            if fn is not None and fn():
+                found.append(name)
+        except RuntimeError:  # a build without the check
+            pass
+    return found
+
+
 def cpu_supports_bf16() -> bool:
     """Whether this CPU computes bfloat16 matrix products natively (AMX tiles or AVX512-BF16),
     as torch's own CPU checks report it; never guessed from the model name. Without either,
     bfloat16 autocast on a CPU is emulated and slower than float32."""
-    cpu = getattr(torch, "cpu", None)
-    for check in ("_is_amx_tile_supported", "_is_avx512_bf16_supported"):
-        fn = getattr(cpu, check, None)
-        if fn is not None:
-            try:
-                if fn():
-                    return True
-            except RuntimeError:  # a build without the check
-                pass
-    return False
+    return bool(cpu_bf16_paths())
 
 
-def resolve_precision(config: Config, device: torch.device) -> str:
-    """What ``mixed_precision`` means on ``device``: ``bf16``, ``fp16`` or ``no``.
+def resolve_precision(mode: str, device: torch.device) -> str:
+    """What ``mixed_precision=mode`` (``Config.mixed_precision``) means on ``device``: ``bf16``,
+    ``fp16`` or ``no``.
 
     ``auto`` is bfloat16 on a GPU that supports it and on a CPU with AMX or AVX512-BF16
     (:func:`cpu_supports_bf16`), float16 with a gradient scaler on older GPUs, and float32
     everywhere else. The losses compute in float32 whatever the autocast
     (:mod:`abalone_core.method.losses`)."""
-    mode = config.mixed_precision
     if mode != "auto":
         return mode
     if device.type == "cuda":
@@ -108,7 +113,7 @@ def resolve_precision(config: Config, device: torch.device) -> str:
 
 def autocast_for(config: Config, device: torch.device):
     """(context factory, needs GradScaler) for :func:`resolve_precision`'s choice."""
-    mode = resolve_precision(config, device)
+    mode = resolve_precision(config.mixed_precision, device)
     if mode == "no":
         return nullcontext, False
     dtype = torch.bfloat16 if mode == "bf16" else torch.float16
@@ -116,4 +121,4 @@ def autocast_for(config: Config, device: torch.device):
 
 
 __all__ = ["seed_everything", "deterministic_mode", "init_distributed", "resolve_device", "check_device",
-           "autocast_for", "cpu_supports_bf16", "resolve_precision"]
+           "autocast_for", "cpu_bf16_paths", "cpu_supports_bf16", "resolve_precision"]

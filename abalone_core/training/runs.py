@@ -292,7 +292,7 @@ def _run_one(config: Config, resume: bool = True, progress: bool = True, allow=(
             "train_seconds": state.get("elapsed_s", 0.0),
             "wall_seconds_this_call": time.perf_counter() - t0,
             "hardware": hardware(str(trainer.device)),
-            "precision": resolve_precision(config, trainer.device),
+            "precision": resolve_precision(config.mixed_precision, trainer.device),
             "config": config.to_dict(),
         })
         if ds.provenance:
