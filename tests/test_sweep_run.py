@@ -198,7 +198,8 @@ def test_a_run_whose_dependency_failed_is_recorded_failed_without_executing(tmp_
 
 
 def test_two_workers_run_concurrently_on_their_own_devices(tmp_path):
-    sweep = sw.Sweep.from_file(write_grid(tmp_path, parameters={"pause": 0.5}, grid={"seed": [0, 1]}))
+    # each run sleeps 2 s, so the two overlap even when one kernel starts later than the other under load
+    sweep = sw.Sweep.from_file(write_grid(tmp_path, parameters={"pause": 2.0}, grid={"seed": [0, 1]}))
     with pytest.raises(ValueError, match="one device per worker"):
         sweep.run(workers=3, devices="cuda:0,cuda:1", progress=False)
     status = sweep.run(devices="cuda:0,cuda:1", progress=False)
