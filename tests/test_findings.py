@@ -1,4 +1,6 @@
 """Chapter 8's tables and sentences, built from made-up records whose answer is known."""
+import re
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -173,6 +175,27 @@ def test_an_open_claim_whose_interval_excludes_zero_names_the_correction():
     assert f"its interval excludes zero, but not after Holm's correction" in text
     assert f"adjusted p = {row['p_holm']:.2g}" in text
     assert findings.paragraph_verdicts(text)["L_MSC above L_Base in macro-F1"] == "inconclusive"
+
+
+def test_an_on_par_claim_is_judged_against_its_tolerance_not_zero():
+    # L_MSC's micro-F1 minus BCE's: -0.3, -2.5, -1.0, -3.2, -0.8 (mean -1.56): the interval
+    # lies below zero but includes -1, the tolerance; the interval, not Holm, keeps it open
+    runs = records()
+    gaps = {0: -0.3, 1: -2.5, 2: -1.0, 3: -3.2, 4: -0.8}
+    msc = runs["objective"] == "msc"
+    runs.loc[msc, "micro_f1"] = [runs.loc[(runs["objective"] == "bce") & (runs["seed"] == s), "micro_f1"].item()
+                                 + gaps[s] for s in runs.loc[msc, "seed"]]
+    claims = findings.depth_claims(runs)
+    claim = "L_MSC on par with BCE in micro-F1 (at most 1 point below)"
+    row = claims.set_index("claim").loc[claim]
+    assert row["verdict"] == "inconclusive" and row["bound"] == -1.0
+    assert row["ci_high"] < 0 < row["ci_high"] + 1 and row["ci_low"] < -1
+    text = findings.finding_paragraph(claims, "d", "all")
+    sentence = re.split(r"\); |\)\. ", text[text.index(claim):])[0]  # this claim's parenthesis only
+    assert "excludes zero" not in sentence and "Holm" not in sentence
+    assert ("its interval includes -1.00 points (the claim's tolerance), and these seeds resolve only differences "
+            f"more than {row['resolvable']:.2f} points away from it") in sentence
+    assert findings.paragraph_verdicts(text)[claim] == "inconclusive"
 
 
 def test_the_claims_table_writes_each_number_as_the_paragraph_does():

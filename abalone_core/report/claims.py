@@ -283,12 +283,12 @@ def check_claims(runs: pd.DataFrame, claims=CLAIMS, by: str = "dataset", pair: s
                         "difference": float(diff.mean()) if n else np.nan,
                         "std": spread,
                         "ci_low": low, "ci_high": high, "resolvable": half, "seeds": n,
-                        "holds_on": int(claim.satisfied(diff).sum()), "verdict": verdict,
+                        "bound": bound, "holds_on": int(claim.satisfied(diff).sum()), "verdict": verdict,
                         "p_value": p_value, "caveat": "; ".join(caveats)})
         if correction == "holm":
             _holm_verdicts(out[first:], 1 - confidence)
     columns = [*keys, "claim", "metric", "better", "worse", "difference", "std", "ci_low", "ci_high", "resolvable",
-               "seeds", "holds_on", "verdict", "p_value", "p_holm", "caveat"]
+               "seeds", "bound", "holds_on", "verdict", "p_value", "p_holm", "caveat"]
     return pd.DataFrame(out).reindex(columns=columns)
 
 

@@ -317,13 +317,19 @@ def _claim_phrase(r: pd.Series) -> str:
     if _given(r, "p_holm") and r["verdict"] in ("holds", "fails"):
         text += f", Holm-adjusted p = {r['p_holm']:.2g}"
     if r["verdict"] == "inconclusive" and _given(r, "resolvable"):
-        held_back = _given(r, "p_holm") and abs(r["difference"]) > r["resolvable"]
-        if held_back:  # the interval alone excludes zero: the correction is what keeps it open
-            text += (f"; its interval excludes zero, but not after Holm's correction for the claims judged with it "
-                     f"(adjusted p = {r['p_holm']:.2g})")
-        else:
+        # the value the interval is judged against: 0, or minus the tolerance of an "on par" claim
+        bound = float(r["bound"]) if _given(r, "bound") else 0.0
+        named = "zero" if bound == 0 else f"{_number(bound, metric)}{unit} (the claim's tolerance)"
+        excludes = r["ci_low"] > bound or r["ci_high"] < bound
+        if excludes and _given(r, "p_holm"):  # the interval alone decides: the correction keeps it open
+            text += (f"; its interval excludes {named}, but not after Holm's correction for the claims judged "
+                     f"with it (adjusted p = {r['p_holm']:.2g})")
+        elif bound == 0:
             text += (f"; these seeds resolve only differences larger than "
                      f"{_number(r['resolvable'], metric, signed=False)}{unit}")
+        else:
+            text += (f"; its interval includes {named}, and these seeds resolve only differences more than "
+                     f"{_number(r['resolvable'], metric, signed=False)}{unit} away from it")
     if r["verdict"] == "not testable" and r.get("caveat"):
         text += f"; {r['caveat']}"
     return text + ")"
