@@ -198,6 +198,14 @@ def test_an_on_par_claim_is_judged_against_its_tolerance_not_zero():
     assert findings.paragraph_verdicts(text)[claim] == "inconclusive"
 
 
+def test_the_claims_table_lists_the_whole_encoder_first_whatever_the_order_of_the_records():
+    claims = findings.depth_claims(pd.concat([records(layers="1"), records(layers="all")]))
+    table = findings.claims_table(claims)
+    trained = table["trained"].tolist()
+    assert trained == ["whole encoder"] * trained.count("whole encoder") + ["1 layer"] * trained.count("1 layer")
+    assert table["claim"].tolist()[:3] == claims.loc[claims["train_layers"] == "all", "claim"].tolist()[:3]
+
+
 def test_the_claims_table_writes_each_number_as_the_paragraph_does():
     claims = findings.depth_claims(pd.concat([records(layers="1"), records(msc_gain=(2.0,), bce_micro=(70,))]))
     table = findings.claims_table(claims)

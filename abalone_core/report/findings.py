@@ -175,7 +175,8 @@ def claims_table(claims: pd.DataFrame) -> pd.DataFrame:
     difference, its 95 % interval in one cell, the smallest difference the seeds resolve, the
     seeds, the Holm-adjusted p-value (two significant digits, as the paragraphs write it) and
     the verdict, every number as text in the claim's units (F1 in points, two decimals; scores
-    without units, three). Rows whose claim was not run are left out.
+    without units, three). Rows whose claim was not run are left out; depths come whole encoder
+    first (:func:`depths`), each depth's claims in their order.
 
     Args:
         claims: rows of :func:`depth_claims` or :func:`abalone_core.report.claims.check_claims`
@@ -184,8 +185,12 @@ def claims_table(claims: pd.DataFrame) -> pd.DataFrame:
         Frame of strings with columns ``trained`` (when ``claims`` has ``train_layers``), ``claim``, ``difference``, ``95 % interval``,
         ``resolvable``, ``seeds``, ``Holm p``, ``verdict``.
     """
+    shown = claims[claims["verdict"] != "not run"]
+    if "train_layers" in shown and not shown.empty:  # whole encoder first, as the paragraphs
+        rank = {k: i for i, k in enumerate(depths(shown["train_layers"]))}
+        shown = shown.iloc[shown["train_layers"].astype(str).map(rank).argsort(kind="stable")]
     rows = []
-    for _, r in claims[claims["verdict"] != "not run"].iterrows():
+    for _, r in shown.iterrows():
         m = r["metric"]
         rows.append({
             **({"trained": layers_label(r["train_layers"])} if "train_layers" in claims else {}),
