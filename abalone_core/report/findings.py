@@ -82,6 +82,11 @@ def depths(values, deepest_first: bool = True) -> list:
     return sorted({str(v) for v in values}, key=size, reverse=deepest_first)
 
 
+def _depth_rank(values) -> dict:
+    """``{train_layers as text: position}`` in :func:`depths` order (whole encoder first), to sort by."""
+    return {k: i for i, k in enumerate(depths(values))}
+
+
 def deepest_with(runs: pd.DataFrame, dataset: str, objective: str = "bce"):
     """The deepest ``train_layers`` at which ``dataset`` has a run of ``objective``, or None."""
     part = runs[(runs["dataset"] == dataset) & (runs["objective"] == objective)]
@@ -187,7 +192,7 @@ def claims_table(claims: pd.DataFrame) -> pd.DataFrame:
     """
     shown = claims[claims["verdict"] != "not run"]
     if "train_layers" in shown and not shown.empty:  # whole encoder first, as the paragraphs
-        rank = {k: i for i, k in enumerate(depths(shown["train_layers"]))}
+        rank = _depth_rank(shown["train_layers"])
         shown = shown.iloc[shown["train_layers"].astype(str).map(rank).argsort(kind="stable")]
     rows = []
     for _, r in shown.iterrows():
@@ -403,7 +408,7 @@ def claim_summary(claims: pd.DataFrame) -> str:
     words = {"holds": "holds on", "fails": "fails on", "inconclusive": "stays open on",
              "not testable": "is not testable on", "not run": "has not run yet on"}
     order = {d: i for i, d in enumerate(claims["dataset"].unique())}
-    rank = {k: i for i, k in enumerate(depths(claims["train_layers"]))}
+    rank = _depth_rank(claims["train_layers"])
     lines = []
     for name in claims["claim"].unique():
         rows = claims[claims["claim"] == name]
