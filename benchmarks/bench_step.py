@@ -299,24 +299,19 @@ def by_precision(args, device, ctx, result) -> None:
         r["bf16_speedup_msc"] = ref["msc_step_s"] / r["msc_step_s"] if ref else None
         r["bf16_speedup_bce"] = ref["bce_step_s"] / r["bce_step_s"] if ref else None
     result["precision"] = rows
-    result["machine"]["cpu_bf16"] = device.type == "cpu" and _cpu_bf16()
+    paths = _cpu_bf16_paths() if device.type == "cpu" else []
+    result["machine"]["cpu_bf16"] = bool(paths)
     if device.type == "cpu":
         result["machine"]["cpu_model"] = _cpu_model()
-        result["machine"]["cpu_bf16_paths"] = _cpu_bf16_paths()
-    if device.type == "cpu" and "bf16" in args.precision and not result["machine"]["cpu_bf16"]:
+        result["machine"]["cpu_bf16_paths"] = paths
+    if device.type == "cpu" and "bf16" in args.precision and not paths:
         print("note: this CPU has neither AMX nor AVX512-BF16, so bfloat16 is emulated here and much slower than "
               "float32; mixed_precision auto trains in float32 on it")
     if hasattr(os, "getloadavg"):  # other work on the machine slows both precisions alike (round-robin)
         result["machine"]["load_average_1min_after"] = os.getloadavg()[0]
     if device.type == "cpu":
-        paths = ", ".join(result["machine"]["cpu_bf16_paths"]) or "none (emulated)"
-        print(f"CPU {result['machine']['cpu_model']}; native bfloat16: {paths}")
-    print(f"{'trained layers':<16}{'precision':<11}{'L_MSC s':>10}{'BCE s':>10}{'speed-up L_MSC':>16}{'speed-up BCE':>14}")
-    for r in rows:
-        su = (f"{r['bf16_speedup_msc']:>15.2f}x{r['bf16_speedup_bce']:>13.2f}x"
-              if r["bf16_speedup_msc"] else f"{'':>16}{'':>14}")
-        print(f"{r['train_layers']:<16}{r['precision']:<11}{r['msc_step_s']:>10.3f}{r['bce_step_s']:>10.3f}{su}")
-    print("as markdown:\n" + precision_markdown(rows))
+        print(f"CPU {result['machine']['cpu_model']}; native bfloat16: {', '.join(paths) or 'none (emulated)'}")
+    print(precision_markdown(rows))
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     Path(args.out).write_text(json.dumps(result, indent=2))
     print(f"wrote {args.out}")
@@ -348,12 +343,6 @@ def _cpu_bf16_paths() -> list[str]:
     from abalone_core.training.devices import cpu_bf16_paths
 
     return cpu_bf16_paths()
-
-
-def _cpu_bf16() -> bool:
-    from abalone_core.training.devices import cpu_supports_bf16
-
-    return cpu_supports_bf16()
 
 
 if __name__ == "__main__":
